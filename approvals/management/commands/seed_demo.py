@@ -1,0 +1,166 @@
+import os
+
+from django.contrib.auth.models import User
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from approvals.roles import Role, role_grant
+from ladder.models import ActionType, RungChange, Workflow
+from ladder.rungs import Executor, RiskClass, Rung
+
+PEOPLE = ["reviewer", "owner", "compliance", "admin"]
+
+REPLY_SCHEMA = {
+    "to": {"type": "string", "required": True},
+    "subject": {"type": "string"},
+    "body": {"type": "string", "required": True},
+}
+REFUND_SCHEMA = {
+    "order_id": {"type": "string", "required": True},
+    "amount": {"type": "number", "required": True},
+    "currency": {"type": "string", "required": True},
+    "reason": {"type": "string"},
+}
+NOTIFY_SCHEMA = {
+    "to": {"type": "string", "required": True},
+    "channel": {"type": "string", "required": True},
+    "message": {"type": "string", "required": True},
+}
+
+WORKFLOWS = [
+    {
+        "slug": "faq-answer",
+        "name": "FAQ answer",
+        "rung": Rung.L0,
+        "risk": RiskClass.LOW,
+        "description": "Answers product questions; records only, never acts.",
+        "actions": [],
+    },
+    {
+        "slug": "support-reply",
+        "name": "Support reply",
+        "rung": Rung.L1,
+        "risk": RiskClass.LOW,
+        "description": "Drafts replies to support tickets for a human to edit and send.",
+        "actions": [{"name": "reply.send", "schema": REPLY_SCHEMA}],
+        "personal_fields": ["customer_name", "address"],
+    },
+    {
+        "slug": "refund-recommend",
+        "name": "Refund recommendation",
+        "rung": Rung.L2,
+        "risk": RiskClass.CONSEQUENTIAL,
+        "description": "Recommends a refund or voucher with alternatives; a human picks.",
+        "actions": [
+            {
+                "name": "refund.issue",
+                "schema": REFUND_SCHEMA,
+                "value": "amount",
+                "reversible": True,
+            },
+            {"name": "voucher.issue", "schema": REFUND_SCHEMA, "value": "amount"},
+        ],
+        "personal_fields": ["customer_name", "address"],
+    },
+    {
+        "slug": "support-refund",
+        "name": "Support refund",
+        "rung": Rung.L3,
+        "risk": RiskClass.CONSEQUENTIAL,
+        "description": "Issues refunds after a human approves each one.",
+        "actions": [
+            {
+                "name": "refund.issue",
+                "schema": REFUND_SCHEMA,
+                "value": "amount",
+                "reversible": True,
+                "executor": Executor.SERVER,
+                "path": "traces.demo_executors.refund_issue",
+                "compensation": "refund.reverse",
+            },
+            {
+                "name": "refund.reverse",
+                "schema": REFUND_SCHEMA,
+                "value": "amount",
+                "executor": Executor.SERVER,
+                "path": "traces.demo_executors.refund_reverse",
+            },
+        ],
+        "personal_fields": ["customer_name", "address"],
+    },
+    {
+        "slug": "shipping-update",
+        "name": "Shipping update",
+        "rung": Rung.L4,
+        "risk": RiskClass.LOW,
+        "description": "Tells customers where their parcel is.",
+        "actions": [{"name": "notify.send", "schema": NOTIFY_SCHEMA}],
+    },
+]
+
+
+def demo_password(username: str) -> str:
+    return os.environ.get("LADDER_DEMO_PASSWORD") or f"{username}-ladder-demo"
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo people, workflows and a little history. Idempotent."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        people = {}
+        for name in PEOPLE:
+            user, _ = User.objects.get_or_create(
+                username=name, defaults={"email": f"{name}@demo.invalid"}
+            )
+            user.set_password(demo_password(name))
+            user.is_staff = name == "admin"
+            user.is_superuser = name == "admin"
+            user.save(update_fields=["password", "is_staff", "is_superuser"])
+            people[name] = user
+        for spec in WORKFLOWS:
+            wf, created = Workflow.objects.get_or_create(
+                slug=spec["slug"],
+                defaults={
+                    "name": spec["name"],
+                    "rung": spec["rung"],
+                    "risk_class": spec["risk"],
+                    "description": spec["description"],
+                    "owner": people["owner"],
+                    "personal_fields": spec.get("personal_fields", []),
+                    "max_rung": Rung.L4 if spec["risk"] == RiskClass.CONSEQUENTIAL else Rung.L5,
+                },
+            )
+            if created:
+                RungChange.objects.create(
+                    workflow=wf,
+                    kind=RungChange.Kind.INITIAL,
+                    from_rung=None,
+                    to_rung=spec["rung"],
+                    reason="demo workflow created",
+                    actor=people["admin"],
+                )
+            for a in spec["actions"]:
+                ActionType.objects.update_or_create(
+                    workflow=wf,
+                    name=a["name"],
+                    defaults={
+                        "param_schema": a["schema"],
+                        "value_param": a.get("value", ""),
+                        "currency_param": "currency" if a.get("value") else "",
+                        "reversible": a.get("reversible", False),
+                        "executor": a.get("executor", Executor.AGENT),
+                        "executor_path": a.get("path", ""),
+                        "compensating_action": a.get("compensation", ""),
+                    },
+                )
+            for name in PEOPLE:
+                role_grant(workflow=wf, user=people[name], role=Role(name))
+        from approvals.demo import seed_history
+
+        counts = seed_history(people=people)
+        self.stdout.write("Demo workflows: " + ", ".join(w["slug"] for w in WORKFLOWS))
+        self.stdout.write(f"Demo history: {counts}")
+        self.stdout.write("Demo logins (http://127.0.0.1:8000/accounts/login/):")
+        for name in PEOPLE:
+            self.stdout.write(f"  {name:<11} password: {demo_password(name)}")

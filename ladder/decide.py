@@ -1,0 +1,150 @@
+"""The one question the gateway asks the ladder: what happens to this proposal?
+
+Plain data in, plain data out; no database. The gateway builds `WorkflowRules` from the
+workflow row, and acts on the returned `Decision`.
+"""
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from ladder.errors import Conflict, Unprocessable
+from ladder.rungs import Rung
+
+
+class Route(StrEnum):
+    RECORD = "record"  # L0, or no proposal: the run is only recorded
+    REVIEW = "review"  # a human decides (L1 draft, L2 pick, L3 approve, escalation)
+    EXECUTE = "execute"  # policy allowed it (L4/L5, once the policy envelope exists)
+    DENY = "deny"
+
+
+class Queue(StrEnum):
+    L1 = "l1"
+    L2 = "l2"
+    L3 = "l3"
+    ESCALATED = "escalated"
+    AUDIT = "audit"
+
+
+@dataclass(frozen=True)
+class ActionRules:
+    name: str
+    param_schema: dict = field(default_factory=dict)
+    value_param: str = ""
+    currency_param: str = ""
+
+
+@dataclass(frozen=True)
+class WorkflowRules:
+    slug: str
+    rung: int
+    actions: dict[str, ActionRules]
+
+
+@dataclass(frozen=True)
+class Decision:
+    route: Route
+    queue: Queue | None = None
+    reason: str = ""
+    value: Decimal | None = None
+    currency: str = ""
+
+
+_QUEUE_BY_RUNG = {Rung.L1: Queue.L1, Rung.L2: Queue.L2, Rung.L3: Queue.L3}
+_TYPES = {
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def validate_params(schema: dict, params: dict) -> None:
+    """Check params against an action's small schema: required keys and JSON types.
+
+    Unknown keys are allowed (agents evolve); a wrong type or a missing required key is
+    refused with every problem named at once.
+    """
+    problems = []
+    for name, spec in schema.items():
+        if name not in params:
+            if spec.get("required", False):
+                problems.append(f"'{name}' is required")
+            continue
+        expected = spec.get("type")
+        if expected is None:
+            continue
+        value = params[name]
+        ok = isinstance(value, _TYPES.get(expected, (object,)))
+        if expected in ("number", "integer") and isinstance(value, bool):
+            ok = False
+        if not ok:
+            problems.append(f"'{name}' must be of type {expected}")
+    if problems:
+        raise Unprocessable("invalid params: " + "; ".join(problems), code="invalid_params")
+
+
+def proposal_value(rules: ActionRules, params: dict) -> tuple[Decimal | None, str]:
+    """The value that matters for caps and for the reviewer (e.g. 120.00 EUR)."""
+    if not rules.value_param:
+        return None, ""
+    raw = params.get(rules.value_param)
+    if isinstance(raw, bool) or raw is None:
+        return None, ""
+    try:
+        value = Decimal(str(raw))
+    except (InvalidOperation, ValueError):
+        return None, ""
+    if not value.is_finite():
+        return None, ""
+    currency = params.get(rules.currency_param, "") if rules.currency_param else ""
+    return value, currency if isinstance(currency, str) else ""
+
+
+def decide(
+    workflow: WorkflowRules, proposal: dict | None, counters: dict | None = None
+) -> Decision:
+    """Route one proposal by the workflow's rung.
+
+    `counters` (recent volume per action, for rate limits) is accepted now so the call does
+    not change when policy envelopes land; L4/L5 escalate every action until then.
+    """
+    if proposal is None:
+        return Decision(route=Route.RECORD, reason="no action proposed")
+    if workflow.rung == Rung.L0:
+        raise Conflict(
+            f"workflow '{workflow.slug}' is at L0 (assistant): actions may not be proposed",
+            code="rung_forbids_action",
+        )
+    action = proposal["action"]
+    rules = workflow.actions.get(action)
+    if rules is None:
+        known = ", ".join(sorted(workflow.actions)) or "none"
+        raise Unprocessable(
+            f"action '{action}' is not an action type of workflow '{workflow.slug}' "
+            f"(known: {known})",
+            code="unknown_action",
+        )
+    validate_params(rules.param_schema, proposal["params"])
+    for alt in proposal.get("alternatives") or []:
+        alt_rules = workflow.actions.get(alt["action"])
+        if alt_rules is None:
+            raise Unprocessable(
+                f"alternative action '{alt['action']}' is not an action type of this workflow",
+                code="unknown_action",
+            )
+        validate_params(alt_rules.param_schema, alt["params"])
+    value, currency = proposal_value(rules, proposal["params"])
+    queue = _QUEUE_BY_RUNG.get(Rung(workflow.rung))
+    if queue is not None:
+        return Decision(route=Route.REVIEW, queue=queue, value=value, currency=currency)
+    return Decision(
+        route=Route.REVIEW,
+        queue=Queue.ESCALATED,
+        reason="no policy envelope is in force yet: every action escalates to a human",
+        value=value,
+        currency=currency,
+    )

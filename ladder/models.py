@@ -1,0 +1,96 @@
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+from ladder.rungs import Executor, RiskClass, Rung
+
+slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "lowercase letters, digits and dashes")
+action_name_validator = RegexValidator(
+    r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", "dotted lowercase name such as refund.issue"
+)
+
+
+class Workflow(models.Model):
+    """The unit of autonomy: every run belongs to one, and its rung decides what happens."""
+
+    slug = models.SlugField(max_length=80, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rung = models.PositiveSmallIntegerField(choices=Rung.choices, default=Rung.L1)
+    max_rung = models.PositiveSmallIntegerField(choices=Rung.choices, default=Rung.L4)
+    risk_class = models.CharField(max_length=20, choices=RiskClass.choices, default=RiskClass.LOW)
+    # Keys anywhere in a payload whose values are personal data (names, addresses...):
+    # the gateway pseudonymises them whatever they contain.
+    personal_fields = models.JSONField(default=list, blank=True)
+    gate_thresholds = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        permissions = [
+            ("review_workflow", "Decide review queue items of this workflow"),
+            ("own_workflow", "Configure this workflow, request promotion, run drills"),
+            ("comply_workflow", "Read all history of this workflow, decide promotions"),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def rung_label(self) -> str:
+        return f"L{self.rung}"
+
+
+class ActionType(models.Model):
+    """What an agent may propose in a workflow, e.g. `refund.issue`."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="action_types")
+    name = models.CharField(max_length=100, validators=[action_name_validator])
+    description = models.CharField(max_length=300, blank=True)
+    # A small JSON-schema-like description: {"amount": {"type": "number", "required": true}}.
+    param_schema = models.JSONField(default=dict, blank=True)
+    value_param = models.CharField(max_length=100, blank=True)
+    currency_param = models.CharField(max_length=100, blank=True)
+    reversible = models.BooleanField(default=False)
+    executor = models.CharField(max_length=10, choices=Executor.choices, default=Executor.AGENT)
+    # Dotted path of the callable a `server` executor runs (registered in traces.executors).
+    executor_path = models.CharField(max_length=200, blank=True)
+    compensating_action = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["workflow", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="action_type_unique_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}:{self.name}"
+
+
+class RungChange(models.Model):
+    """Every promotion and demotion, forever."""
+
+    class Kind(models.TextChoices):
+        INITIAL = "initial", "Initial rung"
+        PROMOTION = "promotion", "Promotion"
+        DEMOTION = "demotion", "Demotion"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="rung_changes")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    from_rung = models.PositiveSmallIntegerField(choices=Rung.choices, null=True)
+    to_rung = models.PositiveSmallIntegerField(choices=Rung.choices)
+    reason = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}: {self.kind} to L{self.to_rung}"

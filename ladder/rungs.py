@@ -1,0 +1,26 @@
+"""The rungs of the ladder and the vocabulary around them (DESIGN.md)."""
+
+from django.db import models
+
+
+class Rung(models.IntegerChoices):
+    L0 = 0, "L0 Assistant"
+    L1 = 1, "L1 Draft + approval"
+    L2 = 2, "L2 Recommend"
+    L3 = 3, "L3 Execute with approval"
+    L4 = 4, "L4 Execute under policy"
+    L5 = 5, "L5 Autonomous"
+
+    @property
+    def short(self) -> str:
+        return f"L{self.value}"
+
+
+class RiskClass(models.TextChoices):
+    LOW = "low", "Low"
+    CONSEQUENTIAL = "consequential", "Consequential"
+
+
+class Executor(models.TextChoices):
+    AGENT = "agent", "Agent reports the result"
+    SERVER = "server", "Registered callable run by a worker"

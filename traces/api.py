@@ -1,0 +1,367 @@
+"""The gateway every agent run goes through (/api/v1, contract in DESIGN.md).
+
+django-ninja: pydantic schemas give typed validation and the OpenAPI document from one
+source, with far less per-request overhead than DRF's serializers on the hot path.
+"""
+
+import logging
+import time
+from datetime import datetime
+from typing import Any, Literal
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+from ninja.security import HttpBearer
+from pydantic import BaseModel, ConfigDict
+
+from ladder.errors import LadderError, NotFound
+from ladder.models import Workflow
+from traces import services
+from traces.auth import AgentAuth, authenticate
+from traces.jsonbody import parse_json_body
+from traces.models import Run, RunStatus
+from traces.selectors import run_replay
+
+log = logging.getLogger(__name__)
+
+
+class StrictJsonParser(Parser):
+    def parse_body(self, request: HttpRequest):
+        return parse_json_body(
+            request.body,
+            max_bytes=settings.LADDER_MAX_BODY_BYTES,
+            max_depth=settings.LADDER_MAX_JSON_DEPTH,
+        )
+
+
+class AgentBearer(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> AgentAuth:
+        return authenticate(token.strip())
+
+
+api = NinjaAPI(
+    title="Autonomy Ladder gateway",
+    version="1",
+    urls_namespace="api",
+    parser=StrictJsonParser(),
+    auth=AgentBearer(),
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JsonResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JsonResponse({"error": body}, status=status)
+
+
+@api.exception_handler(LadderError)
+def _ladder_error(request, exc: LadderError):
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+@api.exception_handler(AuthenticationError)
+def _auth_error(request, exc):
+    return error_response(
+        401, "unauthorized", "send 'Authorization: Bearer <agent token>' (create_agent_token)"
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    cause = exc.__cause__
+    if isinstance(cause, LadderError):
+        return _ladder_error(request, cause)
+    if isinstance(cause, RequestDataTooBig):
+        return _too_big(request, cause)
+    return error_response(exc.status_code, "bad_request", str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    return error_response(
+        413, "payload_too_large", f"request body is over {settings.LADDER_MAX_BODY_BYTES} bytes"
+    )
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request, exc: ValidationError):
+    problems = []
+    for err in exc.errors:
+        loc = ".".join(str(p) for p in err.get("loc", ())[1:]) or "body"
+        problems.append({"field": loc, "problem": err.get("msg", "invalid")})
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:5])
+    return error_response(422, "invalid_request", summary or "invalid request", problems)
+
+
+# -- schemas ----------------------------------------------------------------------------
+
+Slug = Field(..., min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")
+
+
+# Plain pydantic models where extra keys must survive: ninja's Schema drops them.
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(..., min_length=1, max_length=200)
+    arguments: Any = None
+    result: Any = None
+
+
+class AlternativeIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    action: str = Field(..., min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+    score: float | None = None
+
+
+class ProposalIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    action: str = Field(..., min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+    alternatives: list[AlternativeIn] | None = Field(None, max_length=50)
+    artifact: Any = None
+    flags: list[str] | None = Field(None, max_length=20)
+    summary: str | None = Field(None, max_length=2000)
+
+
+class RunIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    workflow: str = Slug
+    idempotency_key: str = Field(..., min_length=1, max_length=200)
+    input: Any = None
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=500)
+    output: Any = None
+    proposal: ProposalIn | None = None
+
+
+class TraceOut(Schema):
+    events: int
+    head: str
+
+
+class RunOut(Schema):
+    id: str
+    workflow: str
+    rung: int
+    status: str
+    queue: str | None = None
+    decision: dict | None = None
+    result: dict | None = None
+    outcome: str | None = None
+    created_at: datetime
+    trace: TraceOut
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+ERRORS = {
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    413: ErrorOut,
+    422: ErrorOut,
+}
+
+
+def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
+    decision = None
+    if run.decision:
+        # The agent learns what was decided and the final params, not who decided.
+        decision = {k: run.decision.get(k) for k in ("verdict", "action", "params", "reason", "at")}
+    return {
+        "id": str(run.id),
+        "workflow": workflow_slug or run.workflow.slug,
+        "rung": run.rung,
+        "status": run.status,
+        "queue": run.queue or None,
+        "decision": decision,
+        "result": run.result,
+        "outcome": run.outcome or None,
+        "created_at": run.created_at,
+        "trace": {"events": run.trace_length, "head": run.trace_head},
+    }
+
+
+# -- runs -------------------------------------------------------------------------------
+
+
+@api.post("/runs", response={200: RunOut, 201: RunOut, **ERRORS}, tags=["runs"])
+def submit_run(request, payload: RunIn):
+    """Submit one run. 201 when stored; 200 when this idempotency key was already seen."""
+    body = payload.model_dump(mode="json", exclude_unset=False)
+    run, created = services.run_submit(auth=request.auth, body=body)
+    return Status(201 if created else 200, run_out(run, workflow_slug=payload.workflow))
+
+
+class WaitQuery(Schema):
+    wait: float = Field(0, ge=0)
+
+
+@api.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, tags=["runs"])
+def get_run(request, run_id: str, query: Query[WaitQuery]):
+    """Status and decision; `?wait=S` long-polls up to S seconds for a decision."""
+    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    deadline = time.monotonic() + min(query.wait, settings.LADDER_MAX_WAIT_SECONDS)
+    delay = 0.1
+    while run.status in (RunStatus.RECEIVED, RunStatus.PENDING_REVIEW):
+        if time.monotonic() + delay > deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 1.0)
+        run.refresh_from_db()
+    return run_out(run)
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(..., min_length=1, max_length=20)
+
+
+class EventsIn(Schema):
+    events: list[EventIn] = Field(..., min_length=1, max_length=500)
+
+
+class AppendedOut(Schema):
+    appended: int
+    trace: TraceOut
+
+
+@api.post("/runs/{run_id}/events", response={201: AppendedOut, **ERRORS}, tags=["runs"])
+def append_events(request, run_id: str, payload: EventIn | EventsIn):
+    """Append one `{type, …}` event, or `{"events": [...]}`; agents may add input,
+    tool_call and output events."""
+    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    items = payload.events if isinstance(payload, EventsIn) else [payload]
+    events = [item.model_dump(mode="json") for item in items]
+    created = services.run_append_events(auth=request.auth, run=run, events=events)
+    run.refresh_from_db(fields=["trace_head", "trace_length"])
+    return Status(
+        201,
+        {"appended": len(created), "trace": {"events": run.trace_length, "head": run.trace_head}},
+    )
+
+
+class ResultIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["succeeded", "failed"]
+    output: Any = None
+    error: str | None = Field(None, max_length=10_000)
+
+
+@api.post("/runs/{run_id}/result", response={200: RunOut, **ERRORS}, tags=["runs"])
+def report_result(request, run_id: str, payload: ResultIn):
+    """The agent reports how its approved action went (agent executors only)."""
+    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    run = services.run_report_result(
+        auth=request.auth,
+        run=run,
+        succeeded=payload.status == "succeeded",
+        output=payload.output,
+        error=payload.error,
+    )
+    return run_out(run)
+
+
+class OutcomeIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    label: Literal["correct", "wrong"]
+    source: str = Field(..., min_length=1, max_length=100)
+    note: str = Field("", max_length=10_000)
+
+
+@api.post("/runs/{run_id}/outcome", response={200: RunOut, **ERRORS}, tags=["runs"])
+def record_outcome(request, run_id: str, payload: OutcomeIn):
+    """Label how a run turned out; a wrong executed run is a silent failure."""
+    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    run = services.run_record_outcome(
+        actor=request.auth.actor,
+        run=run,
+        label=payload.label,
+        source=payload.source,
+        note=payload.note,
+    )
+    return run_out(run)
+
+
+@api.get("/runs/{run_id}/replay", response={200: dict, **ERRORS}, tags=["runs"])
+def replay_run(request, run_id: str):
+    """The run rebuilt from its trace events alone, with `complete` and `verified`."""
+    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    return run_replay(run=run)
+
+
+# -- workflows --------------------------------------------------------------------------
+
+
+def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
+    workflow = Workflow.objects.filter(slug=slug, pk__in=auth.workflow_ids).first()
+    if workflow is None:
+        raise NotFound(
+            f"unknown workflow '{slug}' (or not in this token's scope)", code="unknown_workflow"
+        )
+    return workflow
+
+
+@api.get("/workflows/{slug}", response={200: dict, **ERRORS}, tags=["workflows"])
+def get_workflow(request, slug: str):
+    """Rung, action types, policy (none until policy envelopes land), latest gate snapshot."""
+    workflow = _workflow_for(request.auth, slug)
+    return {
+        "slug": workflow.slug,
+        "name": workflow.name,
+        "rung": workflow.rung,
+        "rung_label": workflow.rung_label,
+        "max_rung": workflow.max_rung,
+        "risk_class": workflow.risk_class,
+        "action_types": [
+            {
+                "name": a.name,
+                "reversible": a.reversible,
+                "executor": a.executor,
+                "value_param": a.value_param or None,
+                "param_schema": a.param_schema,
+            }
+            for a in workflow.action_types.all()
+        ],
+        "policy": None,
+        "gate_snapshot": None,
+    }
+
+
+class MetricPointIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(..., min_length=1, max_length=100)
+    value: float = Field(..., allow_inf_nan=False)
+    at: datetime
+
+
+class MetricsIn(Schema):
+    points: list[MetricPointIn] = Field(..., min_length=1, max_length=1000)
+
+
+@api.post("/workflows/{slug}/metrics", response={201: dict, **ERRORS}, tags=["workflows"])
+def post_metrics(request, slug: str, payload: MetricPointIn | MetricsIn):
+    """Business outcome points: one `{metric, value, at}` or `{"points": [...]}`."""
+    workflow = _workflow_for(request.auth, slug)
+    points = payload.points if isinstance(payload, MetricsIn) else [payload]
+    stored = services.metric_record(workflow=workflow, points=[p.model_dump() for p in points])
+    return Status(201, {"stored": len(stored)})
+
+
+def api_not_found(request, path=""):
+    return error_response(404, "not_found", f"no API endpoint at /{request.path.lstrip('/')}")

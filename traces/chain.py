@@ -1,0 +1,89 @@
+"""The tamper-evident chain: hash = sha256(prev_hash ‖ canonical JSON of the event).
+
+The canonical JSON is stored as text, byte for byte what was hashed: a database's own
+JSON type may reorder keys or rewrite numbers (jsonb turns 1e+20 into an integer), which
+would make an intact chain look tampered. The document names the run and the position,
+so an event cannot be moved to another run or reordered without breaking the chain.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def event_document(
+    *, run_id: str, seq: int, type: str, payload: Any, actor: str, at: datetime
+) -> str:
+    return canonical_json(
+        {
+            "run": str(run_id),
+            "seq": seq,
+            "type": type,
+            "payload": payload,
+            "actor": actor,
+            "at": at.isoformat(timespec="microseconds"),
+        }
+    )
+
+
+def link_hash(prev_hash: str, document: str) -> str:
+    return hashlib.sha256((prev_hash + document).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int | None
+    problem: str
+
+
+def verify_chain(
+    run_id: str, events: Iterable[dict], *, head: str = "", length: int = -1
+) -> list[ChainProblem]:
+    """Return the problems in one run's chain (empty when intact).
+
+    `events` are dicts with seq, type, document, prev_hash, hash, in seq order.
+    `head`/`length` are what the run row says the chain ends with, so a deleted tail is
+    caught too.
+    """
+    problems: list[ChainProblem] = []
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for ev in events:
+        count += 1
+        seq = ev["seq"]
+        if seq != expected_seq:
+            problems.append(ChainProblem(seq, f"missing link: expected seq {expected_seq}"))
+        if ev["prev_hash"] != prev:
+            problems.append(ChainProblem(seq, "prev_hash does not match the previous hash"))
+        if link_hash(ev["prev_hash"], ev["document"]) != ev["hash"]:
+            problems.append(ChainProblem(seq, "content does not match its hash"))
+        else:
+            try:
+                doc = json.loads(ev["document"])
+            except ValueError:
+                doc = {}
+            if (doc.get("run"), doc.get("seq"), doc.get("type")) != (
+                str(run_id),
+                seq,
+                ev["type"],
+            ):
+                problems.append(ChainProblem(seq, "columns disagree with the hashed document"))
+        prev = ev["hash"]
+        expected_seq = seq + 1
+    if length >= 0 and count != length:
+        problems.append(ChainProblem(None, f"run records {length} events, trace has {count}"))
+    if head and count and prev != head:
+        problems.append(ChainProblem(None, "last event is not the run's recorded head"))
+    return problems

@@ -1,0 +1,72 @@
+"""Strict JSON for the gateway: everything that could hurt the store is refused here.
+
+A body is refused with a clear 4xx when it is over the size limit, not UTF-8, not JSON,
+uses NaN/Infinity, nests deeper than the limit, or holds strings PostgreSQL cannot store
+(NUL characters, lone surrogates from `\\ud800`-style escapes).
+"""
+
+import json
+import math
+from typing import Any
+
+from ladder.errors import BadRequest, PayloadTooLarge
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadRequest(f"{name} is not valid JSON", code="invalid_json")
+
+
+def _check_string(text: str) -> None:
+    if "\x00" in text:
+        raise BadRequest("strings may not contain NUL (\\u0000) characters", code="invalid_unicode")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(
+            "strings may not contain lone UTF-16 surrogates", code="invalid_unicode"
+        ) from None
+
+
+def check_tree(value: Any, *, max_depth: int) -> None:
+    """Walk without recursion: depth limit, finite numbers, every key and string storable."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > max_depth:
+                raise BadRequest(f"JSON nests deeper than {max_depth} levels", code="too_deep")
+            if isinstance(node, dict):
+                for key in node:
+                    _check_string(key)
+                children = node.values()
+            else:
+                children = node
+            stack.extend((child, depth + 1) for child in children)
+        elif isinstance(node, str):
+            _check_string(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise BadRequest("numbers must be finite (1e400 overflows)", code="invalid_json")
+
+
+def parse_json_body(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body is over {max_bytes} bytes")
+    if not body.strip():
+        raise BadRequest("request body is empty; send a JSON object", code="invalid_json")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_unicode"
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            code="invalid_json",
+        ) from None
+    except RecursionError:
+        raise BadRequest(f"JSON nests deeper than {max_depth} levels", code="too_deep") from None
+    check_tree(value, max_depth=max_depth)
+    return value

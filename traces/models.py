@@ -1,0 +1,183 @@
+import json
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from ladder.models import ActionType, Workflow
+
+
+class AgentToken(models.Model):
+    """An agent's API credential. Only its sha256 is stored; the token is shown once."""
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=12, db_index=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    workflows = models.ManyToManyField(Workflow, related_name="agent_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class RunStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    RECORDED = "recorded", "Recorded"
+    PENDING_REVIEW = "pending_review", "Waiting for review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXECUTING = "executing", "Executing"
+    EXECUTED = "executed", "Executed"
+    FAILED = "failed", "Failed"
+    DENIED = "denied", "Denied"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+class QueueKind(models.TextChoices):
+    L1 = "l1", "L1 draft"
+    L2 = "l2", "L2 pick"
+    L3 = "l3", "L3 approve"
+    ESCALATED = "escalated", "Escalated"
+    AUDIT = "audit", "Audit sample"
+
+
+class Run(models.Model):
+    """One pass of an agent through a workflow. Its evidence lives in its trace events."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    idempotency_key = models.CharField(max_length=200)
+    # sha256 of the redacted request: a reused key with a different body is a conflict.
+    request_hash = models.CharField(max_length=64)
+    rung = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=20, choices=RunStatus.choices, db_index=True)
+    queue = models.CharField(max_length=12, choices=QueueKind.choices, blank=True)
+    action_type = models.ForeignKey(
+        ActionType, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    # Denormalised from the (redacted) proposal so queue pages need no JSON digging.
+    proposal = models.JSONField(null=True, blank=True)
+    summary = models.CharField(max_length=300, blank=True)
+    value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=8, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    escalation_reason = models.CharField(max_length=300, blank=True)
+    # The decision: final action and params (after edits or a pick), who and when.
+    decision = models.JSONField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    execution_attempts = models.PositiveSmallIntegerField(default=0)
+    executed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, blank=True)
+    # Bumped on every change a reviewer could have seen: a decision made on an older
+    # version is stale and refused.
+    version = models.PositiveIntegerField(default=1)
+    trace_head = models.CharField(max_length=64, blank=True)
+    trace_length = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "idempotency_key"], name="run_unique_idempotency_key"
+            )
+        ]
+        indexes = [
+            # The reviewer's queue: waiting runs of some workflows, oldest first, filtered.
+            models.Index(
+                fields=["workflow", "created_at"],
+                name="run_waiting_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            models.Index(
+                fields=["workflow", "queue", "created_at"],
+                name="run_waiting_queue_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            models.Index(
+                fields=["workflow", "action_type", "created_at"],
+                name="run_waiting_action_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            models.Index(fields=["workflow", "status", "created_at"], name="run_wf_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.id} ({self.workflow_id}, {self.status})"
+
+    @property
+    def action(self) -> str:
+        return (self.proposal or {}).get("action", "")
+
+
+class TraceEvent(models.Model):
+    """Append-only: database triggers refuse UPDATE and DELETE (see migration 0002)."""
+
+    class Type(models.TextChoices):
+        INPUT = "input"
+        TOOL_CALL = "tool_call"
+        OUTPUT = "output"
+        PROPOSAL = "proposal"
+        REVIEW_SHOWN = "review_shown"
+        REVIEW_DECISION = "review_decision"
+        POLICY_DECISION = "policy_decision"
+        EXECUTION = "execution"
+        OUTCOME = "outcome"
+        ROLLBACK = "rollback"
+
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=20, choices=Type.choices)
+    # Who appended it: "agent:<token prefix>", "user:<id>", "system".
+    actor = models.CharField(max_length=100)
+    at = models.DateTimeField()
+    # The canonical JSON that was hashed, kept as text (see traces.chain).
+    document = models.TextField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="trace_event_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq} {self.type}"
+
+    @property
+    def payload(self):
+        return json.loads(self.document)["payload"]
+
+
+class MetricPoint(models.Model):
+    """A business outcome point an owner's system reports for a workflow."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="metric_points")
+    metric = models.CharField(max_length=100)
+    value = models.FloatField()
+    at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workflow", "metric", "at"], name="metric_wf_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.metric}={self.value} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class DemoLedgerEntry(models.Model):
+    """The demo's stand-in for an external payment system: one row per idempotency key,
+    which is how a real executor makes a retried call harmless."""
+
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    action = models.CharField(max_length=100)
+    params = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.idempotency_key

@@ -1,0 +1,75 @@
+"""Reads over runs and traces."""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ladder.models import Workflow
+from traces.chain import ChainProblem, verify_chain
+from traces.models import Run, RunStatus, TraceEvent
+from traces.replay import replay
+
+EXECUTED_STATUSES = (RunStatus.EXECUTED, RunStatus.FAILED, RunStatus.ROLLED_BACK)
+_EVENT_FIELDS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
+
+
+def _event_dicts(run_id) -> list[dict]:
+    rows = TraceEvent.objects.filter(run_id=run_id).order_by("seq").values(*_EVENT_FIELDS)
+    events = []
+    for row in rows:
+        try:
+            row["payload"] = json.loads(row["document"]).get("payload")
+        except ValueError:
+            row["payload"] = None
+        events.append(row)
+    return events
+
+
+def run_replay(*, run: Run) -> dict:
+    return replay(
+        str(run.id),
+        _event_dicts(run.id),
+        status=run.status,
+        has_proposal=run.proposal is not None,
+        head=run.trace_head,
+        length=run.trace_length,
+    )
+
+
+@dataclass(frozen=True)
+class Coverage:
+    covered: int
+    executed: int
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.executed == 0 else self.covered / self.executed
+
+
+def replay_coverage(*, workflow: Workflow, since=None) -> Coverage:
+    """Complete-and-verified executed runs / executed runs (the gate's replay coverage)."""
+    runs = Run.objects.filter(workflow=workflow, status__in=EXECUTED_STATUSES)
+    if since is not None:
+        runs = runs.filter(created_at__gte=since)
+    covered = executed = 0
+    for run in runs.only("id", "status", "proposal", "trace_head", "trace_length").iterator():
+        executed += 1
+        result = run_replay(run=run)
+        covered += result["complete"] and result["verified"]
+    return Coverage(covered=covered, executed=executed)
+
+
+def chain_problems(*, batch: int = 500) -> Iterator[tuple[str, ChainProblem]]:
+    """Walk every run's chain, in batches, yielding (run id, problem)."""
+    runs = Run.objects.order_by("created_at", "id").values_list("id", "trace_head", "trace_length")
+    for run_id, head, length in runs.iterator(chunk_size=batch):
+        for problem in verify_chain(str(run_id), _event_dicts(run_id), head=head, length=length):
+            yield str(run_id), problem
+    # Events whose run row is gone cannot be reached from a run: look for them too.
+    orphans = (
+        TraceEvent.objects.exclude(run_id__in=Run.objects.values("id"))
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    for run_id in orphans:
+        yield str(run_id), ChainProblem(None, "events belong to a run that no longer exists")

@@ -1,0 +1,537 @@
+"""Writes on runs and their traces. Every status change is a guarded UPDATE or happens
+under a row lock, so retries, double clicks and concurrent duplicates are harmless."""
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ladder.decide import ActionRules, Decision, Route, WorkflowRules, decide
+from ladder.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ladder.models import ActionType, Workflow
+from ladder.rungs import Executor
+from traces import redaction
+from traces.auth import AgentAuth, hash_token, new_token
+from traces.chain import GENESIS, canonical_json, event_document, link_hash
+from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
+
+# Statuses in which a human may still decide.
+WAITING = RunStatus.PENDING_REVIEW
+AGENT_EVENT_TYPES = {TraceEvent.Type.INPUT, TraceEvent.Type.TOOL_CALL, TraceEvent.Type.OUTPUT}
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    payload: Any
+    actor: str
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+
+def token_create(*, name: str, workflows: list[Workflow]) -> tuple[AgentToken, str]:
+    """Create an agent token scoped to `workflows`; the raw token is returned once."""
+    if not workflows:
+        raise Unprocessable("a token needs at least one workflow", code="no_workflows")
+    raw = new_token()
+    with transaction.atomic():
+        token = AgentToken.objects.create(name=name, prefix=raw[:12], token_hash=hash_token(raw))
+        token.workflows.set(workflows)
+    return token, raw
+
+
+# -- redaction --------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _redactor(personal_fields: tuple[str, ...]) -> redaction.Redactor:
+    return redaction.make_redactor(
+        key=settings.LADDER_PSEUDONYM_KEY,
+        personal_fields=personal_fields,
+        phone_regions=tuple(settings.LADDER_PHONE_REGIONS),
+    )
+
+
+def redactor_for(workflow: Workflow) -> redaction.Redactor:
+    return _redactor(tuple(sorted(workflow.personal_fields or ())))
+
+
+# -- the chain --------------------------------------------------------------------------
+
+
+def _build_events(
+    *, run_id: uuid.UUID, specs: list[EventSpec], prev_hash: str, start_seq: int, at: datetime
+) -> list[TraceEvent]:
+    events = []
+    for offset, spec in enumerate(specs):
+        seq = start_seq + offset
+        document = event_document(
+            run_id=str(run_id),
+            seq=seq,
+            type=spec.type,
+            payload=spec.payload,
+            actor=spec.actor,
+            at=at,
+        )
+        digest = link_hash(prev_hash, document)
+        events.append(
+            TraceEvent(
+                run_id=run_id,
+                seq=seq,
+                type=spec.type,
+                actor=spec.actor,
+                at=at,
+                document=document,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        prev_hash = digest
+    return events
+
+
+def trace_append(
+    *, run: Run, specs: list[EventSpec], bump_version: bool = False
+) -> list[TraceEvent]:
+    """Append events to a run's chain. The caller holds the run's row lock (or created it
+    in this transaction): the lock is what keeps two appends from forking the chain."""
+    events = _build_events(
+        run_id=run.id,
+        specs=specs,
+        prev_hash=run.trace_head or GENESIS,
+        start_seq=run.trace_length + 1,
+        at=timezone.now(),
+    )
+    TraceEvent.objects.bulk_create(events)
+    run.trace_head = events[-1].hash
+    run.trace_length += len(events)
+    fields = ["trace_head", "trace_length", "updated_at"]
+    if bump_version:
+        run.version += 1
+        fields.append("version")
+    run.save(update_fields=fields)
+    return events
+
+
+# -- the gateway ------------------------------------------------------------------------
+
+
+def _workflow_rules(workflow: Workflow, action_types: list[ActionType]) -> WorkflowRules:
+    return WorkflowRules(
+        slug=workflow.slug,
+        rung=workflow.rung,
+        actions={
+            at.name: ActionRules(
+                name=at.name,
+                param_schema=at.param_schema,
+                value_param=at.value_param,
+                currency_param=at.currency_param,
+            )
+            for at in action_types
+        },
+    )
+
+
+def _resolve_workflow(*, auth: AgentAuth, slug: str) -> Workflow:
+    workflow = Workflow.objects.filter(slug=slug).prefetch_related("action_types").first()
+    if workflow is None:
+        raise NotFound(f"unknown workflow '{slug}'", code="unknown_workflow")
+    if workflow.pk not in auth.workflow_ids:
+        raise Forbidden(
+            f"this token is not scoped to workflow '{slug}'", code="workflow_not_allowed"
+        )
+    return workflow
+
+
+def _creation_specs(*, body: dict, decision: Decision, actor: str) -> list[EventSpec]:
+    specs = [EventSpec(TraceEvent.Type.INPUT, {"input": body.get("input")}, actor)]
+    for call in body.get("tool_calls") or []:
+        specs.append(EventSpec(TraceEvent.Type.TOOL_CALL, call, actor))
+    if body.get("output") is not None:
+        specs.append(EventSpec(TraceEvent.Type.OUTPUT, {"output": body["output"]}, actor))
+    if body.get("proposal") is not None:
+        specs.append(EventSpec(TraceEvent.Type.PROPOSAL, body["proposal"], actor))
+    if decision.reason and decision.queue == "escalated":
+        specs.append(
+            EventSpec(
+                TraceEvent.Type.POLICY_DECISION,
+                {"decision": "escalate", "reason": decision.reason, "policy_version": None},
+                "system",
+            )
+        )
+    return specs
+
+
+def run_submit(*, auth: AgentAuth, body: dict) -> tuple[Run, bool]:
+    """Take one run from an agent: redact, decide by rung, store run + trace.
+
+    Returns (run, created). The same idempotency key on the same workflow returns the
+    stored run and stores nothing, also when duplicates race: the unique constraint
+    decides, and the loser reads the winner's row.
+    """
+    workflow = _resolve_workflow(auth=auth, slug=body["workflow"])
+    key = body["idempotency_key"]
+    # Redact before anything else touches the payload: nothing below sees raw PII.
+    redacted = redactor_for(workflow).redact(
+        {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}
+    )
+    request_hash = hashlib.sha256(canonical_json(redacted).encode("utf-8")).hexdigest()
+
+    existing = Run.objects.filter(workflow=workflow, idempotency_key=key).first()
+    if existing is not None:
+        return _same_request(existing, request_hash), False
+
+    rules = _workflow_rules(workflow, list(workflow.action_types.all()))
+    decision = decide(rules, redacted["proposal"])
+    proposal = redacted["proposal"]
+    action_type = None
+    if proposal is not None:
+        action_type = next(a for a in workflow.action_types.all() if a.name == proposal["action"])
+    if decision.route == Route.RECORD:
+        status, queue = RunStatus.RECORDED, ""
+    else:
+        status, queue = RunStatus.PENDING_REVIEW, decision.queue or ""
+
+    run = Run(
+        id=uuid.uuid4(),
+        workflow=workflow,
+        idempotency_key=key,
+        request_hash=request_hash,
+        rung=workflow.rung,
+        status=status,
+        queue=queue,
+        action_type=action_type,
+        proposal=proposal,
+        summary=_summary(proposal),
+        value=decision.value,
+        currency=decision.currency[:8],
+        flags=_flags(proposal),
+        escalation_reason=decision.reason[:300] if queue == "escalated" else "",
+    )
+    specs = _creation_specs(body=redacted, decision=decision, actor=auth.actor)
+    events = _build_events(
+        run_id=run.id, specs=specs, prev_hash=GENESIS, start_seq=1, at=timezone.now()
+    )
+    run.trace_head = events[-1].hash
+    run.trace_length = len(events)
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+            TraceEvent.objects.bulk_create(events)
+    except IntegrityError:
+        existing = Run.objects.filter(workflow=workflow, idempotency_key=key).first()
+        if existing is None:
+            raise
+        return _same_request(existing, request_hash), False
+    return run, True
+
+
+def _same_request(run: Run, request_hash: str) -> Run:
+    if run.request_hash != request_hash:
+        raise Conflict(
+            "idempotency_key was already used for a different request on this workflow",
+            code="idempotency_key_reused",
+        )
+    return run
+
+
+def _summary(proposal: dict | None) -> str:
+    if not proposal:
+        return ""
+    summary = proposal.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        return " ".join(summary.split())[:300]
+    return proposal["action"]
+
+
+def _flags(proposal: dict | None) -> list[str]:
+    if not proposal:
+        return []
+    return [str(f)[:60] for f in proposal.get("flags") or []][:20]
+
+
+def run_for_agent(*, auth: AgentAuth, run_id: str) -> Run:
+    """The run, if the token may see it; a run of another workflow is simply not found."""
+    try:
+        run_uuid = uuid.UUID(str(run_id))
+    except ValueError:
+        raise NotFound("no such run", code="unknown_run") from None
+    run = (
+        Run.objects.select_related("workflow", "action_type")
+        .filter(pk=run_uuid, workflow_id__in=auth.workflow_ids)
+        .first()
+    )
+    if run is None:
+        raise NotFound("no such run", code="unknown_run")
+    return run
+
+
+@transaction.atomic
+def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[TraceEvent]:
+    """Agents may add context (input, tool calls, output) to their own runs; the evidence
+    steps (reviews, policy, execution) are written by the gateway only."""
+    for ev in events:
+        if ev["type"] not in AGENT_EVENT_TYPES:
+            raise Unprocessable(
+                f"event type '{ev['type']}' is written by the gateway, not by agents "
+                f"(agents may send: {', '.join(sorted(AGENT_EVENT_TYPES))})",
+                code="event_type_not_allowed",
+            )
+    locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
+    redactor = redactor_for(run.workflow)
+    specs = [
+        EventSpec(
+            ev["type"], redactor.redact({k: v for k, v in ev.items() if k != "type"}), auth.actor
+        )
+        for ev in events
+    ]
+    # New context on a waiting run changes what a reviewer must see: older views go stale.
+    return trace_append(run=locked, specs=specs, bump_version=locked.status == WAITING)
+
+
+@transaction.atomic
+def run_report_result(
+    *, auth: AgentAuth, run: Run, succeeded: bool, output: Any = None, error: str | None = None
+) -> Run:
+    """The agent reports how its approved action went. Exactly one result counts; a
+    retried identical report is accepted and changes nothing."""
+    locked = (
+        Run.objects.select_for_update(of=("self",)).select_related("action_type").get(pk=run.pk)
+    )
+    new_status = RunStatus.EXECUTED if succeeded else RunStatus.FAILED
+    if locked.status in (RunStatus.EXECUTED, RunStatus.FAILED):
+        if locked.status == new_status:
+            return locked
+        raise Conflict(f"a result was already reported ({locked.status})", code="already_reported")
+    if locked.status not in (RunStatus.APPROVED, RunStatus.EXECUTING):
+        raise Conflict(
+            f"run is {locked.status}: only an approved run can report a result",
+            code="not_approved",
+        )
+    if locked.action_type and locked.action_type.executor == Executor.SERVER:
+        raise Conflict(
+            "this action is executed by the server, not the agent", code="server_executor"
+        )
+    redactor = redactor_for(locked.workflow)
+    payload = redactor.redact(
+        {
+            "status": "succeeded" if succeeded else "failed",
+            "output": output,
+            "error": error,
+            "executor": "agent",
+        }
+    )
+    locked.status = new_status
+    locked.result = payload
+    locked.executed_at = timezone.now()
+    locked.save(update_fields=["status", "result", "executed_at", "updated_at"])
+    trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, auth.actor)])
+    return locked
+
+
+@transaction.atomic
+def run_record_outcome(*, actor: str, run: Run, label: str, source: str, note: str = "") -> Run:
+    locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
+    payload = redactor_for(run.workflow).redact({"label": label, "source": source, "note": note})
+    locked.outcome = label
+    locked.save(update_fields=["outcome", "updated_at"])
+    trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.OUTCOME, payload, actor)])
+    return locked
+
+
+def metric_record(*, workflow: Workflow, points: list[dict]) -> list[MetricPoint]:
+    return MetricPoint.objects.bulk_create(
+        [
+            MetricPoint(workflow=workflow, metric=p["metric"], value=p["value"], at=p["at"])
+            for p in points
+        ]
+    )
+
+
+# -- decisions by people (called by approvals) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    verdict: str  # "approved" | "rejected"
+    action: str
+    params: dict
+    extra: dict  # what the review stored (edit distance, match, chosen option...)
+    reason: str = ""
+
+
+def run_decide(
+    *,
+    run_id: uuid.UUID,
+    user_id: int,
+    actor_name: str,
+    seen_version: int,
+    seen_hash: str,
+    decision: DecisionInput,
+) -> Run:
+    """Move a waiting run to approved/rejected exactly once.
+
+    The guarded UPDATE is the arbiter: it matches only while the run still waits and is
+    still the version the reviewer saw, so of two racing reviewers exactly one row
+    changes. The loser learns who won (or that the run changed under them).
+    """
+    now = timezone.now()
+    stored = {
+        "verdict": decision.verdict,
+        "action": decision.action,
+        "params": decision.params,
+        "reason": decision.reason,
+        "by": actor_name,
+        "at": now.isoformat(),
+        **decision.extra,
+    }
+    status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run_id, status=WAITING, version=seen_version).update(
+            status=status,
+            decision=stored,
+            decided_by_id=user_id,
+            decided_at=now,
+            version=F("version") + 1,
+            updated_at=now,
+        )
+        if changed != 1:
+            _explain_lost_decision(run_id)
+        run = (
+            Run.objects.select_for_update(of=("self",))
+            .select_related("action_type", "workflow")
+            .get(pk=run_id)
+        )
+        trace_append(
+            run=run,
+            specs=[
+                EventSpec(
+                    TraceEvent.Type.REVIEW_DECISION,
+                    {**stored, "seen_hash": seen_hash},
+                    f"user:{user_id}",
+                )
+            ],
+        )
+        if (
+            status == RunStatus.APPROVED
+            and run.action_type
+            and (run.action_type.executor == Executor.SERVER)
+        ):
+            from traces.tasks import execute_run
+
+            transaction.on_commit(lambda: execute_run.delay(str(run_id)))
+    return run
+
+
+def _explain_lost_decision(run_id: uuid.UUID) -> None:
+    current = Run.objects.filter(pk=run_id).select_related("decided_by").first()
+    if current is None:
+        raise NotFound("no such run", code="unknown_run")
+    if current.status != WAITING:
+        who = current.decided_by.get_username() if current.decided_by else "the system"
+        raise Conflict(
+            f"already decided by {who} ({current.get_status_display().lower()})",
+            code="already_decided",
+            details={"decided_by": who, "status": current.status},
+        )
+    raise Conflict(
+        "this run changed since you opened it; reload to see the current version",
+        code="stale_view",
+    )
+
+
+# -- server execution (the Celery task calls this) ---------------------------------------
+
+
+def run_execute(*, run_id: uuid.UUID) -> Run:
+    """Run an approved action's server executor at most once.
+
+    The claim (approved → executing) is a guarded UPDATE committed before the call, so a
+    duplicate delivery finds nothing to claim. A redelivery after a worker died finds the
+    run still `executing`: an idempotent executor is called again with the same key (the
+    system behind it deduplicates); any other is failed for a human to reconcile.
+    """
+    from traces.executors import resolve
+
+    with transaction.atomic():
+        claimed = Run.objects.filter(pk=run_id, status=RunStatus.APPROVED).update(
+            status=RunStatus.EXECUTING,
+            execution_attempts=F("execution_attempts") + 1,
+            updated_at=timezone.now(),
+        )
+        run = (
+            Run.objects.select_for_update(of=("self",))
+            .select_related("action_type", "workflow")
+            .get(pk=run_id)
+        )
+        if not claimed:
+            if run.status != RunStatus.EXECUTING:
+                return run  # already finished, or never approved: nothing to do
+            spec = resolve(run.action_type.executor_path)
+            if not spec.idempotent:
+                return _finish_execution(
+                    run=run,
+                    succeeded=False,
+                    output=None,
+                    error="the worker stopped during execution and this executor cannot be "
+                    "retried safely: check the target system and reconcile by hand",
+                )
+            Run.objects.filter(pk=run_id).update(execution_attempts=F("execution_attempts") + 1)
+        trace_append(
+            run=run,
+            specs=[
+                EventSpec(
+                    TraceEvent.Type.EXECUTION,
+                    {
+                        "phase": "started",
+                        "executor": run.action_type.executor_path,
+                        "attempt": run.execution_attempts + (0 if claimed else 1),
+                    },
+                    "system",
+                )
+            ],
+        )
+    spec = resolve(run.action_type.executor_path)
+    decision = run.decision or {}
+    try:
+        output = spec.fn(
+            action=decision.get("action", run.action),
+            params=decision.get("params", {}),
+            idempotency_key=str(run.id),
+        )
+        error = None
+    except Exception as exc:
+        output, error = None, f"{type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        locked = (
+            Run.objects.select_for_update(of=("self",)).select_related("workflow").get(pk=run_id)
+        )
+        if locked.status != RunStatus.EXECUTING:
+            return locked
+        return _finish_execution(run=locked, succeeded=error is None, output=output, error=error)
+
+
+def _finish_execution(*, run: Run, succeeded: bool, output: Any, error: str | None) -> Run:
+    payload = redactor_for(run.workflow).redact(
+        {
+            "phase": "finished",
+            "status": "succeeded" if succeeded else "failed",
+            "output": output,
+            "error": error,
+            "executor": "server",
+        }
+    )
+    run.status = RunStatus.EXECUTED if succeeded else RunStatus.FAILED
+    run.result = payload
+    run.executed_at = timezone.now()
+    run.save(update_fields=["status", "result", "executed_at", "updated_at"])
+    trace_append(run=run, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, "system")])
+    return run

@@ -1,0 +1,11 @@
+from celery import shared_task
+
+from traces import services
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_run(run_id: str) -> None:
+    """Safe to run twice: run_execute claims the run with a guarded UPDATE."""
+    import uuid
+
+    services.run_execute(run_id=uuid.UUID(run_id))
