@@ -10,7 +10,7 @@ UV := $(TOOLS)/bin/uv
 PY := $(VENV)/bin/python
 
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ladder
-TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: help install run test lint fmt services-check chromium bench worker
 

@@ -1,1 +1,11 @@
-urlpatterns = []
+from django.urls import path
+
+from approvals import views
+
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("runs/<str:run_id>/", views.run_detail, name="run"),
+    path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
+    path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),
+    path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
+]

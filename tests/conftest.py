@@ -11,12 +11,23 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "the suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL)"
         )
+    # PBKDF2's deliberate slowness buys nothing in tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
 def _eager_celery():
     # Unit tests run tasks in-process; tests/traces/test_worker.py runs a real worker.
     celery_app.conf.task_always_eager = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Reservations and "shown" markers live in Redis (a database of its own in tests).
+    from django.core.cache import cache
+
+    cache.clear()
     yield
 
 

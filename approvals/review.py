@@ -1,0 +1,90 @@
+"""Pure rules of a review: what the reviewer is shown, and what their edits amount to."""
+
+import difflib
+import hashlib
+from typing import Any
+
+from rapidfuzz.distance import Levenshtein
+
+from traces.chain import canonical_json
+
+LIGHT_EDIT_MAX = 0.2
+
+
+def snapshot(
+    *,
+    run_id: str,
+    version: int,
+    workflow: str,
+    rung: int,
+    queue: str,
+    context: dict,
+    proposal: dict | None,
+    escalation_reason: str,
+) -> dict:
+    """Everything the review screen shows that could sway a decision."""
+    return {
+        "run": run_id,
+        "version": version,
+        "workflow": workflow,
+        "rung": rung,
+        "queue": queue,
+        "context": context,
+        "proposal": proposal,
+        "escalation_reason": escalation_reason,
+    }
+
+
+def snapshot_hash(snap: dict) -> str:
+    return hashlib.sha256(canonical_json(snap).encode("utf-8")).hexdigest()
+
+
+def draft_text(params: dict, artifact: Any) -> str:
+    """The text a light edit is measured on: every param as `key: value`, then the artifact."""
+    lines = []
+    for key, value in params.items():
+        shown = value if isinstance(value, str) else canonical_json(value)
+        lines.append(f"{key}: {shown}")
+    if artifact is not None:
+        lines.append(artifact if isinstance(artifact, str) else canonical_json(artifact))
+    return "\n".join(lines)
+
+
+def edit_distance(before: str, after: str) -> float:
+    """Normalized Levenshtein distance in [0, 1] (rapidfuzz)."""
+    return Levenshtein.normalized_distance(before, after)
+
+
+def unified_diff(before: str, after: str) -> str:
+    return "\n".join(
+        difflib.unified_diff(
+            before.splitlines(), after.splitlines(), "draft", "submitted", lineterm="", n=2
+        )
+    )
+
+
+def options(proposal: dict) -> list[dict]:
+    """The L2 options: the agent's first recommendation, then its alternatives."""
+    first = {
+        "action": proposal["action"],
+        "params": proposal.get("params") or {},
+        "score": None,
+        "first": True,
+    }
+    alts = [
+        {
+            "action": a["action"],
+            "params": a.get("params") or {},
+            "score": a.get("score"),
+            "first": False,
+        }
+        for a in proposal.get("alternatives") or []
+    ]
+    return [first, *alts]
+
+
+def matches_first(proposal: dict, action: str, params: dict) -> bool:
+    """Match = the chosen action equals the agent's first recommendation, type and params."""
+    return action == proposal["action"] and canonical_json(params) == canonical_json(
+        proposal.get("params") or {}
+    )

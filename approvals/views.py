@@ -1,0 +1,358 @@
+"""The reviewer's pages. Function views: fetch with a permission check, validate, call one
+service, respond; htmx requests get the page's partial, plain requests the page."""
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from approvals import review as rules
+from approvals import selectors, services
+from approvals.roles import OWN, REVIEW, Role, role_grant, role_revoke, roles_of
+from ladder.errors import LadderError, NotFound
+from ladder.models import Workflow
+from traces.models import QueueKind, RunStatus
+from traces.selectors import run_replay
+
+
+def _template(request: HttpRequest, page: str, partial: str) -> str:
+    return f"{page}#{partial}" if request.htmx and not request.htmx.boosted else page
+
+
+# -- queue --------------------------------------------------------------------------------
+
+
+def _parse_after(raw: str):
+    if not raw:
+        return None
+    try:
+        at, run_id = raw.rsplit("_", 1)
+        return datetime.fromisoformat(at), uuid.UUID(run_id)
+    except ValueError:
+        return None
+
+
+@login_required
+@require_GET
+def queue(request: HttpRequest) -> HttpResponse:
+    workflow_ids = selectors.reviewable_workflow_ids(user=request.user)
+    filters = selectors.QueueFilters(
+        workflow=request.GET.get("workflow", "")[:80],
+        queue=request.GET.get("queue", "")[:12],
+        action=request.GET.get("action", "")[:100],
+    )
+    runs = selectors.runs_waiting_for(workflow_ids=workflow_ids, filters=filters)
+    page, has_more = selectors.page_after(runs, after=_parse_after(request.GET.get("after", "")))
+    counts = selectors.facet_counts(workflow_ids=workflow_ids)
+    held = services.reservations([r.id for r in page])
+    base = {
+        k: v
+        for k, v in (
+            ("workflow", filters.workflow),
+            ("queue", filters.queue),
+            ("action", filters.action),
+        )
+        if v
+    }
+    next_url = None
+    if has_more and page:
+        last = page[-1]
+        next_url = "?" + urlencode({**base, "after": f"{last.created_at.isoformat()}_{last.id}"})
+    owned = selectors.owned_workflow_ids(user=request.user)
+    context = {
+        "runs": [
+            {
+                "run": r,
+                "held_by": held.get(str(r.id))
+                if held.get(str(r.id)) != request.user.get_username()
+                else None,
+            }
+            for r in page
+        ],
+        "filters": filters,
+        "counts": counts,
+        "facets": _facets(counts, base),
+        "next_url": next_url,
+        "first_page": "after" not in request.GET,
+        "failed": selectors.failed_runs_for_owner(workflow_ids=owned),
+        "clear_url": reverse("queue"),
+        "waiting_total": counts["total"],
+    }
+    return render(request, _template(request, "approvals/queue.html", "queue-list"), context)
+
+
+def _facets(counts: dict, base: dict) -> list[dict]:
+    groups = []
+    labels = dict(QueueKind.choices)
+    for key, title in (("workflow", "Workflow"), ("queue", "Rung"), ("action", "Action")):
+        items = []
+        for value, n in sorted(counts[key].items()):
+            if value in (None, ""):
+                continue
+            params = {**base, key: value}
+            active = base.get(key) == value
+            if active:
+                params.pop(key)
+            items.append(
+                {
+                    "value": value,
+                    "label": labels.get(value, value) if key == "queue" else value,
+                    "count": n,
+                    "active": active,
+                    "url": "?" + urlencode(params) if params else reverse("queue"),
+                }
+            )
+        groups.append({"key": key, "title": title, "items": items})
+    return groups
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+def _run_or_404(request: HttpRequest, run_id) -> "selectors.Run":
+    try:
+        return selectors.run_for_person(user=request.user, run_id=run_id)
+    except NotFound:
+        raise Http404("no such run") from None
+
+
+def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
+    opened = services.review_open(run=run, user=request.user)
+    reviewable = selectors.reviewable_workflow_ids(user=request.user)
+    can_review = run.workflow_id in reviewable
+    prev_run, next_run = selectors.neighbours(run=run, workflow_ids=reviewable)
+    proposal = run.proposal or {}
+    review = run.reviews.select_related("reviewer").first()
+    left = selectors.runs_waiting_for(
+        workflow_ids=reviewable, filters=selectors.QueueFilters()
+    ).count()
+    params = proposal.get("params") or {}
+    return {
+        "run": run,
+        "context": opened.snapshot["context"],
+        "proposal": proposal,
+        "params_json": json.dumps(params, indent=2, ensure_ascii=False, sort_keys=True),
+        "draft_fields": _draft_fields(params),
+        "artifact": proposal.get("artifact"),
+        "artifact_is_text": isinstance(proposal.get("artifact"), str),
+        "options": [
+            {
+                **o,
+                "index": i,
+                "params_json": json.dumps(
+                    o["params"], indent=2, ensure_ascii=False, sort_keys=True
+                ),
+            }
+            for i, o in enumerate(rules.options(proposal))
+        ]
+        if proposal
+        else [],
+        "action_names": list(run.workflow.action_types.values_list("name", flat=True)),
+        "seen_hash": opened.hash,
+        "held_by": opened.held_by,
+        "can_decide": can_review and run.status == RunStatus.PENDING_REVIEW,
+        "review": review,
+        "prev_run": prev_run,
+        "next_run": next_run,
+        "left": left,
+        "error": error,
+        "decision_json": json.dumps(
+            run.decision or {}, indent=2, ensure_ascii=False, sort_keys=True
+        ),
+        "result_json": json.dumps(run.result, indent=2, ensure_ascii=False, sort_keys=True)
+        if run.result is not None
+        else "",
+    }
+
+
+def _draft_fields(params: dict) -> list[dict]:
+    fields = []
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            kind = "json"
+            shown = json.dumps(value, ensure_ascii=False)
+        elif isinstance(value, str):
+            kind = "textarea" if len(value) > 60 or "\n" in value else "text"
+            shown = value
+        else:
+            kind, shown = "number", value
+        fields.append({"name": key, "kind": kind, "value": shown})
+    return fields
+
+
+@login_required
+@require_GET
+def run_detail(request: HttpRequest, run_id) -> HttpResponse:
+    run = _run_or_404(request, run_id)
+    return render(
+        request, _template(request, "approvals/run.html", "run-panel"), _run_context(request, run)
+    )
+
+
+def _form_params(request: HttpRequest, original: dict) -> dict:
+    """Rebuild the edited params with each field's original JSON type."""
+    params = {}
+    for key, value in original.items():
+        raw = request.POST.get(f"param__{key}")
+        if raw is None:
+            params[key] = value
+        elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            try:
+                params[key] = json.loads(raw)
+            except ValueError:
+                raise LadderError(f"'{key}' is not valid JSON", code="invalid_params") from None
+        elif isinstance(value, str):
+            params[key] = raw.replace("\r\n", "\n")
+        else:
+            try:
+                number = Decimal(raw)
+            except InvalidOperation:
+                raise LadderError(f"'{key}' must be a number", code="invalid_params") from None
+            params[key] = (
+                int(number) if isinstance(value, int) and number == int(number) else float(number)
+            )
+    return params
+
+
+def _decision_from_form(request: HttpRequest, run) -> object:
+    post = request.POST
+    proposal = run.proposal or {}
+    reason = post.get("reason", "")[:2000]
+    if run.queue == QueueKind.L1:
+        artifact = proposal.get("artifact")
+        if isinstance(artifact, str) and "artifact" in post:
+            artifact = post["artifact"].replace("\r\n", "\n")
+        return services.DraftSubmission(
+            params=_form_params(request, proposal.get("params") or {}),
+            artifact=artifact,
+            discard=post.get("verdict") == "discard",
+            reason=reason,
+        )
+    if run.queue == QueueKind.L2:
+        verdict = post.get("verdict", "")
+        if verdict == "reject":
+            return services.Pick(option=None, reject=True, reason=reason)
+        if verdict == "own":
+            try:
+                own_params = json.loads(post.get("own_params") or "{}")
+            except ValueError:
+                raise LadderError("your params are not valid JSON", code="invalid_params") from None
+            if not isinstance(own_params, dict):
+                raise LadderError("params must be a JSON object", code="invalid_params")
+            return services.Pick(
+                option=None, own_action=post.get("own_action", ""), own_params=own_params
+            )
+        try:
+            option = int(post.get("option", ""))
+        except ValueError:
+            raise LadderError("pick one of the options", code="invalid_option") from None
+        return services.Pick(option=option)
+    verdict = post.get("verdict", "")
+    if verdict not in ("approve", "reject"):
+        raise LadderError("choose approve or reject", code="invalid_verdict")
+    return services.Approval(approve=verdict == "approve", reason=reason)
+
+
+@login_required
+@require_POST
+def run_decide(request: HttpRequest, run_id) -> HttpResponse:
+    run = _run_or_404(request, run_id)
+    if not request.user.has_perm(REVIEW, run.workflow):
+        raise Http404("no such run")
+    try:
+        seen_version = int(request.POST.get("seen_version", ""))
+        decision = _decision_from_form(request, run)
+        review = services.review_decide(
+            run=run,
+            reviewer=request.user,
+            seen_hash=request.POST.get("seen_hash", ""),
+            seen_version=seen_version,
+            decision=decision,
+        )
+    except (LadderError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LadderError) else "the form was incomplete"
+        run.refresh_from_db()
+        if request.htmx:
+            response = render(
+                request, "approvals/run.html#run-panel", _run_context(request, run, error=message)
+            )
+            response.status_code = 409 if getattr(exc, "status", 400) == 409 else 422
+            # htmx does not swap error responses by default; tell it to.
+            response["HX-Reswap"] = "outerHTML"
+            return response
+        messages.error(request, message)
+        return redirect("run", run_id=run.id)
+    label = review.get_verdict_display().lower()
+    reviewable = selectors.reviewable_workflow_ids(user=request.user)
+    upcoming = selectors.next_waiting(workflow_ids=reviewable, exclude=run.id)
+    if request.htmx:
+        if upcoming is None:
+            return HttpResponseClientRedirect(reverse("queue") + "?done=1")
+        nxt = selectors.run_for_person(user=request.user, run_id=upcoming.id)
+        response = render(
+            request,
+            "approvals/run.html#run-panel",
+            {**_run_context(request, nxt), "flash": f"Run {run.id} {label}."},
+        )
+        response["HX-Push-Url"] = reverse("run", args=[nxt.id])
+        return response
+    messages.success(request, f"Run {run.id} {label}.")
+    if upcoming is None:
+        return redirect("queue")
+    return redirect("run", run_id=upcoming.id)
+
+
+@login_required
+@require_GET
+def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
+    run = _run_or_404(request, run_id)
+    return render(request, "approvals/replay.html", {"run": run, "replay": run_replay(run=run)})
+
+
+# -- roles --------------------------------------------------------------------------------
+
+
+@login_required
+def workflow_roles(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow = Workflow.objects.filter(slug=slug).first()
+    if workflow is None or not (request.user.has_perm(OWN, workflow) or request.user.is_superuser):
+        raise Http404("no such workflow")
+    if request.method == "POST":
+        username = request.POST.get("username", "").strip()
+        role = request.POST.get("role", "")
+        user = User.objects.filter(username=username).first()
+        if user is None or role not in Role.values:
+            messages.error(request, "Choose an existing person and a role.")
+        elif role == Role.ADMIN and not request.user.is_superuser:
+            messages.error(request, "Only an admin can grant the admin role.")
+        elif request.POST.get("action") == "revoke":
+            role_revoke(workflow=workflow, user=user, role=role)
+            messages.success(request, f"{username} is no longer {role} of {workflow.slug}.")
+        else:
+            role_grant(workflow=workflow, user=user, role=role)
+            messages.success(request, f"{username} is now {role} of {workflow.slug}.")
+        return redirect("workflow-roles", slug=slug)
+    people = [
+        {"user": u, "roles": sorted(roles_of(user=u, workflow=workflow))}
+        for u in User.objects.filter(is_active=True).order_by("username")
+    ]
+    return render(
+        request,
+        "approvals/roles.html",
+        {
+            "workflow": workflow,
+            "people": [p for p in people if p["roles"]],
+            "roles": Role.choices,
+            "usernames": [p["user"].username for p in people],
+        },
+    )
