@@ -13,8 +13,8 @@ from approvals import review as rules
 from approvals.models import Review
 from approvals.roles import REVIEW
 from approvals.selectors import run_context
-from ladder.errors import Conflict, Forbidden, Unprocessable
 from ladder.decide import validate_params
+from ladder.errors import Conflict, Forbidden, Unprocessable
 from traces.models import Run, RunStatus, TraceEvent
 from traces.services import DecisionInput, EventSpec, redactor_for, run_decide, trace_append
 

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -268,7 +269,8 @@ def _decision_from_form(request: HttpRequest, run) -> object:
 def run_decide(request: HttpRequest, run_id) -> HttpResponse:
     run = _run_or_404(request, run_id)
     if not request.user.has_perm(REVIEW, run.workflow):
-        raise Http404("no such run")
+        # They may read this workflow's runs (owner, compliance) but not decide them.
+        raise PermissionDenied("you do not review this workflow")
     try:
         seen_version = int(request.POST.get("seen_version", ""))
         decision = _decision_from_form(request, run)

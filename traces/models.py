@@ -89,19 +89,26 @@ class Run(models.Model):
             )
         ]
         indexes = [
-            # The reviewer's queue: waiting runs of some workflows, oldest first, filtered.
+            # The reviewer's queue: waiting runs, oldest first, across the workflows a
+            # person reviews (the order comes from the index, the workflow set filters);
+            # and the same per filter, so a narrow filter never walks the whole queue.
             models.Index(
-                fields=["workflow", "created_at"],
+                fields=["created_at", "id"],
                 name="run_waiting_idx",
                 condition=models.Q(status="pending_review"),
             ),
             models.Index(
-                fields=["workflow", "queue", "created_at"],
+                fields=["workflow", "created_at", "id"],
+                name="run_waiting_wf_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            models.Index(
+                fields=["queue", "created_at", "id"],
                 name="run_waiting_queue_idx",
                 condition=models.Q(status="pending_review"),
             ),
             models.Index(
-                fields=["workflow", "action_type", "created_at"],
+                fields=["action_type", "created_at", "id"],
                 name="run_waiting_action_idx",
                 condition=models.Q(status="pending_review"),
             ),

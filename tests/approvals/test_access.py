@@ -1,0 +1,179 @@
+"""Every role × every view and partial: the status code each pair must get."""
+
+import pytest
+from django.test import Client
+
+from approvals import services
+from approvals.review import snapshot_hash
+from approvals.roles import role_grant
+from tests.factories import UserFactory, WorkflowFactory
+from traces.models import Run
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "rev", "owner", "compliance", "admin", "stranger", "other_reviewer"]
+
+# view name → expected status per role (for a run of the `approvals` L3 workflow)
+MATRIX = {
+    "queue": dict(
+        anonymous=302,
+        rev=200,
+        owner=200,
+        compliance=200,
+        admin=200,
+        stranger=200,
+        other_reviewer=200,
+    ),
+    "queue_partial": dict(
+        anonymous=302,
+        rev=200,
+        owner=200,
+        compliance=200,
+        admin=200,
+        stranger=200,
+        other_reviewer=200,
+    ),
+    "run": dict(
+        anonymous=302,
+        rev=200,
+        owner=200,
+        compliance=200,
+        admin=200,
+        stranger=404,
+        other_reviewer=404,
+    ),
+    "run_partial": dict(
+        anonymous=302,
+        rev=200,
+        owner=200,
+        compliance=200,
+        admin=200,
+        stranger=404,
+        other_reviewer=404,
+    ),
+    "replay": dict(
+        anonymous=302,
+        rev=200,
+        owner=200,
+        compliance=200,
+        admin=200,
+        stranger=404,
+        other_reviewer=404,
+    ),
+    "decide": dict(
+        anonymous=302,
+        rev=302,
+        owner=403,
+        compliance=403,
+        admin=302,
+        stranger=404,
+        other_reviewer=404,
+    ),
+    "decide_partial": dict(
+        anonymous=302,
+        rev=200,
+        owner=403,
+        compliance=403,
+        admin=200,
+        stranger=404,
+        other_reviewer=404,
+    ),
+    "roles": dict(
+        anonymous=302,
+        rev=404,
+        owner=200,
+        compliance=404,
+        admin=200,
+        stranger=404,
+        other_reviewer=404,
+    ),
+    "roles_post": dict(
+        anonymous=302,
+        rev=404,
+        owner=302,
+        compliance=404,
+        admin=302,
+        stranger=404,
+        other_reviewer=404,
+    ),
+}
+
+
+@pytest.fixture
+def other_reviewer(db):
+    other = WorkflowFactory(slug="elsewhere", rung=3)
+    user = UserFactory(username="other_reviewer")
+    role_grant(workflow=other, user=user, role="reviewer")
+    return user
+
+
+def request_view(view, client, run, flows):
+    htmx = {"HX-Request": "true"}
+    if view == "queue":
+        return client.get("/")
+    if view == "queue_partial":
+        return client.get("/?queue=l3", headers=htmx)
+    if view == "run":
+        return client.get(f"/runs/{run.id}/")
+    if view == "run_partial":
+        return client.get(f"/runs/{run.id}/", headers=htmx)
+    if view == "replay":
+        return client.get(f"/runs/{run.id}/replay")
+    if view in ("decide", "decide_partial"):
+        fresh = Run.objects.select_related("workflow").get(pk=run.pk)
+        digest = snapshot_hash(services.run_snapshot(run=fresh))
+        data = {"seen_hash": digest, "seen_version": fresh.version, "verdict": "approve"}
+        return client.post(
+            f"/runs/{run.id}/decide", data, headers=htmx if view == "decide_partial" else {}
+        )
+    if view == "roles":
+        return client.get(f"/workflows/{flows['l3'].slug}/roles/")
+    if view == "roles_post":
+        return client.post(
+            f"/workflows/{flows['l3'].slug}/roles/",
+            {"username": "stranger", "role": "compliance", "action": "grant"},
+        )
+    raise AssertionError(view)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("view", list(MATRIX))
+def test_each_role_gets_the_right_status_on_each_view(
+    view, role, people, flows, submit, other_reviewer
+):
+    run = submit("l3")
+    client = Client()
+    if role != "anonymous":
+        user = other_reviewer if role == "other_reviewer" else people[role]
+        client.force_login(user)
+    resp = request_view(view, client, run, flows)
+    assert resp.status_code == MATRIX[view][role], (view, role, resp.status_code)
+    if resp.status_code == 302 and role == "anonymous":
+        assert resp["Location"].startswith("/accounts/login/")
+    decided = Run.objects.get(pk=run.pk).status != "pending_review"
+    assert decided == (view.startswith("decide") and role in ("rev", "admin"))
+
+
+def test_nothing_of_another_workflow_shows_in_a_reviewers_queue(
+    people, flows, submit, other_reviewer, client
+):
+    submit("l3")
+    submit("l1")
+    client.force_login(other_reviewer)
+    page = client.get("/").content.decode()
+    for slug in ("approvals", "drafts", "picks"):
+        assert slug not in page
+    assert "Nothing waits for you" in page
+    filtered = client.get("/?workflow=approvals").content.decode()
+    assert "Nothing waits for you" in filtered
+
+
+def test_csrf_is_enforced_on_decisions(people, flows, submit):
+    run = submit("l3")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people["rev"])
+    resp = client.post(
+        f"/runs/{run.id}/decide", {"verdict": "approve", "seen_hash": "x", "seen_version": 1}
+    )
+    assert resp.status_code == 403
+    assert Run.objects.get(pk=run.pk).status == "pending_review"
