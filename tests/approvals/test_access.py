@@ -1,4 +1,4 @@
-"""Every role × every view and partial: the status code each pair must get."""
+"""Every role x every view and partial: the status code each pair must get."""
 
 import pytest
 from django.test import Client
