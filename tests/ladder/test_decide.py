@@ -1,0 +1,70 @@
+from decimal import Decimal
+
+import pytest
+
+from ladder.decide import ActionRules, Queue, Route, WorkflowRules, decide, validate_params
+from ladder.errors import Conflict, Unprocessable
+
+REFUND = ActionRules(
+    name="refund.issue",
+    value_param="amount",
+    currency_param="currency",
+    param_schema={"amount": {"type": "number", "required": True}},
+)
+
+
+def rules(rung):
+    return WorkflowRules(slug="wf", rung=rung, actions={"refund.issue": REFUND})
+
+
+PROPOSAL = {"action": "refund.issue", "params": {"amount": 120, "currency": "EUR"}}
+
+
+@pytest.mark.parametrize(
+    ("rung", "queue"),
+    [(1, Queue.L1), (2, Queue.L2), (3, Queue.L3), (4, Queue.ESCALATED), (5, Queue.ESCALATED)],
+)
+def test_each_rung_routes_a_proposal_to_its_queue(rung, queue):
+    decision = decide(rules(rung), PROPOSAL)
+    assert decision.route == Route.REVIEW and decision.queue == queue
+    assert decision.value == Decimal("120") and decision.currency == "EUR"
+
+
+def test_l0_refuses_any_action():
+    with pytest.raises(Conflict) as err:
+        decide(rules(0), PROPOSAL)
+    assert err.value.status == 409
+
+
+def test_no_proposal_is_only_recorded_on_any_rung():
+    for rung in range(6):
+        assert decide(rules(rung), None).route == Route.RECORD
+
+
+def test_an_unknown_action_names_the_known_ones():
+    with pytest.raises(Unprocessable, match="known: refund.issue"):
+        decide(rules(3), {"action": "wire.send", "params": {}})
+
+
+def test_alternatives_are_validated_too():
+    bad = {**PROPOSAL, "alternatives": [{"action": "refund.issue", "params": {"amount": "x"}}]}
+    with pytest.raises(Unprocessable, match="amount"):
+        decide(rules(2), bad)
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({}, "'amount' is required"),
+        ({"amount": "12"}, "'amount' must be of type number"),
+        ({"amount": True}, "'amount' must be of type number"),
+    ],
+)
+def test_params_are_checked_against_the_schema(params, problem):
+    with pytest.raises(Unprocessable, match=problem):
+        validate_params(REFUND.param_schema, params)
+
+
+def test_a_non_numeric_value_leaves_the_value_empty():
+    decision = decide(rules(3), {"action": "refund.issue", "params": {"amount": float("nan")}})
+    assert decision.value is None
