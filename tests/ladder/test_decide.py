@@ -42,7 +42,7 @@ def test_no_proposal_is_only_recorded_on_any_rung():
 
 
 def test_an_unknown_action_names_the_known_ones():
-    with pytest.raises(Unprocessable, match="known: refund.issue"):
+    with pytest.raises(Unprocessable, match=r"known: refund\.issue"):
         decide(rules(3), {"action": "wire.send", "params": {}})
 
 

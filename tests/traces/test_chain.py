@@ -60,9 +60,12 @@ def test_intact_chains_verify(runs):
     ],
 )
 def test_the_database_refuses_to_rewrite_trace_events(runs, statement):
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cur:
-            cur.execute(statement)
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cur,
+    ):
+        cur.execute(statement)
     assert TraceEvent.objects.count() == 12
 
 
@@ -108,8 +111,8 @@ def test_a_rehashed_forgery_still_breaks_the_link_to_the_next_event(runs):
     assert code == 1 and "seq 2: prev_hash does not match" in out
 
 
-def test_replay_rebuilds_the_run_from_its_trace(runs, agent, make_workflow):
-    wf, ids = runs
+def test_replay_rebuilds_the_run_from_its_trace(runs):
+    _, ids = runs
     run = Run.objects.get(pk=ids[0])
     result = run_replay(run=run)
     assert result["complete"] and result["verified"]
