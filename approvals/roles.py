@@ -1,8 +1,12 @@
 """Roles per workflow, held as django-guardian object permissions on the Workflow."""
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import User
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from guardian.shortcuts import assign_perm, get_objects_for_user, get_perms, remove_perm
+from guardian.models import GroupObjectPermission, UserObjectPermission
+from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
 from ladder.models import Workflow
 
@@ -24,29 +28,70 @@ PERMS_BY_ROLE: dict[str, tuple[str, ...]] = {
     Role.COMPLIANCE: (COMPLY,),
     Role.ADMIN: (REVIEW, OWN, COMPLY),
 }
-# Any of these lets a person see a workflow's runs at all.
-VIEW_PERMS = [REVIEW, OWN, COMPLY]
 
 
 def role_grant(*, workflow: Workflow, user: User, role: str) -> None:
     for perm in PERMS_BY_ROLE[role]:
         assign_perm(perm, user, workflow)
+    forget_access(user)
 
 
 def role_revoke(*, workflow: Workflow, user: User, role: str) -> None:
     for perm in PERMS_BY_ROLE[role]:
         remove_perm(perm, user, workflow)
+    forget_access(user)
 
 
 def roles_of(*, user: User, workflow: Workflow) -> set[str]:
     perms = {f"ladder.{p}" for p in get_perms(user, workflow)}
     roles = {role for role, needed in PERMS_BY_ROLE.items() if set(needed) <= perms}
-    if Role.ADMIN in roles and not user.is_superuser:
-        # Admin is the union of the other three; report it only when granted as such.
-        pass
     return roles
 
 
-def workflows_for(*, user: User, perm: str | list[str]) -> models.QuerySet[Workflow]:
-    perms = [perm] if isinstance(perm, str) else perm
-    return get_objects_for_user(user, perms, klass=Workflow, any_perm=True, with_superuser=True)
+@dataclass(frozen=True)
+class Access:
+    """Which workflows a person holds each permission on: one lookup per request."""
+
+    review: frozenset[int]
+    own: frozenset[int]
+    comply: frozenset[int]
+
+    @property
+    def view(self) -> frozenset[int]:
+        return self.review | self.own | self.comply
+
+
+_CODENAMES = {"review_workflow": "review", "own_workflow": "own", "comply_workflow": "comply"}
+
+
+def access_for(user) -> Access:
+    """Memoised on the user object, which lives for one request (or one test step)."""
+    cached = getattr(user, "_ladder_access", None)
+    if cached is not None:
+        return cached
+    found: dict[str, set[int]] = {"review": set(), "own": set(), "comply": set()}
+    if user.is_authenticated and user.is_active:
+        if user.is_superuser:
+            every = set(Workflow.objects.values_list("id", flat=True))
+            found = {"review": every, "own": every, "comply": every}
+        else:
+            ct = ContentType.objects.get_for_model(Workflow)
+            rows = list(
+                UserObjectPermission.objects.filter(user=user, content_type=ct).values_list(
+                    "object_pk", "permission__codename"
+                )
+            ) + list(
+                GroupObjectPermission.objects.filter(group__user=user, content_type=ct).values_list(
+                    "object_pk", "permission__codename"
+                )
+            )
+            for object_pk, codename in rows:
+                if codename in _CODENAMES:
+                    found[_CODENAMES[codename]].add(int(object_pk))
+    access = Access(**{k: frozenset(v) for k, v in found.items()})
+    user._ladder_access = access
+    return access
+
+
+def forget_access(user) -> None:
+    user.__dict__.pop("_ladder_access", None)

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import User
-from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from approvals.roles import COMPLY, OWN, REVIEW, VIEW_PERMS, workflows_for
+from approvals.roles import access_for
 from ladder.errors import NotFound
+from ladder.models import ActionType, Workflow
 from traces.models import Run, RunStatus, TraceEvent
 
 PAGE_SIZE = 50
@@ -23,27 +23,38 @@ class QueueFilters:
 
 
 def reviewable_workflow_ids(*, user: User) -> list[int]:
-    return list(workflows_for(user=user, perm=REVIEW).values_list("id", flat=True))
+    return sorted(access_for(user).review)
 
 
 def owned_workflow_ids(*, user: User) -> list[int]:
-    return list(workflows_for(user=user, perm=OWN).values_list("id", flat=True))
+    return sorted(access_for(user).own)
 
 
 def visible_workflow_ids(*, user: User) -> list[int]:
-    return list(workflows_for(user=user, perm=VIEW_PERMS).values_list("id", flat=True))
+    return sorted(access_for(user).view)
 
 
 def runs_waiting_for(*, workflow_ids: list[int], filters: QueueFilters) -> QuerySet[Run]:
-    """Waiting runs of the given workflows, oldest first, filtered. Served by the partial
-    indexes on pending_review rows (traces.Run.Meta.indexes)."""
-    runs = Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+    """Waiting runs of the given workflows, oldest first, filtered.
+
+    Filters are resolved to ids first so each one lands on a partial index over waiting
+    rows (traces.Run.Meta.indexes) instead of a join the planner must guess through.
+    """
+    ids = list(workflow_ids)
     if filters.workflow:
-        runs = runs.filter(workflow__slug=filters.workflow)
+        ids = list(
+            Workflow.objects.filter(pk__in=ids, slug=filters.workflow).values_list("id", flat=True)
+        )
+    runs = Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=ids)
     if filters.queue:
         runs = runs.filter(queue=filters.queue)
     if filters.action:
-        runs = runs.filter(action_type__name=filters.action)
+        action_ids = list(
+            ActionType.objects.filter(workflow_id__in=ids, name=filters.action).values_list(
+                "id", flat=True
+            )
+        )
+        runs = runs.filter(action_type_id__in=action_ids)
     return runs.select_related("workflow", "action_type").order_by("created_at", "id")
 
 
@@ -53,53 +64,42 @@ def page_after(
     """Keyset pagination: constant cost however deep the page (no OFFSET scan)."""
     if after is not None:
         at, run_id = after
-        runs = runs.filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=run_id))
+        # The redundant `>= at` gives the index scan a start key; the OR alone does not.
+        runs = runs.filter(created_at__gte=at).filter(
+            Q(created_at__gt=at) | Q(created_at=at, id__gt=run_id)
+        )
     rows = list(runs[: size + 1])
     return rows[:size], len(rows) > size
 
 
-def facet_counts(*, workflow_ids: list[int]) -> dict[str, dict]:
-    """Waiting counts per workflow, per queue and per action type, in one scan."""
-    if not workflow_ids:
-        return {"workflow": {}, "queue": {}, "action": {}, "total": 0}
-    sql = """
-        SELECT w.slug, r.queue, a.name, GROUPING(w.slug, r.queue, a.name), count(*)
-        FROM traces_run r
-        JOIN ladder_workflow w ON w.id = r.workflow_id
-        LEFT JOIN ladder_actiontype a ON a.id = r.action_type_id
-        WHERE r.status = 'pending_review' AND r.workflow_id = ANY(%s)
-        GROUP BY GROUPING SETS ((w.slug), (r.queue), (a.name), ())
+def facet_counts(*, workflow_ids: list[int]) -> dict:
+    """Waiting counts per workflow, per queue and per action type.
+
+    One pass over the covering partial index (run_waiting_facets_idx), grouped by ids;
+    names are attached afterwards from the two small tables.
     """
-    if connection.vendor != "postgresql":
-        return _facet_counts_portable(workflow_ids)
-    out: dict[str, dict] = {"workflow": {}, "queue": {}, "action": {}, "total": 0}
-    with connection.cursor() as cur:
-        cur.execute(sql, [list(workflow_ids)])
-        for slug, queue, action, grouping, count in cur.fetchall():
-            # GROUPING bits: 4 = slug rolled up, 2 = queue, 1 = action.
-            if grouping == 7:
-                out["total"] = count
-            elif grouping == 3:
-                out["workflow"][slug] = count
-            elif grouping == 5:
-                out["queue"][queue] = count
-            elif grouping == 6 and action is not None:
-                out["action"][action] = count
+    out: dict = {"workflow": {}, "queue": {}, "action": {}, "total": 0}
+    if not workflow_ids:
+        return out
+    rows = (
+        Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+        .values_list("workflow_id", "queue", "action_type_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    slugs = dict(Workflow.objects.filter(pk__in=workflow_ids).values_list("id", "slug"))
+    actions = dict(
+        ActionType.objects.filter(workflow_id__in=workflow_ids).values_list("id", "name")
+    )
+    for wf_id, queue, action_id, n in rows:
+        out["total"] += n
+        slug = slugs[wf_id]
+        out["workflow"][slug] = out["workflow"].get(slug, 0) + n
+        out["queue"][queue] = out["queue"].get(queue, 0) + n
+        if action_id is not None:
+            name = actions[action_id]
+            out["action"][name] = out["action"].get(name, 0) + n
     return out
-
-
-def _facet_counts_portable(workflow_ids: list[int]) -> dict[str, dict]:
-    from django.db.models import Count
-
-    base = Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
-    return {
-        "workflow": dict(base.values_list("workflow__slug").annotate(n=Count("id"))),
-        "queue": dict(base.values_list("queue").annotate(n=Count("id"))),
-        "action": dict(
-            base.exclude(action_type=None).values_list("action_type__name").annotate(n=Count("id"))
-        ),
-        "total": base.count(),
-    }
 
 
 def failed_runs_for_owner(*, workflow_ids: list[int], limit: int = 20) -> list[Run]:
@@ -147,13 +147,37 @@ def run_context(*, run: Run) -> dict:
 
 def neighbours(*, run: Run, workflow_ids: list[int]) -> tuple[Run | None, Run | None]:
     """The previous and next waiting run in the reviewer's queue order."""
-    waiting = Run.objects.filter(
-        status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids
-    ).exclude(pk=run.pk)
-    before = Q(created_at__lt=run.created_at) | Q(created_at=run.created_at, id__lt=run.id)
-    prev_run = waiting.filter(before).order_by("-created_at", "-id").only("id").first()
-    next_run = waiting.exclude(before).order_by("created_at", "id").only("id").first()
+    waiting = Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+    at, run_id = run.created_at, run.id
+    # Each side gets a plain range on created_at as well, so the index scan starts at
+    # this run instead of filtering its way there from one end of the queue.
+    prev_run = (
+        waiting.filter(created_at__lte=at)
+        .filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=run_id))
+        .order_by("-created_at", "-id")
+        .only("id")
+        .first()
+    )
+    next_run = (
+        waiting.filter(created_at__gte=at)
+        .filter(Q(created_at__gt=at) | Q(created_at=at, id__gt=run_id))
+        .order_by("created_at", "id")
+        .only("id")
+        .first()
+    )
     return prev_run, next_run
+
+
+def count_waiting(*, workflow_ids: list[int], cap: int = 1000) -> tuple[int, bool]:
+    """How many runs wait, counted up to `cap` (a page title needs "1000+", not a full
+    scan of a 100,000-run queue on every decision). Returns (count, capped)."""
+    # A sliced queryset counts as SELECT COUNT(*) FROM (... LIMIT cap).
+    n = (
+        Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+        .order_by()[:cap]
+        .count()
+    )
+    return n, n >= cap
 
 
 def next_waiting(*, workflow_ids: list[int], exclude=None) -> Run | None:
@@ -161,10 +185,3 @@ def next_waiting(*, workflow_ids: list[int], exclude=None) -> Run | None:
     if exclude is not None:
         runs = runs.exclude(pk=exclude)
     return runs.order_by("created_at", "id").only("id").first()
-
-
-def can(user: User, perm: str, run: Run) -> bool:
-    return user.has_perm(perm, run.workflow)
-
-
-__all__ = ["COMPLY", "OWN", "REVIEW"]

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from approvals import review as rules
 from approvals.models import Review
-from approvals.roles import REVIEW
+from approvals.roles import access_for
 from approvals.selectors import run_context
 from ladder.decide import validate_params
 from ladder.errors import Conflict, Forbidden, Unprocessable
@@ -47,7 +47,7 @@ def review_open(*, run: Run, user: User) -> OpenedReview:
     snap = run_snapshot(run=run)
     digest = rules.snapshot_hash(snap)
     held_by = None
-    if run.status == RunStatus.PENDING_REVIEW and user.has_perm(REVIEW, run.workflow):
+    if run.status == RunStatus.PENDING_REVIEW and run.workflow_id in access_for(user).review:
         held_by = reservation_take(run=run, user=user)
         seen_key = f"shown:{run.id}:{user.pk}:{digest}"
         if cache.add(seen_key, 1, timeout=24 * 3600):
@@ -125,7 +125,7 @@ class Approval:
 
 
 def _check_can_decide(*, run: Run, reviewer: User) -> None:
-    if not reviewer.has_perm(REVIEW, run.workflow):
+    if run.workflow_id not in access_for(reviewer).review:
         raise Forbidden("you do not review this workflow")
 
 

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from approvals import review as rules
 from approvals import selectors, services
-from approvals.roles import OWN, REVIEW, Role, role_grant, role_revoke, roles_of
+from approvals.roles import Role, access_for, role_grant, role_revoke, roles_of
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from traces.models import QueueKind, RunStatus
@@ -134,9 +134,7 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
     prev_run, next_run = selectors.neighbours(run=run, workflow_ids=reviewable)
     proposal = run.proposal or {}
     review = run.reviews.select_related("reviewer").first()
-    left = selectors.runs_waiting_for(
-        workflow_ids=reviewable, filters=selectors.QueueFilters()
-    ).count()
+    left, capped = selectors.count_waiting(workflow_ids=reviewable)
     params = proposal.get("params") or {}
     return {
         "run": run,
@@ -165,7 +163,7 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
         "review": review,
         "prev_run": prev_run,
         "next_run": next_run,
-        "left": left,
+        "left": f"{left}+" if capped else left,
         "error": error,
         "decision_json": json.dumps(
             run.decision or {}, indent=2, ensure_ascii=False, sort_keys=True
@@ -268,7 +266,7 @@ def _decision_from_form(request: HttpRequest, run) -> object:
 @require_POST
 def run_decide(request: HttpRequest, run_id) -> HttpResponse:
     run = _run_or_404(request, run_id)
-    if not request.user.has_perm(REVIEW, run.workflow):
+    if run.workflow_id not in access_for(request.user).review:
         # They may read this workflow's runs (owner, compliance) but not decide them.
         raise PermissionDenied("you do not review this workflow")
     try:
@@ -327,7 +325,7 @@ def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
 @login_required
 def workflow_roles(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = Workflow.objects.filter(slug=slug).first()
-    if workflow is None or not (request.user.has_perm(OWN, workflow) or request.user.is_superuser):
+    if workflow is None or workflow.pk not in access_for(request.user).own:
         raise Http404("no such workflow")
     if request.method == "POST":
         username = request.POST.get("username", "").strip()

@@ -46,7 +46,10 @@ class Run(models.Model):
     """One pass of an agent through a workflow. Its evidence lives in its trace events."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    # No single-column index: the (workflow, idempotency_key) unique index leads with it.
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="runs", db_index=False
+    )
     idempotency_key = models.CharField(max_length=200)
     # sha256 of the redacted request: a reused key with a different body is a conflict.
     request_hash = models.CharField(max_length=64)
@@ -100,6 +103,12 @@ class Run(models.Model):
             models.Index(
                 fields=["workflow", "created_at", "id"],
                 name="run_waiting_wf_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            # Facet counts are an index-only scan of this one.
+            models.Index(
+                fields=["workflow", "queue", "action_type"],
+                name="run_waiting_facets_idx",
                 condition=models.Q(status="pending_review"),
             ),
             models.Index(

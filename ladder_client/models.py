@@ -1,0 +1,126 @@
+"""Plain dataclasses for what the gateway answers about a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Run statuses (the lifecycle in DESIGN.md).
+RECEIVED = "received"
+RECORDED = "recorded"
+PENDING_REVIEW = "pending_review"
+APPROVED = "approved"
+REJECTED = "rejected"
+EXECUTING = "executing"
+EXECUTED = "executed"
+FAILED = "failed"
+DENIED = "denied"
+ROLLED_BACK = "rolled_back"
+
+#: Statuses in which a decision is still to come.
+WAITING_STATUSES = frozenset({RECEIVED, PENDING_REVIEW})
+#: Statuses reached only through an approved (or policy-allowed) action.
+APPROVED_STATUSES = frozenset({APPROVED, EXECUTING, EXECUTED, FAILED, ROLLED_BACK})
+#: Statuses in which the action's execution is over, one way or the other.
+FINISHED_STATUSES = frozenset({EXECUTED, FAILED, ROLLED_BACK})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was decided about a run's proposal.
+
+    `params` are the *final* params: after a reviewer's edits (L1), pick (L2) or as
+    approved (L3/L4). `approved` is True when the action may be (or was) carried out.
+    """
+
+    run_id: str
+    status: str
+    approved: bool
+    verdict: str | None
+    action: str | None
+    params: dict[str, Any]
+    reason: str = ""
+    at: str | None = None
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict | None, *, run_id: str, status: str, proposal: dict | None = None
+    ) -> Decision:
+        """Build from the gateway's `decision` object; with none (policy allow/deny), fall
+        back to the status and the agent's own proposal."""
+        payload = payload or {}
+        proposal = proposal or {}
+        verdict = payload.get("verdict")
+        # No verdict: the policy decided (allow or deny); the status says which.
+        approved = verdict == "approved" if verdict is not None else status in APPROVED_STATUSES
+        action = payload.get("action") or proposal.get("action")
+        params = payload.get("params")
+        if params is None:
+            params = dict(proposal.get("params") or {})
+        return cls(
+            run_id=run_id,
+            status=status,
+            approved=approved,
+            verdict=verdict,
+            action=action,
+            params=params,
+            reason=payload.get("reason") or "",
+            at=payload.get("at"),
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as the gateway reports it (`POST /runs`, `GET /runs/{id}`, result, outcome).
+
+    `created` is only set by `submit_run`: True when that response stored the run (201),
+    False when the idempotency key had been seen (200; e.g. after a retried attempt).
+    """
+
+    id: str
+    workflow: str
+    rung: int
+    status: str
+    queue: str | None = None
+    decision: Decision | None = None
+    result: dict[str, Any] | None = None
+    outcome: str | None = None
+    created_at: str | None = None
+    trace_events: int = 0
+    trace_head: str = ""
+    created: bool | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], *, created: bool | None = None) -> RunInfo:
+        run_id = str(data["id"])
+        status = data["status"]
+        trace = data.get("trace") or {}
+        decision = None
+        if data.get("decision"):
+            decision = Decision.from_payload(data["decision"], run_id=run_id, status=status)
+        return cls(
+            id=run_id,
+            workflow=data["workflow"],
+            rung=int(data["rung"]),
+            status=status,
+            queue=data.get("queue"),
+            decision=decision,
+            result=data.get("result"),
+            outcome=data.get("outcome"),
+            created_at=data.get("created_at"),
+            trace_events=int(trace.get("events", 0)),
+            trace_head=trace.get("head", ""),
+            created=created,
+            raw=data,
+        )
+
+    @property
+    def waiting(self) -> bool:
+        """True while a decision is still to come."""
+        return self.status in WAITING_STATUSES
+
+    @property
+    def finished(self) -> bool:
+        """True once the action's execution is over (executed, failed or rolled back)."""
+        return self.status in FINISHED_STATUSES

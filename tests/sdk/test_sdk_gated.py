@@ -1,0 +1,180 @@
+"""`@client.gated(workflow, action)`: the function runs only once its action is approved."""
+
+import threading
+import time
+
+import pytest
+from django.db import connections
+
+from ladder.rungs import Executor
+from ladder_client import ActionFailed, ActionRejected, current_run
+from tests.factories import UserFactory
+from traces.models import DemoLedgerEntry, Run
+from traces.services import DecisionInput, run_decide
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_an_approved_call_runs_once_with_the_reviewers_final_params(
+    make_workflow, connect, reviewer
+):
+    wf = make_workflow(rung=1)
+    client = connect(wf)
+    calls = []
+
+    @client.gated(wf.slug, "refund.issue", summary="Refund {amount} {currency} on {order_id}")
+    def issue_refund(order_id, amount, currency="EUR"):
+        calls.append({"order_id": order_id, "amount": amount, "currency": currency})
+        return {"refund_id": "R-1", "run": current_run().id}
+
+    reviewer.decide_soon(
+        wf, params={"order_id": "A-1", "amount": 20.0, "currency": "EUR"}, delay=0.05
+    )
+    result = issue_refund("A-1", 30.0)
+
+    assert calls == [{"order_id": "A-1", "amount": 20.0, "currency": "EUR"}]
+    stored = Run.objects.get(workflow=wf)
+    assert result == {"refund_id": "R-1", "run": str(stored.pk)}
+    assert stored.summary == "Refund 30.0 EUR on A-1"
+    assert stored.proposal["params"] == {"order_id": "A-1", "amount": 30.0, "currency": "EUR"}
+    assert stored.status == "executed"
+    assert stored.result["output"] == result
+    assert current_run() is None
+
+
+def test_a_rejected_call_never_runs_and_raises_with_the_reason(make_workflow, connect, reviewer):
+    wf = make_workflow(rung=3)
+    client = connect(wf)
+    calls = []
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        calls.append(order_id)
+
+    reviewer.decide_soon(wf, verdict="rejected", reason="duplicate request", delay=0.05)
+    with pytest.raises(ActionRejected) as caught:
+        issue_refund(order_id="A-1", amount=30.0)
+
+    assert calls == []
+    assert caught.value.reason == "duplicate request"
+    assert Run.objects.get(workflow=wf).status == "rejected"
+
+
+def test_a_failing_call_is_reported_failed_and_its_error_raised(make_workflow, connect, reviewer):
+    wf = make_workflow(rung=3)
+    client = connect(wf)
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        raise TimeoutError("bank did not answer")
+
+    reviewer.decide_soon(wf, delay=0.05)
+    with pytest.raises(TimeoutError):
+        issue_refund(order_id="A-1", amount=30.0)
+
+    stored = Run.objects.get(workflow=wf)
+    assert stored.status == "failed"
+    assert stored.result["error"] == "TimeoutError: bank did not answer"
+
+
+def test_repeating_a_finished_call_with_its_key_returns_the_result_without_running_again(
+    make_workflow, connect, reviewer
+):
+    wf = make_workflow(rung=3)
+    client = connect(wf)
+    calls = []
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        calls.append(order_id)
+        return {"refund_id": "R-1"}
+
+    reviewer.decide_soon(wf, delay=0.05)
+    first = issue_refund(order_id="A-1", amount=30.0, idempotency_key="ticket-42")
+    again = issue_refund(order_id="A-1", amount=30.0, idempotency_key="ticket-42")
+
+    assert first == again == {"refund_id": "R-1"}
+    assert calls == ["A-1"]
+    assert Run.objects.filter(workflow=wf).count() == 1
+    assert Run.objects.get(workflow=wf).idempotency_key == "ticket-42"
+
+
+def test_a_server_executed_action_is_not_run_by_the_agent(make_workflow, connect):
+    wf = make_workflow(rung=3)
+    wf.action_types.update(
+        executor=Executor.SERVER, executor_path="traces.demo_executors.refund_issue"
+    )
+    user = UserFactory()
+    client = connect(wf)
+    calls = []
+
+    def approve_with_the_real_service():
+        try:
+            for _ in range(250):
+                run = Run.objects.filter(workflow=wf, status="pending_review").first()
+                if run:
+                    break
+                time.sleep(0.02)
+            run_decide(
+                run_id=run.pk,
+                user_id=user.pk,
+                actor_name=user.username,
+                seen_version=run.version,
+                seen_hash="test",
+                decision=DecisionInput(
+                    verdict="approved",
+                    action="refund.issue",
+                    params=run.proposal["params"],
+                    extra={},
+                ),
+            )
+        finally:
+            connections.close_all()
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        calls.append(order_id)
+
+    thread = threading.Thread(target=approve_with_the_real_service, daemon=True)
+    thread.start()
+    result = issue_refund(order_id="A-1", amount=30.0)
+    thread.join(timeout=10)
+
+    assert calls == []
+    entry = DemoLedgerEntry.objects.get()
+    assert result == {"ledger_id": entry.pk, "replayed": False}
+    assert Run.objects.get(workflow=wf).status == "executed"
+
+
+def test_a_failed_server_execution_raises_action_failed(make_workflow, connect, reviewer):
+    wf = make_workflow(rung=3)
+    wf.action_types.update(executor=Executor.SERVER, executor_path="no.such.executor")
+    client = connect(wf)
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        raise AssertionError("never called")
+
+    def fail_it():
+        try:
+            for _ in range(250):
+                run = Run.objects.filter(workflow=wf, status="approved").first()
+                if run:
+                    break
+                time.sleep(0.02)
+            Run.objects.filter(pk=run.pk).update(status="executing")
+            time.sleep(0.1)
+            Run.objects.filter(pk=run.pk).update(
+                status="failed", result={"status": "failed", "error": "bank refused"}
+            )
+        finally:
+            connections.close_all()
+
+    reviewer.decide_soon(wf, delay=0)
+    thread = threading.Thread(target=fail_it, daemon=True)
+    thread.start()
+    with pytest.raises(ActionFailed) as caught:
+        issue_refund(order_id="A-1", amount=30.0)
+    thread.join(timeout=10)
+
+    assert caught.value.error == "bank refused"
