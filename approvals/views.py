@@ -166,7 +166,14 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
         "left": f"{left}+" if capped else left,
         "error": error,
         "decision_json": json.dumps(
-            run.decision or {}, indent=2, ensure_ascii=False, sort_keys=True
+            {
+                k: (run.decision or {}).get(k)
+                for k in ("action", "params", "artifact")
+                if (run.decision or {}).get(k) is not None
+            },
+            indent=2,
+            ensure_ascii=False,
+            sort_keys=True,
         ),
         "result_json": json.dumps(run.result, indent=2, ensure_ascii=False, sort_keys=True)
         if run.result is not None
@@ -175,18 +182,20 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
 
 
 def _draft_fields(params: dict) -> list[dict]:
+    """One form field per param, keeping its JSON type; one-line fields first (the
+    stored JSON does not keep the agent's key order, so order by what reads best)."""
     fields = []
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            kind = "json"
-            shown = json.dumps(value, ensure_ascii=False)
+            kind, shown = "json", json.dumps(value, ensure_ascii=False)
         elif isinstance(value, str):
             kind = "textarea" if len(value) > 60 or "\n" in value else "text"
             shown = value
         else:
             kind, shown = "number", value
         fields.append({"name": key, "kind": kind, "value": shown})
-    return fields
+    order = {"text": 0, "number": 0, "json": 1, "textarea": 2}
+    return sorted(fields, key=lambda f: (order[f["kind"]], f["name"]))
 
 
 @login_required
@@ -302,11 +311,12 @@ def run_decide(request: HttpRequest, run_id) -> HttpResponse:
         response = render(
             request,
             "approvals/run.html#run-panel",
-            {**_run_context(request, nxt), "flash": f"Run {run.id} {label}."},
+            {**_run_context(request, nxt), "flash": label, "flash_run": run},
         )
         response["HX-Push-Url"] = reverse("run", args=[nxt.id])
         return response
-    messages.success(request, f"Run {run.id} {label}.")
+    what = run.action_type.name if run.action_type else "Run"
+    messages.success(request, f"{what} on {run.workflow.slug} {label}.")
     if upcoming is None:
         return redirect("queue")
     return redirect("run", run_id=upcoming.id)

@@ -107,7 +107,9 @@ def test_an_l1_draft_is_edited_and_submitted_and_the_next_run_loads_in_place(
 
     # htmx swapped the next run in and pushed its URL: no full page load happened.
     expect(page).to_have_url(run_url(live_server, l2["id"]))
-    expect(page.locator("#run-panel .msg.success")).to_have_text(f"Run {l1['id']} submitted.")
+    flash = page.locator("#run-panel .msg.success")
+    expect(flash).to_have_text("reply.send on support-reply submitted. Next one below.")
+    expect(flash.locator("a")).to_have_attribute("href", f"/runs/{l1['id']}/")
     expect(page.locator("#run-panel h1 .badge")).to_have_text("L2")
     assert page.evaluate("window.__marker") == 1, "the decision reloaded the whole page"
     expect(page).to_have_title(re.compile(r"^\(2\) refund-recommend · refund\.issue"))
@@ -198,7 +200,10 @@ def test_l3_runs_are_approved_with_a_and_rejected_with_r_a_reason_and_enter(
 
     page.keyboard.press("a")
     expect(page).to_have_url(run_url(live_server, second["id"]))
-    expect(page.locator("#run-panel .msg.success")).to_have_text(f"Run {first['id']} approved.")
+    flash = page.locator("#run-panel .msg.success")
+    expect(flash).to_contain_text("refund.issue on")
+    expect(flash).to_contain_text("approved. Next one below.")
+    expect(flash.locator("a")).to_have_attribute("href", f"/runs/{first['id']}/")
     expect(page).to_have_title(re.compile(r"^\(1\) "))
     assert Run.objects.get(pk=first["id"]).status == RunStatus.APPROVED
     assert Review.objects.get(run_id=first["id"]).verdict == Review.Verdict.APPROVED
@@ -278,7 +283,9 @@ def test_an_l3_run_can_be_approved_without_javascript(new_context, live_server, 
 
     page.get_by_role("button", name=re.compile("^Approve")).click()
     expect(page).to_have_url(f"{live_server.url}/")
-    expect(page.locator(".messages .msg.success")).to_have_text(f"Run {run['id']} approved.")
+    expect(page.locator(".messages .msg.success")).to_have_text(
+        re.compile(r"refund\.issue on .* approved\.")
+    )
     expect(page.locator(".empty")).to_have_text("Nothing waits for you.")
 
     stored = Run.objects.get(pk=run["id"])
