@@ -265,6 +265,12 @@ class LadderClient:
             "POST", f"runs/{_seg(run_id)}/events", body={"events": items}, idempotent=False
         )
 
+    def claim(self, run_id: str) -> RunInfo:
+        """`POST /runs/{id}/claim`: take an approved action before doing it. Exactly one
+        claim succeeds; a second raises `Conflict` with code `already_claimed`."""
+        data = self._call("POST", f"runs/{_seg(run_id)}/claim", body={}, idempotent=False)
+        return RunInfo.from_json(data)
+
     def report_result(
         self,
         run_id: str,

@@ -9,7 +9,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ladder_client.errors import ActionChanged, ActionFailed, ActionRejected, LadderError
+from ladder_client.errors import (
+    ActionChanged,
+    ActionFailed,
+    ActionRejected,
+    Conflict,
+    LadderError,
+)
 from ladder_client.models import EXECUTED, EXECUTING, FINISHED_STATUSES, ROLLED_BACK, RunInfo
 
 if TYPE_CHECKING:
@@ -162,6 +168,14 @@ def gated(
                     decision.status == EXECUTING
                     or client.action_executor(workflow, action) == "server"
                 ):
+                    return _finished(pending.wait_result(timeout=timeout))
+                try:
+                    run.claim()
+                except Conflict as exc:
+                    if exc.code != "already_claimed":
+                        raise
+                    # Another attempt (a retry after a crash, a replica) is doing it:
+                    # wait for its result rather than do the action twice.
                     return _finished(pending.wait_result(timeout=timeout))
                 token = _current_run.set(pending.run)
                 try:

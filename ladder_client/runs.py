@@ -333,6 +333,16 @@ class AgentRun:
         self.pending = PendingDecision(self.client, info, proposal)
         return self.pending
 
+    def claim(self) -> RunInfo:
+        """Take the approved action before carrying it out, so it is done at most once
+        (raises `Conflict` `already_claimed` when another attempt holds it)."""
+        if self.info is None:
+            raise RuntimeError("the run has not been submitted yet")
+        self.info = self.client.claim(self.info.id)
+        if self.pending is not None:
+            self.pending.run = self.info
+        return self.info
+
     def report(self, result: Any = None, *, error: BaseException | str | None = None) -> RunInfo:
         """Report how the approved action went: succeeded with `result` as its output,
         or failed with `error` (an exception is sent as `"Type: message"`)."""

@@ -256,6 +256,14 @@ def append_events(request, run_id: str, payload: EventIn | EventsIn):
     )
 
 
+@api.post("/runs/{run_id}/claim", response={200: RunOut, **ERRORS}, tags=["runs"])
+def claim_run(request, run_id: str):
+    """Take an approved action before carrying it out (agent executors). Exactly one
+    claim succeeds; a second gets 409 `already_claimed`, so the action is done once."""
+    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    return run_out(services.run_claim(auth=request.auth, run=run))
+
+
 class ResultIn(Schema):
     model_config = ConfigDict(extra="forbid")
     status: Literal["succeeded", "failed"]
@@ -265,7 +273,7 @@ class ResultIn(Schema):
 
 @api.post("/runs/{run_id}/result", response={200: RunOut, **ERRORS}, tags=["runs"])
 def report_result(request, run_id: str, payload: ResultIn):
-    """The agent reports how its approved action went (agent executors only)."""
+    """The agent reports how its approved (ideally claimed) action went (agent executors)."""
     run = services.run_for_agent(auth=request.auth, run_id=run_id)
     run = services.run_report_result(
         auth=request.auth,

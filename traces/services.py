@@ -323,6 +323,7 @@ def run_report_result(
     redactor = redactor_for(locked.workflow)
     payload = redactor.redact(
         {
+            "phase": "finished",
             "status": "succeeded" if succeeded else "failed",
             "output": output,
             "error": error,
@@ -334,6 +335,46 @@ def run_report_result(
     locked.executed_at = timezone.now()
     locked.save(update_fields=["status", "result", "executed_at", "updated_at"])
     trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, auth.actor)])
+    return locked
+
+
+@transaction.atomic
+def run_claim(*, auth: AgentAuth, run: Run) -> Run:
+    """An agent executor takes an approved action before doing it (approved → executing).
+
+    Exactly one claim succeeds, so an agent that crashed and retried — or two replicas of
+    it — can tell that the action is already being done and must not be done again.
+    """
+    locked = (
+        Run.objects.select_for_update(of=("self",)).select_related("action_type").get(pk=run.pk)
+    )
+    if locked.action_type and locked.action_type.executor == Executor.SERVER:
+        raise Conflict(
+            "this action is executed by the server, not the agent", code="server_executor"
+        )
+    if locked.status == RunStatus.EXECUTING:
+        raise Conflict(
+            "already claimed: the action is being carried out; report its result instead of "
+            "doing it again",
+            code="already_claimed",
+        )
+    if locked.status in (RunStatus.EXECUTED, RunStatus.FAILED, RunStatus.ROLLED_BACK):
+        raise Conflict(f"a result was already reported ({locked.status})", code="already_reported")
+    if locked.status != RunStatus.APPROVED:
+        raise Conflict(
+            f"run is {locked.status}: only an approved run can be claimed", code="not_approved"
+        )
+    locked.status = RunStatus.EXECUTING
+    locked.execution_attempts += 1
+    locked.save(update_fields=["status", "execution_attempts", "updated_at"])
+    trace_append(
+        run=locked,
+        specs=[
+            EventSpec(
+                TraceEvent.Type.EXECUTION, {"phase": "claimed", "executor": "agent"}, auth.actor
+            )
+        ],
+    )
     return locked
 
 

@@ -178,3 +178,54 @@ def test_a_failed_server_execution_raises_action_failed(make_workflow, connect, 
     thread.join(timeout=10)
 
     assert caught.value.error == "bank refused"
+
+
+def test_a_retry_after_a_crash_mid_action_does_not_do_the_action_again(
+    make_workflow, connect, reviewer, monkeypatch
+):
+    wf = make_workflow(rung=3)
+    calls = []
+
+    class Crash(BaseException):
+        """Stands in for the process dying mid-action."""
+
+    def gated_refund(client):
+        @client.gated(wf.slug, "refund.issue")
+        def issue_refund(order_id, amount, currency="EUR"):
+            calls.append(order_id)
+            if len(calls) == 1:
+                raise Crash
+            return {"refund_id": "R-2"}
+
+        return issue_refund
+
+    first = connect(wf)
+
+    def dead(*args, **kwargs):  # a dead process reports nothing
+        raise Crash
+
+    monkeypatch.setattr(first, "report_result", dead)
+    reviewer.decide_soon(wf, delay=0.05)
+    with pytest.raises(Crash):
+        gated_refund(first)(order_id="A-1", amount=30.0, idempotency_key="crashy")
+    stored = Run.objects.get(workflow=wf)
+    assert stored.status == "executing"  # claimed, never reported
+
+    def reconcile():
+        # Whoever checks the bank by hand reports what actually happened.
+        try:
+            time.sleep(0.3)
+            connect(wf).report_result(str(stored.pk), succeeded=True, output={"refund_id": "R-1"})
+        finally:
+            connections.close_all()
+
+    helper = threading.Thread(target=reconcile)
+    helper.start()
+    try:
+        # The restarted agent retries the same call with the same key.
+        result = gated_refund(connect(wf))(order_id="A-1", amount=30.0, idempotency_key="crashy")
+    finally:
+        helper.join()
+    assert calls == ["A-1"]  # the retry waited for the claimed attempt's result
+    assert result == {"refund_id": "R-1"}
+    assert Run.objects.get(pk=stored.pk).execution_attempts == 1

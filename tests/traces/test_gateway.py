@@ -383,3 +383,22 @@ def test_workflow_endpoint_and_metrics(make_workflow, agent):
     )
     other = make_workflow()
     assert a.get(f"/workflows/{other.slug}").status_code == 404
+
+
+def test_exactly_one_claim_of_an_approved_agent_action_succeeds(make_workflow, agent):
+    wf = make_workflow()
+    a = agent(wf)
+    run = a.post("/runs", body(wf)).json()
+    assert a.post(f"/runs/{run['id']}/claim").json()["error"]["code"] == "not_approved"
+    Run.objects.filter(pk=run["id"]).update(status=RunStatus.APPROVED)
+    first = a.post(f"/runs/{run['id']}/claim")
+    second = a.post(f"/runs/{run['id']}/claim")
+    assert first.status_code == 200 and first.json()["status"] == "executing"
+    assert second.status_code == 409 and second.json()["error"]["code"] == "already_claimed"
+    done = a.post(f"/runs/{run['id']}/result", {"status": "succeeded"})
+    assert done.json()["status"] == "executed"
+    phases = [
+        e.payload.get("phase")
+        for e in TraceEvent.objects.filter(run_id=run["id"], type="execution").order_by("seq")
+    ]
+    assert phases == ["claimed", "finished"]
