@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dj_database_url
+from django.utils.csp import CSP
 
 from ladder.env import env_bool, env_int, env_list, env_str
 
@@ -25,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "ninja",
     "guardian",
     "ladder",
     "traces",
@@ -33,6 +35,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves static/ from the app itself, so `make run` (DEBUG off) and gunicorn need no
+    # separate web server for CSS and JS.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -117,7 +123,25 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Unset by default: WhiteNoise serves straight from static/ (finders). Set it and run
+# collectstatic for a deployment that serves compressed, hashed files.
+STATIC_ROOT = env_str("STATIC_ROOT", "") or None
+
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Agent text is always escaped; the policy is the second wall: no inline or foreign
+# script can run on any page even if an escaping bug slipped through.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],  # swagger-ui sets inline styles
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie

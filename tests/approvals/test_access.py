@@ -177,3 +177,16 @@ def test_csrf_is_enforced_on_decisions(people, flows, submit):
     )
     assert resp.status_code == 403
     assert Run.objects.get(pk=run.pk).status == "pending_review"
+
+
+def test_pages_carry_a_content_security_policy_that_forbids_inline_script(people, login):
+    resp = login(people["rev"]).get("/")
+    policy = resp["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("style-src")[0]
+    assert "object-src 'none'" in policy
+
+
+def test_static_files_are_served_by_the_app_itself(client):
+    resp = client.get("/static/ladder.css")
+    assert resp.status_code == 200
+    assert b"--accent" in b"".join(resp.streaming_content)
