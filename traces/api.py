@@ -18,7 +18,7 @@ from ninja.parser import Parser
 from ninja.security import HttpBearer
 from pydantic import BaseModel, ConfigDict
 
-from ladder.errors import LadderError, NotFound
+from ladder.errors import Forbidden, LadderError, NotFound
 from ladder.models import Workflow
 from traces import services
 from traces.auth import AgentAuth, authenticate
@@ -317,10 +317,13 @@ def replay_run(request, run_id: str):
 
 
 def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
-    workflow = Workflow.objects.filter(slug=slug, pk__in=auth.workflow_ids).first()
+    """Same answers as POST /runs: 404 unknown workflow, 403 not in this token's scope."""
+    workflow = Workflow.objects.filter(slug=slug).first()
     if workflow is None:
-        raise NotFound(
-            f"unknown workflow '{slug}' (or not in this token's scope)", code="unknown_workflow"
+        raise NotFound(f"unknown workflow '{slug}'", code="unknown_workflow")
+    if workflow.pk not in auth.workflow_ids:
+        raise Forbidden(
+            f"this token is not scoped to workflow '{slug}'", code="workflow_not_allowed"
         )
     return workflow
 

@@ -382,7 +382,8 @@ def test_workflow_endpoint_and_metrics(make_workflow, agent):
         == 422
     )
     other = make_workflow()
-    assert a.get(f"/workflows/{other.slug}").status_code == 404
+    assert a.get(f"/workflows/{other.slug}").status_code == 403
+    assert a.get("/workflows/no-such-flow").status_code == 404
 
 
 def test_exactly_one_claim_of_an_approved_agent_action_succeeds(make_workflow, agent):
