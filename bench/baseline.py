@@ -1,0 +1,63 @@
+"""Bench-only WSGI entry point: the project's own app plus one minimal JSON endpoint.
+
+`gunicorn bench.baseline:application` serves exactly what `ladder.wsgi` serves (same
+settings, same middleware stack, same database connection handling), plus
+`POST /bench/baseline`: parse the JSON body, insert it as one row, answer 201. That is the
+floor any write endpoint of this stack pays, so the gateway is measured against it in the
+same server process, with no edit to the project's urls.py.
+
+The table is created by bench/gateway.py before the server starts (BASELINE_TABLE_SQL).
+"""
+
+import json
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ladder.settings")
+
+BASELINE_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS bench_baseline "
+    "(id bigserial PRIMARY KEY, body jsonb, created_at timestamptz DEFAULT now())"
+)
+
+
+def _use_bench_urls() -> None:
+    # Point the URL resolver here before the first request. Done on the settings object,
+    # not in a settings module, so every other setting is the project's own, untouched.
+    from django.conf import settings
+
+    settings.ROOT_URLCONF = __name__
+
+
+_use_bench_urls()
+application = get_wsgi_application()
+
+# Below here Django is set up (get_wsgi_application ran django.setup()).
+from django.db import connection  # noqa: E402
+from django.http import JsonResponse  # noqa: E402
+from django.urls import include, path  # noqa: E402
+from django.views.decorators.csrf import csrf_exempt  # noqa: E402
+
+
+@csrf_exempt
+def baseline(request):
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only"}, status=405)
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        return JsonResponse({"error": "invalid JSON"}, status=400)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO bench_baseline (body) VALUES (%s::jsonb) RETURNING id",
+            [json.dumps(body)],
+        )
+        row_id = cursor.fetchone()[0]
+    return JsonResponse({"id": row_id}, status=201)
+
+
+urlpatterns = [
+    path("bench/baseline", baseline),
+    path("", include("ladder.urls")),
+]
