@@ -12,11 +12,11 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
-from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ladder.errors import Forbidden, LadderError, NotFound
 from ladder.models import Workflow
@@ -101,11 +101,12 @@ def _validation_error(request, exc: ValidationError):
 
 
 # -- schemas ----------------------------------------------------------------------------
+# Plain pydantic models rather than ninja's Schema: Schema's Django-aware root validator
+# costs more CPU than the rest of validation on the hot path, and it drops extra keys.
 
 Slug = Field(..., min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")
 
 
-# Plain pydantic models where extra keys must survive: ninja's Schema drops them.
 class ToolCallIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(..., min_length=1, max_length=200)
@@ -113,14 +114,14 @@ class ToolCallIn(BaseModel):
     result: Any = None
 
 
-class AlternativeIn(Schema):
+class AlternativeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: str = Field(..., min_length=1, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict)
     score: float | None = None
 
 
-class ProposalIn(Schema):
+class ProposalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: str = Field(..., min_length=1, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -130,7 +131,7 @@ class ProposalIn(Schema):
     summary: str | None = Field(None, max_length=2000)
 
 
-class RunIn(Schema):
+class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workflow: str = Slug
     idempotency_key: str = Field(..., min_length=1, max_length=200)
@@ -140,12 +141,12 @@ class RunIn(Schema):
     proposal: ProposalIn | None = None
 
 
-class TraceOut(Schema):
+class TraceOut(BaseModel):
     events: int
     head: str
 
 
-class RunOut(Schema):
+class RunOut(BaseModel):
     id: str
     workflow: str
     rung: int
@@ -158,12 +159,12 @@ class RunOut(Schema):
     trace: TraceOut
 
 
-class ErrorBody(Schema):
+class ErrorBody(BaseModel):
     code: str
     message: str
 
 
-class ErrorOut(Schema):
+class ErrorOut(BaseModel):
     error: ErrorBody
 
 
@@ -208,7 +209,7 @@ def submit_run(request, payload: RunIn):
     return Status(201 if created else 200, run_out(run, workflow_slug=payload.workflow))
 
 
-class WaitQuery(Schema):
+class WaitQuery(BaseModel):
     wait: float = Field(0, ge=0)
 
 
@@ -232,11 +233,11 @@ class EventIn(BaseModel):
     type: str = Field(..., min_length=1, max_length=20)
 
 
-class EventsIn(Schema):
+class EventsIn(BaseModel):
     events: list[EventIn] = Field(..., min_length=1, max_length=500)
 
 
-class AppendedOut(Schema):
+class AppendedOut(BaseModel):
     appended: int
     trace: TraceOut
 
@@ -264,7 +265,7 @@ def claim_run(request, run_id: str):
     return run_out(services.run_claim(auth=request.auth, run=run))
 
 
-class ResultIn(Schema):
+class ResultIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["succeeded", "failed"]
     output: Any = None
@@ -285,7 +286,7 @@ def report_result(request, run_id: str, payload: ResultIn):
     return run_out(run)
 
 
-class OutcomeIn(Schema):
+class OutcomeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: Literal["correct", "wrong"]
     source: str = Field(..., min_length=1, max_length=100)
@@ -354,14 +355,14 @@ def get_workflow(request, slug: str):
     }
 
 
-class MetricPointIn(Schema):
+class MetricPointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metric: str = Field(..., min_length=1, max_length=100)
     value: float = Field(..., allow_inf_nan=False)
     at: datetime
 
 
-class MetricsIn(Schema):
+class MetricsIn(BaseModel):
     points: list[MetricPointIn] = Field(..., min_length=1, max_length=1000)
 
 

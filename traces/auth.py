@@ -29,15 +29,12 @@ class AgentAuth:
 
 
 def authenticate(raw: str) -> AgentAuth:
-    from traces.models import AgentToken
+    from traces.fastpath import token_rows
 
     if not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise Unauthorized("malformed agent token", code="invalid_token")
-    rows = list(
-        AgentToken.workflows.through.objects.filter(
-            agenttoken__token_hash=hash_token(raw), agenttoken__revoked_at=None
-        ).values_list("agenttoken_id", "agenttoken__prefix", "workflow_id")
-    )
+    # Looked up on every request (no cache), so a revoked token stops at once.
+    rows = token_rows(hash_token(raw))
     if not rows:
         raise Unauthorized("unknown or revoked agent token", code="invalid_token")
     return AgentAuth(

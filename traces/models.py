@@ -1,10 +1,10 @@
 import json
-import uuid
 
 from django.conf import settings
 from django.db import models
 
 from ladder.models import ActionType, Workflow
+from traces.ids import uuid7
 
 
 class AgentToken(models.Model):
@@ -45,7 +45,7 @@ class QueueKind(models.TextChoices):
 class Run(models.Model):
     """One pass of an agent through a workflow. Its evidence lives in its trace events."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     # No single-column index: the (workflow, idempotency_key) unique index leads with it.
     workflow = models.ForeignKey(
         Workflow, on_delete=models.PROTECT, related_name="runs", db_index=False
@@ -54,10 +54,17 @@ class Run(models.Model):
     # sha256 of the redacted request: a reused key with a different body is a conflict.
     request_hash = models.CharField(max_length=64)
     rung = models.PositiveSmallIntegerField()
-    status = models.CharField(max_length=20, choices=RunStatus.choices, db_index=True)
+    # Indexed only through the partial queue indexes and run_wf_status_idx: every extra
+    # index is paid on each insert by the gateway.
+    status = models.CharField(max_length=20, choices=RunStatus.choices)
     queue = models.CharField(max_length=12, choices=QueueKind.choices, blank=True)
     action_type = models.ForeignKey(
-        ActionType, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+        ActionType,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runs",
+        db_index=False,
     )
     # Denormalised from the (redacted) proposal so queue pages need no JSON digging.
     proposal = models.JSONField(null=True, blank=True)
@@ -69,7 +76,12 @@ class Run(models.Model):
     # The decision: final action and params (after edits or a pick), who and when.
     decision = models.JSONField(null=True, blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
@@ -147,7 +159,8 @@ class TraceEvent(models.Model):
         OUTCOME = "outcome"
         ROLLBACK = "rollback"
 
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events")
+    # No single-column index: the (run, seq) unique index leads with it.
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events", db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=20, choices=Type.choices)
     # Who appended it: "agent:<token prefix>", "user:<id>", "system".

@@ -6,20 +6,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ladder.decide import ActionRules, Decision, Route, WorkflowRules, decide
+from ladder.decide import Decision, Route, decide
 from ladder.errors import Conflict, Forbidden, NotFound, Unprocessable
-from ladder.models import ActionType, Workflow
+from ladder.models import Workflow
 from ladder.rungs import Executor
-from traces import redaction
+from traces import fastpath, redaction
 from traces.auth import AgentAuth, hash_token, new_token
 from traces.chain import GENESIS, canonical_json, event_document, link_hash
+from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
 
 # Statuses in which a human may still decide.
@@ -67,10 +68,21 @@ def redactor_for(workflow: Workflow) -> redaction.Redactor:
 # -- the chain --------------------------------------------------------------------------
 
 
-def _build_events(
+class Link(NamedTuple):
+    """One computed chain link, before it becomes a row."""
+
+    seq: int
+    type: str
+    actor: str
+    document: str
+    prev_hash: str
+    hash: str
+
+
+def _chain(
     *, run_id: uuid.UUID, specs: list[EventSpec], prev_hash: str, start_seq: int, at: datetime
-) -> list[TraceEvent]:
-    events = []
+) -> list[Link]:
+    links = []
     for offset, spec in enumerate(specs):
         seq = start_seq + offset
         document = event_document(
@@ -82,20 +94,20 @@ def _build_events(
             at=at,
         )
         digest = link_hash(prev_hash, document)
-        events.append(
-            TraceEvent(
-                run_id=run_id,
-                seq=seq,
-                type=spec.type,
-                actor=spec.actor,
-                at=at,
-                document=document,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
-        )
+        links.append(Link(seq, spec.type, spec.actor, document, prev_hash, digest))
         prev_hash = digest
-    return events
+    return links
+
+
+def _build_events(
+    *, run_id: uuid.UUID, specs: list[EventSpec], prev_hash: str, start_seq: int, at: datetime
+) -> list[TraceEvent]:
+    return [
+        TraceEvent(run_id=run_id, at=at, **link._asdict())
+        for link in _chain(
+            run_id=run_id, specs=specs, prev_hash=prev_hash, start_seq=start_seq, at=at
+        )
+    ]
 
 
 def trace_append(
@@ -124,33 +136,6 @@ def trace_append(
 # -- the gateway ------------------------------------------------------------------------
 
 
-def _workflow_rules(workflow: Workflow, action_types: list[ActionType]) -> WorkflowRules:
-    return WorkflowRules(
-        slug=workflow.slug,
-        rung=workflow.rung,
-        actions={
-            at.name: ActionRules(
-                name=at.name,
-                param_schema=at.param_schema,
-                value_param=at.value_param,
-                currency_param=at.currency_param,
-            )
-            for at in action_types
-        },
-    )
-
-
-def _resolve_workflow(*, auth: AgentAuth, slug: str) -> Workflow:
-    workflow = Workflow.objects.filter(slug=slug).prefetch_related("action_types").first()
-    if workflow is None:
-        raise NotFound(f"unknown workflow '{slug}'", code="unknown_workflow")
-    if workflow.pk not in auth.workflow_ids:
-        raise Forbidden(
-            f"this token is not scoped to workflow '{slug}'", code="workflow_not_allowed"
-        )
-    return workflow
-
-
 def _creation_specs(*, body: dict, decision: Decision, actor: str) -> list[EventSpec]:
     specs = [EventSpec(TraceEvent.Type.INPUT, {"input": body.get("input")}, actor)]
     for call in body.get("tool_calls") or []:
@@ -175,63 +160,57 @@ def run_submit(*, auth: AgentAuth, body: dict) -> tuple[Run, bool]:
 
     Returns (run, created). The same idempotency key on the same workflow returns the
     stored run and stores nothing, also when duplicates race: the unique constraint
-    decides, and the loser reads the winner's row.
+    decides (INSERT … ON CONFLICT DO NOTHING), and the loser reads the winner's row.
     """
-    workflow = _resolve_workflow(auth=auth, slug=body["workflow"])
+    workflow = fastpath.workflow_row(body["workflow"])
+    if workflow is None:
+        raise NotFound(f"unknown workflow '{body['workflow']}'", code="unknown_workflow")
+    if workflow.id not in auth.workflow_ids:
+        raise Forbidden(
+            f"this token is not scoped to workflow '{workflow.slug}'",
+            code="workflow_not_allowed",
+        )
     key = body["idempotency_key"]
     # Redact before anything else touches the payload: nothing below sees raw PII.
-    redacted = redactor_for(workflow).redact(
+    redacted = _redactor(workflow.personal_fields).redact(
         {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}
     )
     request_hash = hashlib.sha256(canonical_json(redacted).encode("utf-8")).hexdigest()
-
-    existing = Run.objects.filter(workflow=workflow, idempotency_key=key).first()
-    if existing is not None:
-        return _same_request(existing, request_hash), False
-
-    rules = _workflow_rules(workflow, list(workflow.action_types.all()))
-    decision = decide(rules, redacted["proposal"])
     proposal = redacted["proposal"]
-    action_type = None
-    if proposal is not None:
-        action_type = next(a for a in workflow.action_types.all() if a.name == proposal["action"])
+    decision = decide(workflow.rules, proposal)
     if decision.route == Route.RECORD:
         status, queue = RunStatus.RECORDED, ""
     else:
         status, queue = RunStatus.PENDING_REVIEW, decision.queue or ""
-
+    now = timezone.now()
     run = Run(
-        id=uuid.uuid4(),
-        workflow=workflow,
+        id=uuid7(),
+        workflow_id=workflow.id,
         idempotency_key=key,
         request_hash=request_hash,
         rung=workflow.rung,
         status=status,
         queue=queue,
-        action_type=action_type,
+        action_type_id=workflow.action_ids[proposal["action"]] if proposal else None,
         proposal=proposal,
         summary=_summary(proposal),
         value=decision.value,
         currency=decision.currency[:8],
         flags=_flags(proposal),
         escalation_reason=decision.reason[:300] if queue == "escalated" else "",
+        created_at=now,
+        updated_at=now,
     )
     specs = _creation_specs(body=redacted, decision=decision, actor=auth.actor)
-    events = _build_events(
-        run_id=run.id, specs=specs, prev_hash=GENESIS, start_seq=1, at=timezone.now()
-    )
-    run.trace_head = events[-1].hash
-    run.trace_length = len(events)
-    try:
-        with transaction.atomic():
-            run.save(force_insert=True)
-            TraceEvent.objects.bulk_create(events)
-    except IntegrityError:
-        existing = Run.objects.filter(workflow=workflow, idempotency_key=key).first()
-        if existing is None:
-            raise
-        return _same_request(existing, request_hash), False
-    return run, True
+    links = _chain(run_id=run.id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
+    run.trace_head = links[-1].hash
+    run.trace_length = len(links)
+    if fastpath.insert_run(run, links, at=now):
+        return run, True
+    existing = Run.objects.filter(workflow_id=workflow.id, idempotency_key=key).first()
+    if existing is None:  # the key's owner vanished between the two statements: retry
+        raise Conflict("a concurrent duplicate was being stored; retry", code="retry")
+    return _same_request(existing, request_hash), False
 
 
 def _same_request(run: Run, request_hash: str) -> Run:

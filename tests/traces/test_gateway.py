@@ -403,3 +403,17 @@ def test_exactly_one_claim_of_an_approved_agent_action_succeeds(make_workflow, a
         for e in TraceEvent.objects.filter(run_id=run["id"], type="execution").order_by("seq")
     ]
     assert phases == ["claimed", "finished"]
+
+
+def test_the_portable_insert_path_stores_runs_and_refuses_duplicates(
+    make_workflow, agent, monkeypatch
+):
+    # SQLite (make run) takes the ORM path; prove it on this database too.
+    from django.db import connection
+
+    monkeypatch.setattr(connection, "vendor", "sqlite-like")
+    wf = make_workflow()
+    a = agent(wf)
+    first, again = a.post("/runs", body(wf)), a.post("/runs", body(wf))
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert Run.objects.count() == 1 and TraceEvent.objects.count() == 4
