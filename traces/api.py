@@ -12,6 +12,7 @@ from typing import Any, Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
@@ -375,5 +376,6 @@ def post_metrics(request, slug: str, payload: MetricPointIn | MetricsIn):
     return Status(201, {"stored": len(stored)})
 
 
+@csrf_exempt  # agents send no CSRF token: a POST to a wrong path must still get JSON
 def api_not_found(request, path=""):
     return error_response(404, "not_found", f"no API endpoint at /{request.path.lstrip('/')}")

@@ -283,9 +283,14 @@ def test_runs_of_other_workflows_are_not_found(make_workflow, agent):
 
 
 def test_unknown_api_paths_answer_json_404(agent, make_workflow):
-    resp = agent(make_workflow()).get("/nothing-here")
-    assert resp.status_code == 404
-    assert resp.json()["error"]["code"] == "not_found"
+    a = agent(make_workflow())
+    strict = Client(enforce_csrf_checks=True)  # as real agents: no CSRF cookie or token
+    posted = strict.post(
+        "/api/v1/nothing-here", data="{}", content_type="application/json", headers=a.headers
+    )
+    for resp in (a.get("/nothing-here"), posted):
+        assert resp.status_code == 404
+        assert resp.json()["error"]["code"] == "not_found"
 
 
 def test_the_openapi_document_is_served(client):
