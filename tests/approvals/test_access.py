@@ -13,90 +13,22 @@ pytestmark = pytest.mark.django_db
 
 ROLES = ["anonymous", "rev", "owner", "compliance", "admin", "stranger", "other_reviewer"]
 
-# view name → expected status per role (for a run of the `approvals` L3 workflow)
-MATRIX = {
-    "queue": dict(
-        anonymous=302,
-        rev=200,
-        owner=200,
-        compliance=200,
-        admin=200,
-        stranger=200,
-        other_reviewer=200,
-    ),
-    "queue_partial": dict(
-        anonymous=302,
-        rev=200,
-        owner=200,
-        compliance=200,
-        admin=200,
-        stranger=200,
-        other_reviewer=200,
-    ),
-    "run": dict(
-        anonymous=302,
-        rev=200,
-        owner=200,
-        compliance=200,
-        admin=200,
-        stranger=404,
-        other_reviewer=404,
-    ),
-    "run_partial": dict(
-        anonymous=302,
-        rev=200,
-        owner=200,
-        compliance=200,
-        admin=200,
-        stranger=404,
-        other_reviewer=404,
-    ),
-    "replay": dict(
-        anonymous=302,
-        rev=200,
-        owner=200,
-        compliance=200,
-        admin=200,
-        stranger=404,
-        other_reviewer=404,
-    ),
-    "decide": dict(
-        anonymous=302,
-        rev=302,
-        owner=403,
-        compliance=403,
-        admin=302,
-        stranger=404,
-        other_reviewer=404,
-    ),
-    "decide_partial": dict(
-        anonymous=302,
-        rev=200,
-        owner=403,
-        compliance=403,
-        admin=200,
-        stranger=404,
-        other_reviewer=404,
-    ),
-    "roles": dict(
-        anonymous=302,
-        rev=404,
-        owner=200,
-        compliance=404,
-        admin=200,
-        stranger=404,
-        other_reviewer=404,
-    ),
-    "roles_post": dict(
-        anonymous=302,
-        rev=404,
-        owner=302,
-        compliance=404,
-        admin=302,
-        stranger=404,
-        other_reviewer=404,
-    ),
+# view name → expected status per role, in ROLES order:
+#                  anon  rev  owner compl admin stranger other_reviewer
+# fmt: off
+EXPECTED = {
+    "queue":          (302, 200, 200, 200, 200, 200, 200),
+    "queue_partial":  (302, 200, 200, 200, 200, 200, 200),
+    "run":            (302, 200, 200, 200, 200, 404, 404),
+    "run_partial":    (302, 200, 200, 200, 200, 404, 404),
+    "replay":         (302, 200, 200, 200, 200, 404, 404),
+    "decide":         (302, 302, 403, 403, 302, 404, 404),
+    "decide_partial": (302, 200, 403, 403, 200, 404, 404),
+    "roles":          (302, 404, 200, 404, 200, 404, 404),
+    "roles_post":     (302, 404, 302, 404, 302, 404, 404),
 }
+# fmt: on
+MATRIX = {view: dict(zip(ROLES, codes, strict=True)) for view, codes in EXPECTED.items()}
 
 
 @pytest.fixture

@@ -9,10 +9,11 @@ import os
 import pytest
 from django.contrib.auth.models import User
 
+from approvals.management.commands.seed_demo import REFUND_SCHEMA, REPLY_SCHEMA
 from ladder.models import ActionType, Workflow
 from ladder.rungs import Executor, RiskClass, Rung
 from tests.browser import support
-from tests.browser.support import PASSWORD, REFUND_SCHEMA, REPLY_SCHEMA, VIEWPORT, Ladder
+from tests.browser.support import PASSWORD, VIEWPORT, Ladder
 from traces.services import token_create
 
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"

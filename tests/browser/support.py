@@ -25,18 +25,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 900}
 PASSWORD = "browser-test-pw"
 
-REPLY_SCHEMA = {
-    "to": {"type": "string", "required": True},
-    "subject": {"type": "string"},
-    "body": {"type": "string", "required": True},
-}
-REFUND_SCHEMA = {
-    "order_id": {"type": "string", "required": True},
-    "amount": {"type": "number", "required": True},
-    "currency": {"type": "string", "required": True},
-    "reason": {"type": "string"},
-}
-
 
 def sign_in(context, user, live_server) -> None:
     """Put a signed-in session cookie into a browser context (no login form round trip)."""
