@@ -174,9 +174,58 @@ def _bodies():
 
 
 def seed_history(*, people: dict[str, User]) -> dict[str, int]:
+    """Submit the demo runs; on first creation, decide a few of them the way a reviewer
+    would (through the same services), so the demo has decisions, diffs and executions
+    to look at as well as a queue."""
     auth = _auth()
     created = 0
-    for _slug, body in _bodies():
-        _run, was_created = run_submit(auth=auth, body=body)
+    runs = {}
+    for slug, body in _bodies():
+        run, was_created = run_submit(auth=auth, body=body)
         created += was_created
-    return {"runs created": created}
+        if was_created:
+            runs.setdefault(slug, []).append(run)
+    decided = _decide_some(runs, reviewer=people["reviewer"])
+    return {"runs created": created, "decided": decided}
+
+
+def _decide_some(runs: dict[str, list], *, reviewer: User) -> int:
+    from django.db import transaction
+
+    from approvals import services
+    from traces.models import Run
+
+    def decide(run, decision):
+        fresh = Run.objects.select_related("workflow").get(pk=run.pk)
+        opened = services.review_open(run=fresh, user=reviewer)
+        with transaction.atomic():
+            services.review_decide(
+                run=fresh,
+                reviewer=reviewer,
+                seen_hash=opened.hash,
+                seen_version=fresh.version,
+                decision=decision,
+            )
+
+    plan = []
+    if runs.get("support-reply"):
+        draft = runs["support-reply"][0]
+        params = dict(draft.proposal["params"])
+        params["body"] = params["body"].replace(
+            "should arrive within two days", "will arrive tomorrow"
+        )
+        plan.append((draft, services.DraftSubmission(params=params)))
+    if runs.get("refund-recommend"):
+        plan.append((runs["refund-recommend"][0], services.Pick(option=0)))
+        plan.append((runs["refund-recommend"][1], services.Pick(option=1)))
+    if runs.get("support-refund"):
+        plan.append((runs["support-refund"][0], services.Approval(approve=True)))
+        plan.append(
+            (
+                runs["support-refund"][1],
+                services.Approval(approve=False, reason="already refunded by phone"),
+            )
+        )
+    for run, decision in plan:
+        decide(run, decision)
+    return len(plan)

@@ -30,5 +30,7 @@ def test_seed_demo_creates_the_contract_workflows_people_and_history_once():
     refund = Workflow.objects.get(slug="support-refund").action_types.get(name="refund.issue")
     assert refund.executor == "server" and refund.compensating_action == "refund.reverse"
     assert User.objects.get(username="reviewer").check_password("reviewer-ladder-demo")
+    statuses = set(Run.objects.values_list("status", flat=True))
+    assert {"pending_review", "recorded", "approved", "executed", "rejected"} <= statuses
     # The demo history went through redaction like any agent traffic.
     assert not any("@example.com" in str(r.proposal) for r in Run.objects.all())
