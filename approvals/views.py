@@ -136,6 +136,7 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
     review = run.reviews.select_related("reviewer").first()
     left, capped = selectors.count_waiting(workflow_ids=reviewable)
     params = proposal.get("params") or {}
+    action_names = list(run.workflow.action_types.values_list("name", flat=True))
     return {
         "run": run,
         "context": opened.snapshot["context"],
@@ -151,12 +152,13 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
                 "params_json": json.dumps(
                     o["params"], indent=2, ensure_ascii=False, sort_keys=True
                 ),
+                "known": o["action"] in action_names,
             }
             for i, o in enumerate(rules.options(proposal))
         ]
         if proposal
         else [],
-        "action_names": list(run.workflow.action_types.values_list("name", flat=True)),
+        "action_names": action_names,
         "seen_hash": opened.hash,
         "held_by": opened.held_by,
         "can_decide": can_review and run.status == RunStatus.PENDING_REVIEW,

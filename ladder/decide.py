@@ -81,10 +81,21 @@ def validate_params(schema: dict, params: dict) -> None:
         ok = isinstance(value, _TYPES.get(expected, (object,)))
         if expected in ("number", "integer") and isinstance(value, bool):
             ok = False
+        if expected == "number" and isinstance(value, str):
+            # Money is often sent as a decimal string ("12.50") to keep its precision.
+            ok = _decimal(value) is not None
         if not ok:
             problems.append(f"'{name}' must be of type {expected}")
     if problems:
         raise Unprocessable("invalid params: " + "; ".join(problems), code="invalid_params")
+
+
+def _decimal(raw) -> Decimal | None:
+    try:
+        value = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() else None
 
 
 def proposal_value(rules: ActionRules, params: dict) -> tuple[Decimal | None, str]:
@@ -94,11 +105,8 @@ def proposal_value(rules: ActionRules, params: dict) -> tuple[Decimal | None, st
     raw = params.get(rules.value_param)
     if isinstance(raw, bool) or raw is None:
         return None, ""
-    try:
-        value = Decimal(str(raw))
-    except (InvalidOperation, ValueError):
-        return None, ""
-    if not value.is_finite():
+    value = _decimal(raw)
+    if value is None:
         return None, ""
     currency = params.get(rules.currency_param, "") if rules.currency_param else ""
     return value, currency if isinstance(currency, str) else ""
@@ -130,13 +138,11 @@ def decide(
         )
     validate_params(rules.param_schema, proposal["params"])
     for alt in proposal.get("alternatives") or []:
+        # An alternative of an unknown type is kept as evidence of what the agent
+        # considered; it just cannot be picked (approvals checks that at pick time).
         alt_rules = workflow.actions.get(alt["action"])
-        if alt_rules is None:
-            raise Unprocessable(
-                f"alternative action '{alt['action']}' is not an action type of this workflow",
-                code="unknown_action",
-            )
-        validate_params(alt_rules.param_schema, alt["params"])
+        if alt_rules is not None:
+            validate_params(alt_rules.param_schema, alt["params"])
     value, currency = proposal_value(rules, proposal["params"])
     queue = _QUEUE_BY_RUNG.get(Rung(workflow.rung))
     if queue is not None:

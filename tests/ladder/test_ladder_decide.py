@@ -46,6 +46,16 @@ def test_an_unknown_action_names_the_known_ones():
         decide(rules(3), {"action": "wire.send", "params": {}})
 
 
+def test_alternatives_of_unknown_types_are_kept_but_known_ones_validated():
+    odd = {**PROPOSAL, "alternatives": [{"action": "coupon.issue", "params": {}}]}
+    assert decide(rules(2), odd).queue == Queue.L2
+
+
+def test_money_as_a_decimal_string_is_a_number():
+    decision = decide(rules(3), {"action": "refund.issue", "params": {"amount": "12.50"}})
+    assert decision.value == Decimal("12.50")
+
+
 def test_alternatives_are_validated_too():
     bad = {**PROPOSAL, "alternatives": [{"action": "refund.issue", "params": {"amount": "x"}}]}
     with pytest.raises(Unprocessable, match="amount"):
@@ -56,7 +66,7 @@ def test_alternatives_are_validated_too():
     ("params", "problem"),
     [
         ({}, "'amount' is required"),
-        ({"amount": "12"}, "'amount' must be of type number"),
+        ({"amount": "12 EUR"}, "'amount' must be of type number"),
         ({"amount": True}, "'amount' must be of type number"),
     ],
 )

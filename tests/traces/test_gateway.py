@@ -217,7 +217,7 @@ WRONG_TYPES = [
     ("tool_calls", {"name": "x"}),
     ("proposal", "refund please"),
     ("proposal", {"action": "refund.issue", "params": [1, 2]}),
-    ("proposal", {"action": "refund.issue", "params": {"order_id": "A-1", "amount": "12"}}),
+    ("proposal", {"action": "refund.issue", "params": {"order_id": "A-1", "amount": "twelve"}}),
     ("proposal", {"action": "refund.issue", "params": {"amount": 12}}),
     ("proposal", {"action": "rm.rf", "params": {}}),
     ("unexpected", 1),

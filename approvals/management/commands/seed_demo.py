@@ -10,21 +10,23 @@ from ladder.rungs import Executor, RiskClass, Rung
 
 PEOPLE = ["reviewer", "owner", "compliance", "admin"]
 
+# The demo's schemas type what they name but require nothing: any agent can try the demo
+# with its own params. A real workflow tightens them (`"required": true`).
 REPLY_SCHEMA = {
-    "to": {"type": "string", "required": True},
+    "to": {"type": "string"},
     "subject": {"type": "string"},
-    "body": {"type": "string", "required": True},
+    "body": {"type": "string"},
 }
 REFUND_SCHEMA = {
-    "order_id": {"type": "string", "required": True},
-    "amount": {"type": "number", "required": True},
-    "currency": {"type": "string", "required": True},
+    "order_id": {"type": "string"},
+    "amount": {"type": "number"},
+    "currency": {"type": "string"},
     "reason": {"type": "string"},
 }
 NOTIFY_SCHEMA = {
-    "to": {"type": "string", "required": True},
-    "channel": {"type": "string", "required": True},
-    "message": {"type": "string", "required": True},
+    "to": {"type": "string"},
+    "channel": {"type": "string"},
+    "message": {"type": "string"},
 }
 
 WORKFLOWS = [
