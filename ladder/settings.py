@@ -14,7 +14,8 @@ _INSECURE_DEV_KEY = "insecure-dev-key-only-for-make-run"
 SECRET_KEY = env_str("SECRET_KEY", _INSECURE_DEV_KEY)
 # Pseudonyms are HMAC-SHA256 keyed by this secret: the same person links across runs
 # without being readable. Rotating it breaks that linkage, so it is kept apart from SECRET_KEY.
-LADDER_PSEUDONYM_KEY = env_str("LADDER_PSEUDONYM_KEY", "insecure-dev-pseudonym-key")
+_INSECURE_PSEUDONYM_KEY = "insecure-dev-pseudonym-key"
+LADDER_PSEUDONYM_KEY = env_str("LADDER_PSEUDONYM_KEY", _INSECURE_PSEUDONYM_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
