@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +35,10 @@ class PendingDecision:
         self.run = run
         self.proposal = dict(proposal)
         self.decision: Decision | None = None
+        # What the gateway pseudonymised in our own submission: decided params come back
+        # with `<EMAIL:…>` tokens, and this turns them into the real values again, here in
+        # the agent's process only.
+        self.pseudonyms: dict[str, Any] = dict(run.raw.get("pseudonyms") or {})
 
     def __repr__(self) -> str:
         return f"<PendingDecision run={self.id} status={self.status}>"
@@ -52,9 +58,12 @@ class PendingDecision:
         return self.run
 
     def _decision_of(self, run: RunInfo) -> Decision:
-        return Decision.from_payload(
+        decision = Decision.from_payload(
             run.raw.get("decision"), run_id=run.id, status=run.status, proposal=self.proposal
         )
+        if not self.pseudonyms:
+            return decision
+        return dataclasses.replace(decision, params=restore(decision.params, self.pseudonyms))
 
     def wait(self, timeout: float = 300.0, poll: float = 25.0) -> Decision:
         """Long-poll `GET /runs/{id}?wait=` until the run stops waiting for review.
@@ -388,3 +397,24 @@ def _call_arguments(
     if first in ("self", "cls"):
         arguments.pop(first, None)
     return arguments
+
+
+_TOKEN = re.compile(r"<[A-Z][A-Z0-9_]*:[0-9a-f]{8}>")
+
+
+def restore(value: Any, pseudonyms: Mapping[str, Any]) -> Any:
+    """Put the real values back for the pseudonyms this agent itself sent.
+
+    A string that is exactly one pseudonym becomes the original value (of its original
+    type); pseudonyms inside longer text are replaced by the original's text. Tokens the
+    agent did not send (other customers') stay as they are.
+    """
+    if isinstance(value, str):
+        if value in pseudonyms:
+            return pseudonyms[value]
+        return _TOKEN.sub(lambda m: str(pseudonyms.get(m.group(0), m.group(0))), value)
+    if isinstance(value, dict):
+        return {restore(k, pseudonyms): restore(v, pseudonyms) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore(v, pseudonyms) for v in value]
+    return value

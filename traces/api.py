@@ -158,6 +158,10 @@ class RunOut(BaseModel):
     outcome: str | None = None
     created_at: datetime
     trace: TraceOut
+    # POST /runs only: pseudonym → the value it replaced in *this* request's body, so the
+    # agent can turn decided params (`<EMAIL:…>`) back into real values. Derived from the
+    # request each time; never stored.
+    pseudonyms: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):
@@ -206,8 +210,11 @@ def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
 def submit_run(request, payload: RunIn):
     """Submit one run. 201 when stored; 200 when this idempotency key was already seen."""
     body = payload.model_dump(mode="json", exclude_unset=False)
-    run, created = services.run_submit(auth=request.auth, body=body)
-    return Status(201 if created else 200, run_out(run, workflow_slug=payload.workflow))
+    pseudonyms: dict = {}
+    run, created = services.run_submit(auth=request.auth, body=body, pseudonyms=pseudonyms)
+    out = run_out(run, workflow_slug=payload.workflow)
+    out["pseudonyms"] = pseudonyms
+    return Status(201 if created else 200, out)
 
 
 class WaitQuery(BaseModel):

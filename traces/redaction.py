@@ -543,7 +543,7 @@ class Redactor:
     personal_fields: frozenset[str] = frozenset()  # already casefolded by make_redactor
     phone_regions: tuple[str, ...] = ()
 
-    def redact_text(self, text: str) -> str:
+    def redact_text(self, text: str, found: dict[str, str] | None = None) -> str:
         hits = _detect(text, self.phone_regions)
         if not hits:
             return text
@@ -551,24 +551,38 @@ class Redactor:
         pos = 0
         for kind, start, end, normalized in hits:
             parts.append(text[pos:start])
-            parts.append(pseudonym(self.key, kind, normalized))
+            token = pseudonym(self.key, kind, normalized)
+            if found is not None:
+                found.setdefault(token, text[start:end])
+            parts.append(token)
             pos = end
         parts.append(text[pos:])
         return "".join(parts)
 
-    def redact(self, value: Any) -> Any:
-        """Deep-copy a JSON value with every string (and dict key) redacted."""
-        return self._walk(value, None)
+    def redact(self, value: Any, found: dict[str, str] | None = None) -> Any:
+        """Deep-copy a JSON value with every string (and dict key) redacted.
 
-    def _walk(self, value: Any, kind: str | None) -> Any:
+        `found`, when given, collects pseudonym → the text it replaced, so the caller
+        can hand the map back to whoever sent the values (and to no one else).
+        """
+        # The collector travels as an argument: one Redactor serves many threads.
+        return self._walk(value, None, found)
+
+    def _pseudonym(self, kind: str, normalized: str, original: Any, found) -> str:
+        token = pseudonym(self.key, kind, normalized)
+        if found is not None:
+            found.setdefault(token, original)
+        return token
+
+    def _walk(self, value: Any, kind: str | None, found: dict | None = None) -> Any:
         # `kind` is set below a declared personal field: every leaf there is pseudonymised
         # whole, whatever its type, under the innermost declared key's kind.
         if isinstance(value, str):
             if kind is None:
-                return self.redact_text(value)
+                return self.redact_text(value, found)
             if PSEUDONYM_RE.fullmatch(value):
                 return value  # already redacted: keep redact() idempotent
-            return pseudonym(self.key, kind, value.strip().casefold())
+            return self._pseudonym(kind, value.strip().casefold(), value, found)
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
@@ -576,20 +590,20 @@ class Redactor:
                 if isinstance(k, str):
                     if self.personal_fields and k.strip().casefold() in self.personal_fields:
                         child = _field_kind(k.strip())
-                    k = self.redact_text(k)
-                out[k] = self._walk(v, child)
+                    k = self.redact_text(k, found)
+                out[k] = self._walk(v, child, found)
             return out
         if isinstance(value, list | tuple):
-            return [self._walk(v, kind) for v in value]
+            return [self._walk(v, kind, found) for v in value]
         if value is None:
             return None  # an absent value discloses nothing
         if isinstance(value, bool | int | float):
             if kind is not None:
-                return pseudonym(self.key, kind, str(value).strip().casefold())
+                return self._pseudonym(kind, str(value).strip().casefold(), value, found)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 digits = str(value)
                 if _is_card(digits):
-                    return pseudonym(self.key, CARD, digits)
+                    return self._pseudonym(CARD, digits, value, found)
             return value
         # Fail closed: an unknown type could carry anything.
         raise TypeError(f"cannot redact value of type {type(value).__name__}")

@@ -155,10 +155,12 @@ def _creation_specs(*, body: dict, decision: Decision, actor: str) -> list[Event
     return specs
 
 
-def run_submit(*, auth: AgentAuth, body: dict) -> tuple[Run, bool]:
+def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -> tuple[Run, bool]:
     """Take one run from an agent: redact, decide by rung, store run + trace.
 
-    Returns (run, created). The same idempotency key on the same workflow returns the
+    Returns (run, created); `pseudonyms`, when given, is filled with pseudonym → the value
+    it replaced in this body (for the response to the agent only; never stored). The
+    same idempotency key on the same workflow returns the
     stored run and stores nothing, also when duplicates race: the unique constraint
     decides (INSERT … ON CONFLICT DO NOTHING), and the loser reads the winner's row.
     """
@@ -173,7 +175,7 @@ def run_submit(*, auth: AgentAuth, body: dict) -> tuple[Run, bool]:
     key = body["idempotency_key"]
     # Redact before anything else touches the payload: nothing below sees raw PII.
     redacted = _redactor(workflow.personal_fields).redact(
-        {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}
+        {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}, pseudonyms
     )
     request_hash = hashlib.sha256(canonical_json(redacted).encode("utf-8")).hexdigest()
     proposal = redacted["proposal"]

@@ -229,3 +229,23 @@ def test_a_retry_after_a_crash_mid_action_does_not_do_the_action_again(
     assert calls == ["A-1"]  # the retry waited for the claimed attempt's result
     assert result == {"refund_id": "R-1"}
     assert Run.objects.get(pk=stored.pk).execution_attempts == 1
+
+
+def test_a_gated_function_gets_real_values_back_for_its_own_pseudonyms(
+    make_workflow, connect, reviewer
+):
+    wf = make_workflow(rung=1)
+    client = connect(wf)
+    seen = []
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        seen.append(order_id)
+        return {"ok": True}
+
+    # The reviewer approves the redacted proposal as shown to them.
+    reviewer.decide_soon(wf, delay=0.05)
+    issue_refund(order_id="ana.lopez@example.com", amount=5.0)
+    stored = Run.objects.get(workflow=wf)
+    assert stored.proposal["params"]["order_id"].startswith("<EMAIL:")
+    assert seen == ["ana.lopez@example.com"]

@@ -422,3 +422,21 @@ def test_the_portable_insert_path_stores_runs_and_refuses_duplicates(
     first, again = a.post("/runs", body(wf)), a.post("/runs", body(wf))
     assert (first.status_code, again.status_code) == (201, 200)
     assert Run.objects.count() == 1 and TraceEvent.objects.count() == 4
+
+
+def test_the_agent_gets_its_own_pseudonyms_back_and_nothing_raw_is_stored(make_workflow, agent):
+    wf = make_workflow()
+    data = (
+        agent(wf)
+        .post(
+            "/runs",
+            body(wf, input={"message": "Mail ana.lopez@example.com or call +49 1512 3456610"}),
+        )
+        .json()
+    )
+    back = {v: k for k, v in data["pseudonyms"].items()}
+    assert back["ana.lopez@example.com"].startswith("<EMAIL:")
+    assert back["+49 1512 3456610"].startswith("<PHONE:")
+    stored = Run.objects.get(pk=data["id"])
+    rows = [e.document for e in stored.events.all()] + [str(stored.proposal)]
+    assert not any("ana.lopez" in row or "3456610" in row for row in rows)
