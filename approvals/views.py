@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from approvals import review as rules
 from approvals import selectors, services
-from approvals.roles import Role, access_for, role_grant, role_revoke, roles_of
+from approvals.roles import Role, access_for, people_with_roles, role_grant, role_revoke
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from traces.models import QueueKind, RunStatus
@@ -354,17 +354,21 @@ def workflow_roles(request: HttpRequest, slug: str) -> HttpResponse:
             role_grant(workflow=workflow, user=user, role=role)
             messages.success(request, f"{username} is now {role} of {workflow.slug}.")
         return redirect("workflow-roles", slug=slug)
-    people = [
-        {"user": u, "roles": sorted(roles_of(user=u, workflow=workflow))}
-        for u in User.objects.filter(is_active=True).order_by("username")
-    ]
+    holders = people_with_roles(workflow=workflow)
     return render(
         request,
         "approvals/roles.html",
         {
             "workflow": workflow,
-            "people": [p for p in people if p["roles"]],
+            "people": [
+                {"user": u, "roles": sorted(r)}
+                for u, r in sorted(holders.items(), key=lambda item: item[0].username)
+            ],
             "roles": Role.choices,
-            "usernames": [p["user"].username for p in people],
+            "usernames": list(
+                User.objects.filter(is_active=True)
+                .order_by("username")
+                .values_list("username", flat=True)
+            ),
         },
     )

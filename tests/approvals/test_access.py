@@ -122,3 +122,18 @@ def test_static_files_are_served_by_the_app_itself(client):
     resp = client.get("/static/ladder.css")
     assert resp.status_code == 200
     assert b"--accent" in b"".join(resp.streaming_content)
+
+
+def test_the_roles_page_lists_holders_in_a_constant_number_of_queries(
+    people, flows, login, django_assert_max_num_queries
+):
+    client = login(people["owner"])
+    with django_assert_max_num_queries(12) as few:
+        page = client.get(f"/workflows/{flows['l3'].slug}/roles/").content.decode()
+    for name in ("rev", "rev2", "compliance", "admin"):
+        assert f"<td>{name}</td>" in page
+    assert "<td>stranger</td>" not in page
+    for i in range(10):
+        role_grant(workflow=flows["l3"], user=UserFactory(username=f"extra{i}"), role="reviewer")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        client.get(f"/workflows/{flows['l3'].slug}/roles/")
