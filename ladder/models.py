@@ -26,6 +26,10 @@ class Workflow(models.Model):
     # the gateway pseudonymises them whatever they contain.
     personal_fields = models.JSONField(default=list, blank=True)
     gate_thresholds = models.JSONField(default=dict, blank=True)
+    # Bumped by database triggers on every change to this row or to its action types
+    # (migration 0002), whoever writes it. The gateway keeps the rules in memory and its
+    # insert re-checks this number, so a change applies to the very next run.
+    rules_version = models.PositiveBigIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -40,8 +40,12 @@ class StrictJsonParser(Parser):
 
 
 class AgentBearer(HttpBearer):
+    def __init__(self, *, memo: bool = False):
+        super().__init__()
+        self.memo = memo
+
     def authenticate(self, request: HttpRequest, token: str) -> AgentAuth:
-        return authenticate(token.strip())
+        return authenticate(token.strip(), memo=self.memo)
 
 
 api = NinjaAPI(
@@ -206,7 +210,14 @@ def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
 # -- runs -------------------------------------------------------------------------------
 
 
-@api.post("/runs", response={200: RunOut, 201: RunOut, **ERRORS}, tags=["runs"])
+# The one endpoint that may authenticate from memory: its INSERT re-checks the token
+# (traces.fastpath). Every other endpoint reads the token from the database each time.
+@api.post(
+    "/runs",
+    response={200: RunOut, 201: RunOut, **ERRORS},
+    tags=["runs"],
+    auth=AgentBearer(memo=True),
+)
 def submit_run(request, payload: RunIn):
     """Submit one run. 201 when stored; 200 when this idempotency key was already seen."""
     body = payload.model_dump(mode="json", exclude_unset=False)

@@ -1,22 +1,69 @@
-"""The gateway's hot path in plain SQL.
+"""The gateway's hot path in plain SQL, with the rules it needs kept in memory.
 
-POST /runs runs these three statements and nothing else: who is this token, what are the
-workflow's rules, store the run with its trace. An ORM query costs several times its raw
-SQL in Python CPU here (bench/README.md), and the gateway sits in front of every agent
-action, so these few are written by hand; tests/traces/test_fastpath.py pins their
-columns to the models' so the two cannot drift apart.
+POST /runs costs one statement on PostgreSQL: the run, its first trace events and the
+check that the token and the workflow rules it was judged by are still current, in one
+INSERT. An ORM query costs several times its raw SQL in Python CPU here (bench/README.md),
+and the gateway sits in front of every agent action, so these few are written by hand;
+tests/traces/test_fastpath.py pins their columns to the models' so the two cannot drift.
+
+Memory, not trust: token scopes and workflow rules are memoised per process, and every
+insert re-checks them (token not revoked and still scoped to the workflow; workflow still
+at the `rules_version` it was read at, a number database triggers bump on any change).
+When the check fails nothing is stored, the memo entries are dropped and the caller
+starts again from the database. So a revocation, a narrowed scope, a promotion or a
+demotion applies to the very next run, in every process, with no invalidation messages.
 """
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 
 import psycopg
 from django.db import IntegrityError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from ladder.decide import ActionRules, WorkflowRules
+from traces.auth import AgentAuth
 from traces.models import Run, TraceEvent
+
+
+class Memo:
+    """A bounded per-process memo of hints. Plain dict operations, atomic under the GIL;
+    when full it starts over rather than tracking recency (entries are cheap to re-read)."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._data: dict = {}
+
+    def get(self, key):
+        return self._data.get(key)
+
+    def put(self, key, value) -> None:
+        if len(self._data) >= self._size:
+            self._data.clear()
+        self._data[key] = value
+
+    def drop(self, key) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+TOKENS = Memo(4096)  # token sha256 -> AgentAuth (from_memo=True)
+WORKFLOWS = Memo(4096)  # slug -> WorkflowRow
+
+
+def memo_enabled() -> bool:
+    # Only PostgreSQL gets the re-checking INSERT; elsewhere every run reads afresh.
+    return connection.vendor == "postgresql"
+
+
+def remember_token(auth: AgentAuth) -> None:
+    if memo_enabled():
+        TOKENS.put(auth.token_hash, dataclasses.replace(auth, from_memo=True))
 
 
 @contextmanager
@@ -65,6 +112,7 @@ class WorkflowRow:
     id: int
     slug: str
     rung: int
+    rules_version: int
     personal_fields: tuple[str, ...]
     rules: WorkflowRules
     action_ids: dict[str, int]
@@ -74,12 +122,15 @@ def _json(value):
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def workflow_row(slug: str) -> WorkflowRow | None:
-    """The workflow and its action types in one round trip. Read fresh on every run, so
-    a promotion or a demotion applies to the very next request."""
+def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
+    """The workflow and its action types in one round trip; `memo=True` may answer from
+    memory (insert_run re-checks `rules_version`, so a stale answer is never acted on)."""
+    if memo and (known := WORKFLOWS.get(slug)) is not None:
+        return known
     with _prepared_cursor() as cur:
         cur.execute(
-            "SELECT w.id, w.rung, w.personal_fields, a.id, a.name, a.param_schema, "
+            "SELECT w.id, w.rung, w.personal_fields, w.rules_version, a.id, a.name, "
+            "a.param_schema, "
             "a.value_param, a.currency_param FROM ladder_workflow w "
             "LEFT JOIN ladder_actiontype a ON a.workflow_id = w.id WHERE w.slug = %s",
             [slug],
@@ -87,8 +138,9 @@ def workflow_row(slug: str) -> WorkflowRow | None:
         )
         rows = cur.fetchall()
     if not rows:
+        WORKFLOWS.drop(slug)
         return None
-    wf_id, rung, personal = rows[0][0], rows[0][1], _json(rows[0][2]) or []
+    wf_id, rung, personal, version = rows[0][0], rows[0][1], _json(rows[0][2]) or [], rows[0][3]
     actions, ids = {}, {}
     for *_, action_id, name, schema, value_param, currency_param in rows:
         if action_id is None:
@@ -100,14 +152,18 @@ def workflow_row(slug: str) -> WorkflowRow | None:
             currency_param=currency_param,
         )
         ids[name] = action_id
-    return WorkflowRow(
+    row = WorkflowRow(
         id=wf_id,
         slug=slug,
         rung=rung,
+        rules_version=version,
         personal_fields=tuple(sorted(personal)),
         rules=WorkflowRules(slug=slug, rung=rung, actions=actions),
         action_ids=ids,
     )
+    if memo_enabled():
+        WORKFLOWS.put(slug, row)
+    return row
 
 
 # The columns POST /runs writes, in order; tests/traces/test_fastpath.py checks they are
@@ -154,30 +210,51 @@ def _run_values(run: Run) -> list:
     return values
 
 
+class Stored(Enum):
+    NEW = "new"  # the run and its events are stored
+    DUPLICATE = "duplicate"  # the idempotency key is taken on this workflow: nothing stored
+    STALE = "stale"  # the token or the workflow rules changed: nothing stored, re-read
+
+
 def _insert_sql() -> str:
-    run_cols = ", ".join(RUN_COLUMNS)
-    marks = ", ".join(["%s"] * len(RUN_COLUMNS))
-    # Only constant column names and placeholders are interpolated.
+    # Explicit casts: in INSERT ... SELECT the parameters' types come from these, not
+    # from the target columns. Only model-derived names and types are interpolated.
+    fields = {f.column: f for f in Run._meta.concrete_fields}
+    values = ", ".join(f"%s::{fields[c].db_type(connection)}" for c in RUN_COLUMNS)
+    # Only constant names and the models' own column types are interpolated.
     return (
-        f"WITH new_run AS (INSERT INTO traces_run ({run_cols}) VALUES ({marks}) "  # noqa: S608
-        "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id) "
-        f"INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
+        "WITH guard AS (SELECT EXISTS (SELECT 1 FROM ladder_workflow w "  # noqa: S608
+        "WHERE w.id = %s AND w.slug = %s AND w.rules_version = %s) "
+        "AND (NOT %s OR EXISTS (SELECT 1 FROM traces_agenttoken t "
+        "JOIN traces_agenttoken_workflows tw "
+        "ON tw.agenttoken_id = t.id WHERE t.id = %s AND t.token_hash = %s "
+        "AND t.revoked_at IS NULL AND tw.workflow_id = %s)) AS ok), "
+        f"new_run AS (INSERT INTO traces_run ({', '.join(RUN_COLUMNS)}) "
+        f"SELECT {values} FROM guard WHERE guard.ok "
+        "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id), "
+        f"new_events AS (INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
         "SELECT new_run.id, e.seq, e.type, e.actor, %s::timestamptz, e.document, "
-        "e.prev_hash, e.hash FROM new_run, unnest(%s::integer[], %s::text[], %s::text[], "
-        "%s::text[], %s::text[], %s::text[]) AS e(seq, type, actor, document, prev_hash, hash)"
+        "e.prev_hash, e.hash FROM new_run, json_to_recordset(%s::json) AS "
+        "e(seq integer, type text, actor text, document text, prev_hash text, hash text) "
+        "RETURNING 1) "
+        "SELECT guard.ok, (SELECT count(*) FROM new_events) FROM guard"
     )
 
 
-_INSERT_SQL = _insert_sql()
+_INSERT_SQL: str | None = None
 
 
-def insert_run(run: Run, links: list, *, at) -> bool:
-    """Store a new run and its first trace events; False when its idempotency key is
-    already taken on this workflow (nothing is stored then).
+def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: WorkflowRow) -> Stored:
+    """Store a new run and its first trace events, if the token and the workflow rules
+    they were decided under are still current.
 
-    On PostgreSQL this is one statement: the events are inserted only if the run row
-    was (ON CONFLICT DO NOTHING), so a concurrent duplicate can never leave orphans.
+    On PostgreSQL this is one statement: the guard re-checks `rules_version` and, when the
+    token came from the memo, that it is still live and scoped to the workflow; the run
+    row is inserted only if that holds (and ON CONFLICT DO NOTHING on the idempotency
+    key), and the events only if the run row was, so a concurrent duplicate can never
+    leave orphans. Elsewhere the caller has just read both afresh.
     """
+    global _INSERT_SQL
     if connection.vendor != "postgresql":
         events = [TraceEvent(run_id=run.id, at=at, **link._asdict()) for link in links]
         try:
@@ -185,10 +262,27 @@ def insert_run(run: Run, links: list, *, at) -> bool:
                 run.save(force_insert=True)
                 TraceEvent.objects.bulk_create(events)
         except IntegrityError:
-            return False
-        return True
-    columns = list(zip(*links, strict=True))  # seq, type, actor, document, prev_hash, hash
-    params = [*_run_values(run), at, *(list(c) for c in columns)]
+            return Stored.DUPLICATE
+        return Stored.NEW
+    if _INSERT_SQL is None:
+        _INSERT_SQL = _insert_sql()
+    params = [
+        workflow.id,
+        workflow.slug,
+        workflow.rules_version,
+        auth.from_memo,  # a token just read from the database needs no second look
+        auth.token_id,
+        auth.token_hash,
+        workflow.id,
+        *_run_values(run),
+        at,
+        json.dumps([link._asdict() for link in links]),
+    ]
     with _prepared_cursor() as cur:
         cur.execute(_INSERT_SQL, params, prepare=True)
-        return cur.rowcount == len(links)
+        ok, stored = cur.fetchone()
+    if not ok:
+        TOKENS.drop(auth.token_hash)
+        WORKFLOWS.drop(workflow.slug)
+        return Stored.STALE
+    return Stored.NEW if stored == len(links) else Stored.DUPLICATE

@@ -14,11 +14,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from ladder.decide import Decision, Route, decide
-from ladder.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ladder.errors import Conflict, Forbidden, LadderError, NotFound, Unprocessable
 from ladder.models import Workflow
 from ladder.rungs import Executor
 from traces import fastpath, redaction
-from traces.auth import AgentAuth, hash_token, new_token
+from traces.auth import AgentAuth, authenticate_hash, hash_token, new_token
 from traces.chain import GENESIS, canonical_json, event_document, link_hash
 from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
@@ -160,11 +160,42 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
 
     Returns (run, created); `pseudonyms`, when given, is filled with pseudonym → the value
     it replaced in this body (for the response to the agent only; never stored). The
-    same idempotency key on the same workflow returns the
-    stored run and stores nothing, also when duplicates race: the unique constraint
-    decides (INSERT … ON CONFLICT DO NOTHING), and the loser reads the winner's row.
+    same idempotency key on the same workflow returns the stored run and stores nothing,
+    also when duplicates race: the unique constraint decides (INSERT … ON CONFLICT DO
+    NOTHING), and the loser reads the winner's row.
+
+    The token scope and workflow rules may come from the per-process memo
+    (traces.fastpath); the INSERT re-checks them. If they were stale, or if anything
+    based on them says no (403, a 409 for L0, a 422 for an unknown action), the run is
+    judged again on a fresh read before any answer goes out.
     """
-    workflow = fastpath.workflow_row(body["workflow"])
+    if fastpath.memo_enabled():
+        try:
+            return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=True)
+        except (LadderError, _Stale):
+            auth = _fresh(auth)
+    for _ in range(3):
+        try:
+            return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=False)
+        except _Stale:  # the rules changed between the read and the insert: read again
+            auth = _fresh(auth)
+    raise Conflict("the workflow kept changing while this run was stored; retry", code="retry")
+
+
+def _fresh(auth: AgentAuth) -> AgentAuth:
+    return authenticate_hash(auth.token_hash) if auth.token_hash else auth
+
+
+class _Stale(Exception):
+    """The token or workflow rules changed under a submission; nothing was stored."""
+
+
+def _submit_once(
+    *, auth: AgentAuth, body: dict, pseudonyms: dict | None, memo: bool
+) -> tuple[Run, bool]:
+    if pseudonyms:
+        pseudonyms.clear()
+    workflow = fastpath.workflow_row(body["workflow"], memo=memo)
     if workflow is None:
         raise NotFound(f"unknown workflow '{body['workflow']}'", code="unknown_workflow")
     if workflow.id not in auth.workflow_ids:
@@ -207,8 +238,11 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
     links = _chain(run_id=run.id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
     run.trace_head = links[-1].hash
     run.trace_length = len(links)
-    if fastpath.insert_run(run, links, at=now):
+    stored = fastpath.insert_run(run, links, at=now, auth=auth, workflow=workflow)
+    if stored is fastpath.Stored.NEW:
         return run, True
+    if stored is fastpath.Stored.STALE:
+        raise _Stale
     existing = Run.objects.filter(workflow_id=workflow.id, idempotency_key=key).first()
     if existing is None:  # the key's owner vanished between the two statements: retry
         raise Conflict("a concurrent duplicate was being stored; retry", code="retry")
