@@ -16,13 +16,15 @@ demotion applies to the very next run, in every process, with no invalidation me
 
 import dataclasses
 import json
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from enum import Enum
 
 import psycopg
 from django.db import IntegrityError, connection, transaction
-from psycopg.types.json import Jsonb
 
 from ladder.decide import ActionRules, WorkflowRules
 from traces.auth import AgentAuth
@@ -197,17 +199,20 @@ RUN_COLUMNS = (
     "updated_at",
 )
 EVENT_COLUMNS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
-_JSON_COLUMNS = {"proposal", "flags", "decision", "result"}
 
 
-def _run_values(run: Run) -> list:
-    values = []
+def _run_document(run: Run) -> str:
+    """The new run row as one JSON object, column name → value, for
+    json_populate_record: one C-encoded parameter instead of 26 adapted one by one."""
+    row = {}
     for column in RUN_COLUMNS:
         value = getattr(run, column)
-        if column in _JSON_COLUMNS:
-            value = None if value is None else Jsonb(value)
-        values.append(value)
-    return values
+        if isinstance(value, (uuid.UUID, Decimal)):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        row[column] = value
+    return json.dumps(row, ensure_ascii=False, allow_nan=False)
 
 
 class Stored(Enum):
@@ -217,11 +222,8 @@ class Stored(Enum):
 
 
 def _insert_sql() -> str:
-    # Explicit casts: in INSERT ... SELECT the parameters' types come from these, not
-    # from the target columns. Only model-derived names and types are interpolated.
-    fields = {f.column: f for f in Run._meta.concrete_fields}
-    values = ", ".join(f"%s::{fields[c].db_type(connection)}" for c in RUN_COLUMNS)
-    # Only constant names and the models' own column types are interpolated.
+    columns = ", ".join(RUN_COLUMNS)
+    # Only constant column names are interpolated.
     return (
         "WITH guard AS (SELECT EXISTS (SELECT 1 FROM ladder_workflow w "  # noqa: S608
         "WHERE w.id = %s AND w.slug = %s AND w.rules_version = %s) "
@@ -229,8 +231,9 @@ def _insert_sql() -> str:
         "JOIN traces_agenttoken_workflows tw "
         "ON tw.agenttoken_id = t.id WHERE t.id = %s AND t.token_hash = %s "
         "AND t.revoked_at IS NULL AND tw.workflow_id = %s)) AS ok), "
-        f"new_run AS (INSERT INTO traces_run ({', '.join(RUN_COLUMNS)}) "
-        f"SELECT {values} FROM guard WHERE guard.ok "
+        f"new_run AS (INSERT INTO traces_run ({columns}) "
+        f"SELECT {columns} FROM json_populate_record(NULL::traces_run, %s::json), guard "
+        "WHERE guard.ok "
         "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id), "
         f"new_events AS (INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
         "SELECT new_run.id, e.seq, e.type, e.actor, %s::timestamptz, e.document, "
@@ -274,9 +277,9 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
         auth.token_id,
         auth.token_hash,
         workflow.id,
-        *_run_values(run),
+        _run_document(run),
         at,
-        json.dumps([link._asdict() for link in links]),
+        json.dumps([link._asdict() for link in links], ensure_ascii=False),
     ]
     with _prepared_cursor() as cur:
         cur.execute(_INSERT_SQL, params, prepare=True)
