@@ -159,8 +159,20 @@ class TraceEvent(models.Model):
         OUTCOME = "outcome"
         ROLLBACK = "rollback"
 
-    # No single-column index: the (run, seq) unique index leads with it.
-    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="events", db_index=False)
+    # No single-column index: the (run, seq) unique index leads with it. No database
+    # foreign key either: checking it on every event (a FOR KEY SHARE lock on the run row,
+    # on the page every concurrent submission writes to) was a third of the gateway's
+    # database CPU (bench/README.md). What it guaranteed holds without it: events are only
+    # written in the same statement as their run or under its row lock, a trigger refuses
+    # to delete runs (migration 0006), and verify_traces reports any event whose run is
+    # missing.
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_index=False,
+        db_constraint=False,
+    )
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=20, choices=Type.choices)
     # Who appended it: "agent:<token prefix>", "user:<id>", "system".

@@ -66,8 +66,11 @@ def chain_problems(*, batch: int = 500) -> Iterator[tuple[str, ChainProblem]]:
         for problem in verify_chain(str(run_id), _event_dicts(run_id), head=head, length=length):
             yield str(run_id), problem
     # Events whose run row is gone cannot be reached from a run: look for them too.
+    # No ordering: the model's default ("run", "seq") would INNER JOIN the missing runs
+    # and hide exactly the events looked for.
     orphans = (
         TraceEvent.objects.exclude(run_id__in=Run.objects.values("id"))
+        .order_by()
         .values_list("run_id", flat=True)
         .distinct()
     )

@@ -69,6 +69,33 @@ def test_the_database_refuses_to_rewrite_trace_events(runs, statement):
     assert TraceEvent.objects.count() == 12
 
 
+@pytest.mark.parametrize("how", ["orm", "sql"])
+def test_the_database_refuses_to_delete_runs(runs, how):
+    _, ids = runs
+    with pytest.raises(DatabaseError, match="cannot be deleted"), transaction.atomic():
+        if how == "orm":
+            # Past the ORM's own PROTECT, as a bulk delete of runs without events would be.
+            Run.objects.filter(pk=ids[0])._raw_delete(connection.alias)
+        else:
+            with connection.cursor() as cur:
+                cur.execute("DELETE FROM traces_run WHERE id = %s", [ids[0]])
+    assert Run.objects.filter(pk=ids[0]).exists()
+
+
+def test_events_of_a_missing_run_are_reported(runs):
+    _, ids = runs
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("ALTER TABLE traces_run DISABLE TRIGGER USER")
+        cur.execute("DELETE FROM approvals_review WHERE run_id = %s", [ids[1]])
+        cur.execute("DELETE FROM traces_run WHERE id = %s", [ids[1]])
+        cur.execute("ALTER TABLE traces_run ENABLE TRIGGER USER")
+    code, out = verify()
+    assert code == 1
+    assert f"BROKEN run {ids[1]} chain: events belong to a run that no longer exists" in out
+    assert ids[0] not in out and ids[2] not in out
+
+
 def test_an_edited_payload_is_reported_with_its_run_and_seq(runs):
     _, ids = runs
     event = TraceEvent.objects.get(run_id=ids[1], seq=2)

@@ -1,0 +1,107 @@
+"""`make run` uses SQLite: its migrations must leave the same database guards in place.
+
+SQLite rebuilds a table for many schema changes and drops the table's triggers with it,
+so a later migration can silently remove a guard an earlier one installed. This migrates
+a fresh SQLite file in a subprocess (the suite itself runs on PostgreSQL) and tries each
+guard.
+"""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sqlite_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sqlite") / "ladder.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{path}", "REDIS_URL": ""}
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    conn = sqlite3.connect(path, isolation_level=None)
+    yield conn
+    conn.close()
+
+
+def test_every_guard_trigger_exists_after_migrating(sqlite_db):
+    names = {r[0] for r in sqlite_db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert {
+        "traces_event_no_update",
+        "traces_event_no_delete",
+        "traces_run_no_delete",
+        "ladder_workflow_rules_version",
+        "ladder_actiontype_rules_version_ins",
+        "ladder_actiontype_rules_version_upd",
+        "ladder_actiontype_rules_version_del",
+    } <= names
+
+
+def _seed(db):
+    db.execute(
+        "INSERT INTO ladder_workflow (slug, name, description, rung, max_rung, risk_class, "
+        "personal_fields, gate_thresholds, rules_version, created_at) "
+        "VALUES ('wf', 'Wf', '', 1, 4, 'low', '[]', '{}', 1, '2026-01-01')"
+    )
+    wf = db.execute("SELECT id FROM ladder_workflow WHERE slug = 'wf'").fetchone()[0]
+    run = "0" * 32
+    db.execute(
+        "INSERT INTO traces_run (id, workflow_id, idempotency_key, request_hash, rung, status, "
+        "queue, summary, currency, flags, escalation_reason, execution_attempts, outcome, "
+        "version, trace_head, trace_length, created_at, updated_at) VALUES "
+        "(?, ?, 'k', 'h', 1, 'recorded', '', '', '', '[]', '', 0, '', 1, 'x', 1, "
+        "'2026-01-01', '2026-01-01')",
+        [run, wf],
+    )
+    db.execute(
+        "INSERT INTO traces_traceevent (run_id, seq, type, actor, at, document, prev_hash, hash) "
+        "VALUES (?, 1, 'input', 'system', '2026-01-01', '{}', 'p', 'x')",
+        [run],
+    )
+    return wf
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE traces_traceevent SET actor = 'someone else'",
+        "DELETE FROM traces_traceevent",
+        "DELETE FROM traces_run",
+    ],
+)
+def test_history_cannot_be_rewritten_on_sqlite(sqlite_db, statement):
+    if not sqlite_db.execute("SELECT 1 FROM traces_run").fetchone():
+        _seed(sqlite_db)
+    with pytest.raises(sqlite3.IntegrityError, match=r"append-only|cannot be deleted"):
+        sqlite_db.execute(statement)
+
+
+def test_rules_version_moves_on_sqlite_too(sqlite_db):
+    if not sqlite_db.execute("SELECT 1 FROM ladder_workflow").fetchone():
+        _seed(sqlite_db)
+
+    def version():
+        return sqlite_db.execute("SELECT rules_version FROM ladder_workflow").fetchone()[0]
+
+    start = version()
+    sqlite_db.execute("UPDATE ladder_workflow SET rung = 2")
+    assert version() == start + 1
+    sqlite_db.execute("UPDATE ladder_workflow SET rules_version = 1, rung = 3")
+    assert version() == start + 2  # an old copy written back cannot move it backwards
+    wf = sqlite_db.execute("SELECT id FROM ladder_workflow").fetchone()[0]
+    sqlite_db.execute(
+        "INSERT INTO ladder_actiontype (workflow_id, name, description, param_schema, "
+        "value_param, currency_param, reversible, executor, executor_path, "
+        "compensating_action) VALUES (?, 'a.b', '', '{}', '', '', 0, 'agent', '', '')",
+        [wf],
+    )
+    assert version() == start + 3
