@@ -48,6 +48,26 @@ def check_tree(value: Any, *, max_depth: int) -> None:
             raise BadRequest("numbers must be finite (1e400 overflows)", code="invalid_json")
 
 
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise BadRequest(f"numbers must be finite ({literal[:40]} overflows)", code="invalid_json")
+    return value
+
+
+def _needs_walk(text: str, max_depth: int) -> bool:
+    """Whether the parsed tree could break a rule only a walk can see.
+
+    Raw NUL or control characters are not valid JSON and unpaired surrogates are not
+    valid UTF-8, so a bad string can only come from a `\\u0000` or `\\udXXX` escape;
+    and a tree cannot nest deeper than its count of opening brackets. Text with neither
+    (nearly every real body) skips the walk; the rest gets it in full.
+    """
+    if text.count("{") + text.count("[") > max_depth:
+        return True
+    return "\\u0000" in text or "\\ud" in text or "\\uD" in text
+
+
 def parse_json_body(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"request body is over {max_bytes} bytes")
@@ -60,7 +80,7 @@ def parse_json_body(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
             f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_unicode"
         ) from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -68,5 +88,8 @@ def parse_json_body(body: bytes, *, max_bytes: int, max_depth: int) -> Any:
         ) from None
     except RecursionError:
         raise BadRequest(f"JSON nests deeper than {max_depth} levels", code="too_deep") from None
-    check_tree(value, max_depth=max_depth)
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise BadRequest(f"JSON value cannot be read: {exc}", code="invalid_json") from None
+    if _needs_walk(text, max_depth):
+        check_tree(value, max_depth=max_depth)
     return value

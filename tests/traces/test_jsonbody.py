@@ -1,7 +1,11 @@
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ladder.errors import BadRequest, PayloadTooLarge
-from traces.jsonbody import parse_json_body
+from traces.jsonbody import check_tree, parse_json_body
 
 
 def parse(raw: bytes, **kw):
@@ -39,3 +43,51 @@ def test_depth_at_the_limit_passes():
 def test_size_is_checked_before_parsing():
     with pytest.raises(PayloadTooLarge):
         parse(b'{"a": "' + b"x" * 2000 + b'"}')
+
+
+def test_an_integer_too_long_to_read_is_a_clear_400():
+    with pytest.raises(BadRequest) as err:
+        parse(b'{"a": ' + b"9" * 5000 + b"}", max_bytes=10_000)
+    assert err.value.code == "invalid_json"
+
+
+# Strings that stress the checks: NUL, lone and paired surrogates, backslashes that look
+# like escapes, brackets inside strings.
+_tricky = st.sampled_from(["\x00", "\ud800", "\udfff", "\U0001f600", "\\u0000", "\\ud800", "[{"])
+_text = st.lists(st.one_of(_tricky, st.text(max_size=4)), max_size=4).map("".join)
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), _text)
+_tree = st.recursive(
+    _leaf,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_text, kids, max_size=3),
+    max_leaves=12,
+)
+
+
+def _no_constants(name):
+    raise BadRequest(name, code="invalid_json")
+
+
+def _reference(raw: bytes, depth: int):
+    """The rules applied the slow way: parse, then always walk the whole tree."""
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
+        check_tree(value, max_depth=depth)
+    except BadRequest as exc:
+        return exc.code
+    return "ok"
+
+
+@settings(max_examples=400, deadline=None)
+@given(tree=_tree, ascii_only=st.booleans(), depth=st.integers(1, 6))
+def test_the_fast_path_refuses_exactly_what_a_full_walk_refuses(tree, ascii_only, depth):
+    try:
+        raw = json.dumps(tree, ensure_ascii=ascii_only).encode("utf-8")
+    except UnicodeEncodeError:  # a raw lone surrogate cannot even be sent as UTF-8
+        return
+    try:
+        parse(raw, max_bytes=10**6, depth=depth)
+        got = "ok"
+    except BadRequest as exc:
+        got = exc.code
+    # A body with two problems may be refused for either one first: compare the verdict.
+    assert (got == "ok") == (_reference(raw, depth) == "ok")
