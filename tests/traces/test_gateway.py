@@ -44,6 +44,28 @@ def test_an_l3_run_waits_for_review_with_its_whole_trace(make_workflow, agent):
     assert run.trace_head == data["trace"]["head"] == run.events.get(seq=4).hash
 
 
+def test_the_submit_answer_is_exactly_the_documented_schema(make_workflow, agent):
+    from traces.api import RunOut
+
+    wf = make_workflow(rung=3)
+    a = agent(wf)
+    first = a.post("/runs", body(wf, key="once", input={"email": "ada@example.com"}))
+    again = a.post("/runs", body(wf, key="once", input={"email": "ada@example.com"}))
+    assert (first.status_code, again.status_code) == (201, 200)
+    for resp in (first, again):
+        assert resp["Content-Type"] == "application/json; charset=utf-8"
+        data = resp.json()
+        assert set(data) == set(RunOut.model_fields)
+        parsed = RunOut.model_validate(data)
+        assert parsed.model_dump(mode="json")["created_at"][:19] == data["created_at"][:19]
+        assert data["trace"] == {"events": 4, "head": Run.objects.get().trace_head}
+        assert data["pseudonyms"] == {
+            k: "ada@example.com" for k in data["pseudonyms"] if k.startswith("<EMAIL:")
+        }
+        assert len(data["pseudonyms"]) == 1
+    assert first.json()["id"] == again.json()["id"]
+
+
 @pytest.mark.parametrize(
     ("rung", "queue"), [(1, "l1"), (2, "l2"), (3, "l3"), (4, "escalated"), (5, "escalated")]
 )
