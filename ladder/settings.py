@@ -74,13 +74,14 @@ DATABASES = {
     )
 }
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_ladder")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django turns psycopg's prepared statements off unless asked. Its own queries are
-    # bound on the client and never prepared either way; this lets the gateway's few
-    # hand-written statements (traces/fastpath.py) be parsed and planned once per
-    # connection. DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep them.
-    if env_bool("DB_PREPARED_STATEMENTS", default=True):
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+# Django turns psycopg's prepared statements off unless asked. Its own queries are bound on
+# the client and never prepared either way; this lets the gateway's few hand-written
+# statements (traces/fastpath.py) be parsed and planned once per connection.
+# DB_PREPARED_STATEMENTS=0 behind a connection pooler that cannot keep them.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
+    "DB_PREPARED_STATEMENTS", default=True
+):
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
