@@ -25,16 +25,30 @@ def canonical_json(value: Any) -> str:
 def event_document(
     *, run_id: str, seq: int, type: str, payload: Any, actor: str, at: datetime
 ) -> str:
-    return canonical_json(
-        {
-            "run": str(run_id),
-            "seq": seq,
-            "type": type,
-            "payload": payload,
-            "actor": actor,
-            "at": at.isoformat(timespec="microseconds"),
-        }
+    return event_document_json(
+        run_id=run_id, seq=seq, type=type, payload_json=canonical_json(payload), actor=actor, at=at
     )
+
+
+def event_document_json(
+    *, run_id: str, seq: int, type: str, payload_json: str, actor: str, at: datetime
+) -> str:
+    """The canonical JSON of an event around a payload already in canonical JSON.
+
+    Byte for byte `canonical_json({"actor", "at", "payload", "run", "seq", "type"})`
+    (keys in sorted order; tests/traces/test_chain.py checks the two agree on arbitrary
+    values), assembled around the payload so the gateway serialises each part of a
+    submission once for both the request hash and the events.
+    """
+    return (
+        f'{{"actor":{_text(actor)},"at":{_text(at.isoformat(timespec="microseconds"))},'
+        f'"payload":{payload_json},"run":{_text(str(run_id))},"seq":{int(seq)},'
+        f'"type":{_text(type)}}}'
+    )
+
+
+def _text(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def link_hash(prev_hash: str, document: str) -> str:

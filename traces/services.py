@@ -19,7 +19,7 @@ from ladder.models import Workflow
 from ladder.rungs import Executor
 from traces import fastpath, redaction
 from traces.auth import AgentAuth, authenticate_hash, hash_token, new_token
-from traces.chain import GENESIS, canonical_json, event_document, link_hash
+from traces.chain import GENESIS, canonical_json, event_document_json, link_hash
 from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
 
@@ -33,6 +33,8 @@ class EventSpec:
     type: str
     payload: Any
     actor: str
+    # The payload's canonical JSON when the caller already has it (the gateway does).
+    payload_json: str | None = None
 
 
 # -- tokens -----------------------------------------------------------------------------
@@ -85,11 +87,14 @@ def _chain(
     links = []
     for offset, spec in enumerate(specs):
         seq = start_seq + offset
-        document = event_document(
+        payload_json = spec.payload_json
+        if payload_json is None:
+            payload_json = canonical_json(spec.payload)
+        document = event_document_json(
             run_id=str(run_id),
             seq=seq,
             type=spec.type,
-            payload=spec.payload,
+            payload_json=payload_json,
             actor=spec.actor,
             at=at,
         )
@@ -136,14 +141,60 @@ def trace_append(
 # -- the gateway ------------------------------------------------------------------------
 
 
-def _creation_specs(*, body: dict, decision: Decision, actor: str) -> list[EventSpec]:
-    specs = [EventSpec(TraceEvent.Type.INPUT, {"input": body.get("input")}, actor)]
-    for call in body.get("tool_calls") or []:
-        specs.append(EventSpec(TraceEvent.Type.TOOL_CALL, call, actor))
-    if body.get("output") is not None:
-        specs.append(EventSpec(TraceEvent.Type.OUTPUT, {"output": body["output"]}, actor))
-    if body.get("proposal") is not None:
-        specs.append(EventSpec(TraceEvent.Type.PROPOSAL, body["proposal"], actor))
+class Submission(NamedTuple):
+    """A redacted submission in canonical JSON, each part serialised once."""
+
+    text: str  # canonical_json of {input, output, proposal, tool_calls}: the request hash's
+    input: str
+    output: str
+    proposal: str
+    tool_calls: list[str] | None
+
+
+def submission_json(redacted: dict) -> Submission:
+    """`redacted` has exactly the keys input, tool_calls, output, proposal; `text` is
+    byte for byte canonical_json(redacted) (tests/traces/test_chain_format.py)."""
+    input_json = canonical_json(redacted["input"])
+    output_json = canonical_json(redacted["output"])
+    proposal_json = canonical_json(redacted["proposal"])
+    calls = redacted["tool_calls"]
+    call_jsons = None if calls is None else [canonical_json(call) for call in calls]
+    calls_json = "null" if call_jsons is None else "[" + ",".join(call_jsons) + "]"
+    text = (
+        f'{{"input":{input_json},"output":{output_json},"proposal":{proposal_json},'
+        f'"tool_calls":{calls_json}}}'
+    )
+    return Submission(text, input_json, output_json, proposal_json, call_jsons)
+
+
+def _creation_specs(
+    *, body: dict, parts: Submission, decision: Decision, actor: str
+) -> list[EventSpec]:
+    specs = [
+        EventSpec(
+            TraceEvent.Type.INPUT,
+            {"input": body["input"]},
+            actor,
+            payload_json=f'{{"input":{parts.input}}}',
+        )
+    ]
+    for call, call_json in zip(body["tool_calls"] or [], parts.tool_calls or [], strict=True):
+        specs.append(EventSpec(TraceEvent.Type.TOOL_CALL, call, actor, payload_json=call_json))
+    if body["output"] is not None:
+        specs.append(
+            EventSpec(
+                TraceEvent.Type.OUTPUT,
+                {"output": body["output"]},
+                actor,
+                payload_json=f'{{"output":{parts.output}}}',
+            )
+        )
+    if body["proposal"] is not None:
+        specs.append(
+            EventSpec(
+                TraceEvent.Type.PROPOSAL, body["proposal"], actor, payload_json=parts.proposal
+            )
+        )
     if decision.reason and decision.queue == "escalated":
         specs.append(
             EventSpec(
@@ -208,7 +259,8 @@ def _submit_once(
     redacted = _redactor(workflow.personal_fields).redact(
         {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}, pseudonyms
     )
-    request_hash = hashlib.sha256(canonical_json(redacted).encode("utf-8")).hexdigest()
+    parts = submission_json(redacted)
+    request_hash = hashlib.sha256(parts.text.encode("utf-8")).hexdigest()
     proposal = redacted["proposal"]
     decision = decide(workflow.rules, proposal)
     if decision.route == Route.RECORD:
@@ -234,7 +286,7 @@ def _submit_once(
         created_at=now,
         updated_at=now,
     )
-    specs = _creation_specs(body=redacted, decision=decision, actor=auth.actor)
+    specs = _creation_specs(body=redacted, parts=parts, decision=decision, actor=auth.actor)
     links = _chain(run_id=run.id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
     run.trace_head = links[-1].hash
     run.trace_length = len(links)
