@@ -4,6 +4,7 @@ django-ninja: pydantic schemas give typed validation and the OpenAPI document fr
 source, with far less per-request overhead than DRF's serializers on the hot path.
 """
 
+import json
 import logging
 import time
 from datetime import datetime
@@ -11,7 +12,8 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -227,10 +229,16 @@ def submit_run(request, payload: RunIn):
     out["pseudonyms"] = pseudonyms
     # Rendered here rather than re-validated against RunOut: run_out() builds exactly its
     # fields (tests/traces/test_gateway.py checks the body against the schema), and this
-    # endpoint is the hot path.
-    return JsonResponse(
-        out, status=201 if created else 200, content_type="application/json; charset=utf-8"
+    # endpoint is the hot path. Times as every other answer has them (DjangoJSONEncoder).
+    out["created_at"] = _JSON_TIMES.default(out["created_at"])
+    return HttpResponse(
+        json.dumps(out, ensure_ascii=False),
+        status=201 if created else 200,
+        content_type="application/json; charset=utf-8",
     )
+
+
+_JSON_TIMES = DjangoJSONEncoder()
 
 
 class WaitQuery(BaseModel):

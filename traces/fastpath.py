@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import Enum
 
 import psycopg
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from ladder.decide import ActionRules, WorkflowRules
 from traces.auth import AgentAuth
@@ -58,9 +58,19 @@ TOKENS = Memo(4096)  # token sha256 -> AgentAuth (from_memo=True)
 WORKFLOWS = Memo(4096)  # slug -> WorkflowRow
 
 
+def _db():
+    # The connection wrapper itself: `django.db.connection` is a proxy that looks the
+    # thread's connection up on every attribute access, which the hot path pays per use.
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _on_postgresql() -> bool:
+    return _db().vendor == "postgresql"
+
+
 def memo_enabled() -> bool:
     # Only PostgreSQL gets the re-checking INSERT; elsewhere every run reads afresh.
-    return connection.vendor == "postgresql"
+    return _on_postgresql()
 
 
 def remember_token(auth: AgentAuth) -> None:
@@ -76,12 +86,13 @@ def _prepared_cursor():
     plans these statements anew on every request; prepared once per connection (kept by
     CONN_MAX_AGE), the hot path skips that. Elsewhere (SQLite) it is Django's cursor.
     """
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cur:
+    db = _db()
+    if db.vendor != "postgresql":
+        with db.cursor() as cur:
             yield _PortableCursor(cur)
         return
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+    db.ensure_connection()
+    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cur:
         yield cur
 
 
@@ -258,7 +269,7 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
     leave orphans. Elsewhere the caller has just read both afresh.
     """
     global _INSERT_SQL
-    if connection.vendor != "postgresql":
+    if not _on_postgresql():
         events = [TraceEvent(run_id=run.id, at=at, **link._asdict()) for link in links]
         try:
             with transaction.atomic():
