@@ -92,7 +92,12 @@ def _prepared_cursor():
             yield _PortableCursor(cur)
         return
     db.ensure_connection()
-    with db.wrap_database_errors, psycopg.Cursor(db.connection) as cur:
+    # One psycopg cursor per connection, kept on Django's wrapper (which is per thread):
+    # building a cursor copies the connection's type adapters, a cost worth paying once.
+    cur = getattr(db, "_ladder_fast_cursor", None)
+    if cur is None or cur.closed or cur.connection is not db.connection:
+        cur = db._ladder_fast_cursor = psycopg.Cursor(db.connection)
+    with db.wrap_database_errors:
         yield cur
 
 
