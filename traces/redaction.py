@@ -29,10 +29,18 @@ Why these choices
   a national number must be written with it: ``030 12345678`` is a phone, the order id
   ``30123456`` is not.
 * Presidio/spaCy were avoided: too slow for the hot path and they want model downloads.
-* Speed: every detector has a cheap pre-check (no ``@`` -> no email scan, no digit -> almost
-  nothing to do), regexes are compiled once, phonenumbers only ever sees short windows
-  around digit runs that could be a phone (and a region only when its numbering-plan
-  pattern could match), and those window results are memoised.
+* Speed: every detector has a cheap pre-check (no ``@`` -> no email scan, no digit ->
+  nothing to do, fewer than 7 digits -> no phone scan, fewer than 13 -> no card scan),
+  regexes are compiled once (those that scan whole texts start with a character class,
+  so the engine can skip ahead to the next digit), and phonenumbers only ever sees short
+  windows around digit runs that could be a phone, and a region only when its
+  numbering-plan pattern could match (one merged check for all configured regions turns
+  most ids and amounts away at once).  Results are memoised in bounded caches: whole
+  short strings (the same order id, date or status value recurs in every body), each
+  phone candidate with its context window, phonenumbers' verdict per window, pseudonyms,
+  and what a dict key declares.  All are pure functions of their arguments, so the memos
+  never change a result; a round of detection is only repeated while a digit or "@" is
+  left unmasked.
 * Idempotence: existing pseudonyms are masked before detection, and detection repeats on
   the masked text until nothing new is found.  Masks look like pseudonyms (``<___>``), so a
   second run over redacted output sees exactly what the last round saw and finds nothing:
@@ -116,28 +124,50 @@ def pseudonym(key: bytes, kind: str, normalized: str) -> str:
     return f"<{kind}:{digest[:8]}>"
 
 
+@lru_cache(maxsize=16)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+@lru_cache(maxsize=8192)
+def _token(key: bytes, kind: str, normalized: str) -> str:
+    """`pseudonym`, memoised (an order id is often in every tool call of a body), and on a
+    miss computed from a copy of the keyed HMAC instead of keying a new one."""
+    mac = _keyed_hmac(key).copy()
+    mac.update(f"{kind}:{normalized}".encode())
+    return f"<{kind}:{mac.hexdigest()[:8]}>"
+
+
 # --------------------------------------------------------------------------- detectors
 
 _ANY_DIGIT = re.compile(r"\d")
 
 # The local part is found by looking left from each "@", bounded, so a long run of word
-# characters with one "@" somewhere cannot make the scan quadratic.
-_EMAIL_LOCAL = re.compile(r"[\w.%+\-]{1,64}\Z")
+# characters with one "@" somewhere cannot make the scan quadratic (see _email_hits).
+_NOT_EMAIL_LOCAL = re.compile(r"[^\w.%+\-]")
 _EMAIL_DOMAIN = re.compile(r"(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+[^\W\d_]{2,24}")
 
+# Two letters (not inside a word), two check digits, then groups of four.  The match is
+# anchored on the first check digit, with the letters checked looking back: a pattern that
+# starts with a digit lets the regex engine skip straight to digits instead of trying
+# every letter of the text.  The IBAN itself starts two characters before the match.
 _IBAN = re.compile(
-    r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b",
-    re.ASCII | re.IGNORECASE,
+    r"[0-9](?<=(?<![0-9A-Za-z_])[A-Za-z]{2}[0-9])[0-9]"
+    r"(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,4})?\b",
+    re.ASCII,
 )
+_IBAN_MIN_LEN = 12  # the shortest text _IBAN can match
 
 # Digit groups joined by single spaces/dashes.  Not after "+" (that is a phone) nor after
-# "<digit>." (the fraction part of a decimal).
-_CARD_CHAIN = re.compile(r"(?<![0-9+])(?<![0-9]\.)[0-9]+(?:[ \-][0-9]+)*", re.ASCII)
+# "<digit>." (the fraction part of a decimal).  (The look-behinds come after the first
+# digit, which they then include, so that the pattern starts with a digit: see _IBAN.)
+_CARD_CHAIN = re.compile(r"[0-9](?<![0-9+][0-9])(?<![0-9]\.[0-9])[0-9]*(?:[ \-][0-9]+)*", re.ASCII)
 _CARD_GROUP = re.compile(r"[0-9]+", re.ASCII)
+_CARD_MIN_DIGITS = 13  # see _is_card
 
 # "v1.2.3.4" is a version, so a letter before the quad disqualifies it.
 _IPV4 = re.compile(
-    r"(?<![0-9A-Za-z.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9]|\.[0-9])",
+    r"[0-9](?<![0-9A-Za-z.][0-9])[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![0-9]|\.[0-9])",
     re.ASCII,
 )
 _IPV6 = re.compile(
@@ -148,8 +178,19 @@ _IPV6 = re.compile(
 
 # Runs of at least 7 digits joined by the punctuation people put in phone numbers; only
 # these are shown to phonenumbers.  Seven is the shortest E.164 number in practice.
-_PHONE_CANDIDATE = re.compile(r"[+(]*\d(?:[\s().\-/]{0,3}\d){6,}")
+# (Written as "[+(]*\d…" but starting with one character class, which lets the regex
+# engine skip ahead to the next "+", "(" or digit instead of trying every position.)
+_PHONE_CANDIDATE = re.compile(r"[+(\d](?:(?<=\d)|(?<=[+(])[+(]*\d)(?:[\s().\-/]{0,3}\d){6,}")
+# The same for pure-ASCII text (nearly all of it), where the Unicode classes reduce to
+# these ASCII sets (\s also matches \x1c-\x1f); plain sets are checked much faster.
+_PHONE_CANDIDATE_ASCII = re.compile(
+    r"[+(0-9](?:(?<=[0-9])|(?<=[+(])[+(]*[0-9])(?:[\t-\r\x1c-\x1f ().\-/]{0,3}[0-9]){6,}"
+)
 _PHONE_MIN_DIGITS = 7
+# A text with fewer digits than that holds no candidate (nor one with fewer than 13 ASCII
+# digits a card): one linear, possessive match decides it.
+_ENOUGH_DIGITS_FOR_A_PHONE = re.compile(rf"(?:\D*+\d){{{_PHONE_MIN_DIGITS}}}")
+_ENOUGH_DIGITS_FOR_A_CARD = re.compile(rf"(?:[^0-9]*+[0-9]){{{_CARD_MIN_DIGITS}}}")
 # Dates, ISBN-like and decimal amounts are never phones; skipping them saves the matcher.
 _NOT_A_PHONE = re.compile(
     r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}|\d+\.\d{1,2}",
@@ -166,11 +207,14 @@ def _email_hits(s: str) -> list[_Hit]:
     hits: list[_Hit] = []
     at = s.find("@")
     while at != -1:
-        local = _EMAIL_LOCAL.search(s, max(0, at - 64), at)
-        domain = _EMAIL_DOMAIN.match(s, at + 1, min(len(s), at + 256))
-        if local is not None and domain is not None:
+        # The local part is the run of local-part characters ending at the "@", at most
+        # 64 long: found as the first other character of the reversed 64 before it.
+        lo = max(0, at - 64)
+        stop = _NOT_EMAIL_LOCAL.search(s[lo:at][::-1])
+        start = lo if stop is None else at - stop.start()
+        domain = _EMAIL_DOMAIN.match(s, at + 1, min(len(s), at + 256)) if start < at else None
+        if domain is not None:
             # A local part cannot start with a dot; "…see.john@" keeps the sentence dot.
-            start = local.start()
             while start < at and s[start] == ".":
                 start += 1
             if start < at:
@@ -188,9 +232,14 @@ def _iban_hits(s: str) -> tuple[list[_Hit], list[tuple[int, int]]]:
     """
     hits: list[_Hit] = []
     look_alikes: list[tuple[int, int]] = []
+    if len(s) < _IBAN_MIN_LEN:
+        return hits, look_alikes
     pos = 0
-    while (m := _IBAN.search(s, pos)) is not None:
-        start, raw = m.start(), m.group()
+    # A match at q means an IBAN-shaped run from q - 2 (see _IBAN), so searching from
+    # pos + 2 finds the first run starting at pos or later.
+    while (m := _IBAN.search(s, pos + 2)) is not None:
+        start = m.start() - 2
+        raw = s[start : m.end()]
         # The pattern may have swallowed what follows ("… 7034 CH93 0076", "… 44 INST");
         # give back trailing groups until the checksum agrees.
         while True:
@@ -209,9 +258,9 @@ def _iban_hits(s: str) -> tuple[list[_Hit], list[tuple[int, int]]]:
         if raw:
             pos = start + len(raw)
         else:
-            shape = m.group()
+            shape = s[start : m.end()]
             if shape[:2].isupper() and 15 <= len(shape.replace(" ", "")) <= 34:
-                look_alikes.append(m.span())
+                look_alikes.append((start, m.end()))
             pos = start + 1
     return hits, look_alikes
 
@@ -237,21 +286,24 @@ def _cards_in_groups(s: str, groups: list[tuple[int, int]]) -> list[_Hit]:
     n = len(groups)
     best: tuple[int, int, int] | None = None  # (-digits, i, j)
     for i in range(n):
-        if groups[i][1] - groups[i][0] < 4:
+        # A card starts with an issuer digit (see _is_card): nothing else can start one.
+        if groups[i][1] - groups[i][0] < 4 or s[groups[i][0]] not in "23456":
             continue
         total = 0
+        digits = ""
         for j in range(i, n):
-            size = groups[j][1] - groups[j][0]
+            a, b = groups[j]
+            size = b - a
             if j > i and size < 2:
                 break
             total += size
             if total > 19:
                 break
+            digits += s[a:b]
             if total < 13:
                 if j > i and size < 3:
                     break
                 continue
-            digits = "".join(s[a:b] for a, b in groups[i : j + 1])
             if _is_card(digits) and (best is None or (-total, i, j) < best):
                 best = (-total, i, j)
             if j > i and size < 3:
@@ -271,7 +323,7 @@ def _cards_in_groups(s: str, groups: list[tuple[int, int]]) -> list[_Hit]:
 
 def _ip_hits(s: str) -> list[_Hit]:
     hits: list[_Hit] = []
-    if "." in s:
+    if s.count(".") >= 3:
         for m in _IPV4.finditer(s):
             try:
                 addr = ipaddress.IPv4Address(m.group())
@@ -341,21 +393,28 @@ def _region_could_match(plan: _RegionPlan, digits: str, starts: list[int]) -> bo
     if plan.pattern is None:
         return True
     fullmatch = plan.pattern.fullmatch
+    international = plan.international
+    lengths = plan.lengths
+    bare = not plan.prefix_required
     n = len(starts) - 1
     for i in range(n):
         a = starts[i]
-        if plan.international is not None and plan.international.match(digits, a):
+        if international is not None and international.match(digits, a):
             return True
-        prefix_len = next((len(p) for p in plan.prefixes if digits.startswith(p, a)), -1)
+        prefix_len = -1
+        for prefix in plan.prefixes:
+            if digits.startswith(prefix, a):
+                prefix_len = len(prefix)
+                break
         for j in range(i + 1, n + 1):
             b = starts[j]
             if b - a > 17 + 4:
                 break
-            if not plan.prefix_required and b - a in plan.lengths and fullmatch(digits, a, b):
+            if bare and b - a in lengths and fullmatch(digits, a, b):
                 return True
             if (
                 prefix_len >= 0
-                and b - a - prefix_len in plan.lengths
+                and b - a - prefix_len in lengths
                 and fullmatch(digits, a + prefix_len, b)
             ):
                 return True
@@ -389,62 +448,172 @@ def _phones_in_window(window: str, region: str | None) -> tuple[tuple[int, int, 
     return tuple(found)
 
 
+class _RegionsGate(NamedTuple):
+    """A cheap necessary condition for "some configured region could match" (see below)."""
+
+    international: re.Pattern[str] | None  # any region's international call prefix
+    bare_lengths: frozenset[int]
+    bare: re.Pattern[str] | None  # national patterns of regions that allow no trunk prefix
+    prefixed: tuple[tuple[str, frozenset[int], re.Pattern[str]], ...]  # per trunk prefix
+
+
+def _alternation(patterns: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in dict.fromkeys(patterns)))
+
+
+@lru_cache(maxsize=64)
+def _region_plans(regions: tuple[str, ...]) -> tuple[_RegionPlan, ...]:
+    return tuple(map(_region_plan, regions))
+
+
+@lru_cache(maxsize=64)
+def _regions_gate(regions: tuple[str, ...]) -> _RegionsGate:
+    """One check standing in for `_region_could_match` over all the regions at once.
+
+    It accepts whatever any region's check accepts (every region's length set, pattern
+    and trunk prefixes are merged, so it may accept more), so a candidate it rejects
+    can skip the per-region checks; most digit runs in real traffic (order ids, amounts)
+    are rejected here after a few C-level calls instead of one Python loop per region.
+    Regions without a pattern (always tried) do not take part.
+    """
+    international: list[str] = []
+    bare_lengths: set[int] = set()
+    bare: list[str] = []
+    by_prefix: dict[str, tuple[set[int], list[str]]] = {}
+    for plan in map(_region_plan, regions):
+        if plan.pattern is None:
+            continue
+        if plan.international is not None:
+            international.append(plan.international.pattern)
+        if not plan.prefix_required:
+            bare_lengths |= plan.lengths
+            bare.append(plan.pattern.pattern)
+        for prefix in plan.prefixes:
+            lengths, patterns = by_prefix.setdefault(prefix, (set(), []))
+            lengths |= plan.lengths
+            patterns.append(plan.pattern.pattern)
+    return _RegionsGate(
+        international=_alternation(international) if international else None,
+        bare_lengths=frozenset(bare_lengths),
+        bare=_alternation(bare) if bare else None,
+        prefixed=tuple(
+            (prefix, frozenset(lengths), _alternation(patterns))
+            for prefix, (lengths, patterns) in by_prefix.items()
+        ),
+    )
+
+
+def _gate_could_match(gate: _RegionsGate, digits: str, starts: list[int]) -> bool:
+    """`_region_could_match` for the merged plan of `_regions_gate` (same loop, same cuts)."""
+    n = len(starts) - 1
+    for i in range(n):
+        a = starts[i]
+        if gate.international is not None and gate.international.match(digits, a):
+            return True
+        for j in range(i + 1, n + 1):
+            b = starts[j]
+            if b - a > 17 + 4:
+                break
+            if (
+                gate.bare is not None
+                and b - a in gate.bare_lengths
+                and gate.bare.fullmatch(digits, a, b)
+            ):
+                return True
+            for prefix, lengths, pattern in gate.prefixed:
+                if (
+                    b - a - len(prefix) in lengths
+                    and digits.startswith(prefix, a)
+                    and pattern.fullmatch(digits, a + len(prefix), b)
+                ):
+                    return True
+    return False
+
+
+@lru_cache(maxsize=16384)
+def _candidate_phones(
+    window: str, c_start: int, c_end: int, regions: tuple[str, ...]
+) -> tuple[tuple[int, int, str], ...]:
+    """Phones in the candidate window[c_start:c_end], as spans relative to the window.
+
+    `window` is the candidate with _CONTEXT_BEFORE/_CONTEXT_AFTER characters around it,
+    which is everything the decision looks at, so the result is memoised: the same
+    candidate recurs in the next detection round, in repeated values (an order id in
+    every tool call) and in repeated bodies.
+    """
+    text = window[c_start:c_end]
+    if _NOT_A_PHONE.fullmatch(text):
+        return ()
+    groups = _DIGIT_GROUPS.findall(text)
+    digits = "".join(groups)
+    total_digits = len(digits)
+    # ISBN-13s and hyphenated ISBN-10s ("978-3-16-148410-0", "0-306-40615-2") carry a
+    # checksum; a leading-0 ISBN-10 would otherwise pass as a European number.
+    isbn_shaped = total_digits == 13 or (total_digits == 10 and len(groups) == 4)
+    if isbn_shaped and stdnum_isbn.is_valid(text):
+        return ()
+    # Passes: the international reading first (a candidate has at least 7 digits, so it
+    # always runs), then each region in order while 7 digits remain uncovered.
+    accepted: list[tuple[int, int, str]] = []
+    covered = 0
+    intl = _INTERNATIONAL_START.match(text)
+    if intl is not None:
+        if intl.group().endswith("00"):
+            # phonenumbers reads "00" only for a home region; outside one it needs
+            # "+".  " +" keeps every offset intact.  Not after a word character:
+            # "DE00 1234 …" is a (failed) IBAN, not a call to +12.  (The character before
+            # is inside the window unless the "00" starts the whole text.)
+            at = c_start + text.index("00")
+            if at == 0 or not (window[at - 1].isalnum() or window[at - 1] == "_"):
+                covered += _accept(accepted, window, f"{window[:at]} +{window[at + 2 :]}", None)
+        else:
+            covered += _accept(accepted, window, window, None)
+    starts: list[int] | None = None
+    gate_open = True
+    for plan in _region_plans(regions):
+        if total_digits - covered < _PHONE_MIN_DIGITS:
+            break
+        if plan.pattern is not None:
+            if starts is None:
+                starts = [0, *itertools.accumulate(map(len, groups))]
+                gate_open = _gate_could_match(_regions_gate(regions), digits, starts)
+            if not gate_open or not _region_could_match(plan, digits, starts):
+                continue
+        covered += _accept(accepted, window, window, plan.region)
+    return tuple(accepted)
+
+
+def _accept(accepted: list[tuple[int, int, str]], window: str, win: str, region: str | None) -> int:
+    """Add the phones phonenumbers finds in `win` (`window`, or a rewrite of it with the
+    same offsets) that overlap none already accepted; return how many digits they hold."""
+    covered = 0
+    for start, end, e164 in _phones_in_window(win, region):
+        if win is not window and win[start] == "+" and window[start] == "0":
+            start -= 1  # give back the first "0" of the "00" we rewrote
+        if any(start < b and a < end for a, b, _ in accepted):
+            continue
+        accepted.append((start, end, e164))
+        covered += sum(map(str.isdigit, window[start:end]))
+    return covered
+
+
 def _phone_hits(s: str, regions: tuple[str, ...]) -> list[_Hit]:
     hits: list[_Hit] = []
-    for cand in _PHONE_CANDIDATE.finditer(s):
+    candidates = _PHONE_CANDIDATE_ASCII if s.isascii() else _PHONE_CANDIDATE
+    for cand in candidates.finditer(s):
         c_start, c_end = cand.span()
-        text = cand.group()
-        if _NOT_A_PHONE.fullmatch(text):
-            continue
-        groups = _DIGIT_GROUPS.findall(text)
-        digits = "".join(groups)
-        total_digits = len(digits)
-        # ISBN-13s and hyphenated ISBN-10s ("978-3-16-148410-0", "0-306-40615-2") carry a
-        # checksum; a leading-0 ISBN-10 would otherwise pass as a European number.
-        if (
-            total_digits == 13 or (total_digits == 10 and len(groups) == 4)
-        ) and stdnum_isbn.is_valid(text):
-            continue
-        lo = max(0, c_start - _CONTEXT_BEFORE)
-        window = s[lo : min(len(s), c_end + _CONTEXT_AFTER)]
-        passes: list[tuple[str | None, str]] = []
-        intl = _INTERNATIONAL_START.match(text)
-        if intl is not None:
-            if intl.group().endswith("00"):
-                # phonenumbers reads "00" only for a home region; outside one it needs
-                # "+".  " +" keeps every offset intact.  Not after a word character:
-                # "DE00 1234 …" is a (failed) IBAN, not a call to +12.
-                at = c_start + text.index("00")
-                if at == 0 or not (s[at - 1].isalnum() or s[at - 1] == "_"):
-                    rel = at - lo
-                    passes.append((None, f"{window[:rel]} +{window[rel + 2 :]}"))
-            else:
-                passes.append((None, window))
-        passes.extend((region, window) for region in regions)
-        accepted: list[tuple[int, int, str]] = []
-        covered = 0
-        starts: list[int] | None = None
-        for region, win in passes:
-            if total_digits - covered < _PHONE_MIN_DIGITS:
-                break
-            if region is not None:
-                if starts is None:
-                    starts = [0, *itertools.accumulate(map(len, groups))]
-                if not _region_could_match(_region_plan(region), digits, starts):
-                    continue
-            for rel_start, rel_end, e164 in _phones_in_window(win, region):
-                start, end = lo + rel_start, lo + rel_end
-                if win is not window and win[rel_start] == "+" and s[start] == "0":
-                    start -= 1  # give back the first "0" of the "00" we rewrote
-                if any(start < b and a < end for a, b, _ in accepted):
-                    continue
-                accepted.append((start, end, e164))
-                covered += sum(ch.isdigit() for ch in s[start:end])
-        hits.extend((PHONE, a, b, e164) for a, b, e164 in accepted)
+        lo = c_start - _CONTEXT_BEFORE if c_start > _CONTEXT_BEFORE else 0
+        window = s[lo : c_end + _CONTEXT_AFTER]
+        for start, end, e164 in _candidate_phones(window, c_start - lo, c_end - lo, regions):
+            hits.append((PHONE, lo + start, lo + end, e164))
     return hits
 
 
 # ------------------------------------------------------------------------- orchestration
+
+
+def _longest_first(hit: _Hit) -> tuple[int, int]:
+    return hit[1] - hit[2], hit[1]
 
 
 def _resolve(hits: list[_Hit]) -> list[_Hit]:
@@ -452,8 +621,12 @@ def _resolve(hits: list[_Hit]) -> list[_Hit]:
     if len(hits) < 2:
         return hits
     kept: list[_Hit] = []
-    for hit in sorted(hits, key=lambda h: (h[1] - h[2], h[1])):
-        if all(hit[2] <= k[1] or k[2] <= hit[1] for k in kept):
+    for hit in sorted(hits, key=_longest_first):
+        start, end = hit[1], hit[2]
+        for k in kept:
+            if start < k[2] and k[1] < end:
+                break
+        else:
             kept.append(hit)
     return kept
 
@@ -478,18 +651,64 @@ def _structured_hits(s: str) -> list[_Hit]:
     if _ANY_DIGIT.search(s) is not None:
         ibans, look_alikes = _iban_hits(s)
         hits.extend(ibans)
-        hits.extend(
-            card
-            for card in _card_hits(s)
-            if not any(a <= card[1] and card[2] <= b for a, b in look_alikes)
-        )
+        if _ENOUGH_DIGITS_FOR_A_CARD.match(s):
+            hits.extend(
+                card
+                for card in _card_hits(s)
+                if not any(a <= card[1] and card[2] <= b for a, b in look_alikes)
+            )
         hits.extend(_ip_hits(s))
     return _resolve(hits)
 
 
-def _detect(text: str, regions: tuple[str, ...]) -> list[_Hit]:
-    if "@" not in text and _ANY_DIGIT.search(text) is None:
-        return []
+_find_digit = _ANY_DIGIT.search
+
+
+def _needs_scan(text: str) -> bool:
+    """Whether `text` could hold anything: every detector needs an "@" or a digit."""
+    return "@" in text or _find_digit(text) is not None
+
+
+def _key_plan(key: str, personal_fields: frozenset[str]) -> tuple[str | None, bool]:
+    """For a dict key: the kind it declares (or None), and whether it needs a scan."""
+    kind = _field_kind(key.strip()) if key.strip().casefold() in personal_fields else None
+    return kind, _needs_scan(key)
+
+
+_KEY_PLANS_MAX = 4096
+
+
+@lru_cache(maxsize=64)
+def _key_plans(personal_fields: frozenset[str]) -> dict[str, tuple[str | None, bool]]:
+    """A memo of `_key_plan` per set of declared fields (dict keys repeat in every body);
+    it stops growing at _KEY_PLANS_MAX keys."""
+    return {}
+
+
+# Short strings recur all the time (the same order id in every tool call, dates, status
+# values), so their results are memoised; long free text goes through uncached.
+_MEMO_MAX_LEN = 256
+
+
+def _detect(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
+    if not _needs_scan(text):
+        return ()
+    return _detect_scanned(text, regions)
+
+
+def _detect_scanned(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
+    """`_detect` for a text the caller has already found to need a scan."""
+    if len(text) <= _MEMO_MAX_LEN and type(text) is str:
+        return _detect_memo(text, regions)
+    return _scan(text, regions)
+
+
+@lru_cache(maxsize=8192)
+def _detect_memo(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
+    return _scan(text, regions)
+
+
+def _scan(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
     masked = text
     if "<" in text:
         masked = _mask(masked, (m.span() for m in PSEUDONYM_RE.finditer(text)))
@@ -498,16 +717,24 @@ def _detect(text: str, regions: tuple[str, ...]) -> list[_Hit]:
         structured = _structured_hits(masked)
         if structured:
             masked = _mask(masked, ((h[1], h[2]) for h in structured))
-        phones = _phone_hits(masked, regions) if _ANY_DIGIT.search(masked) else []
-        phones = _resolve(phones)
+        if _ENOUGH_DIGITS_FOR_A_PHONE.match(masked):
+            phones = _resolve(_phone_hits(masked, regions))
+        else:
+            phones = []
         if phones:
             masked = _mask(masked, ((h[1], h[2]) for h in phones))
         if not structured and not phones:
             break
         found.extend(structured)
         found.extend(phones)
-    found.sort(key=lambda h: h[1])
-    return found
+        if not _needs_scan(masked):
+            break  # nothing left that another round could find
+    found.sort(key=_start)
+    return tuple(found)
+
+
+def _start(hit: _Hit) -> int:
+    return hit[1]
 
 
 def _normalize_regions(regions: Iterable[str]) -> tuple[str, ...]:
@@ -527,6 +754,12 @@ def find_pii(text: str, *, phone_regions: Iterable[str] = ()) -> list[PiiMatch]:
     return [PiiMatch(kind, a, b, text[a:b]) for kind, a, b, _ in _detect(text, regions)]
 
 
+def _clear_caches() -> None:
+    """Forget every memoised detection (benchmarks and tests; never needed for results)."""
+    for memo in (_detect_memo, _candidate_phones, _phones_in_window, _token):
+        memo.cache_clear()
+
+
 # ------------------------------------------------------------------------------ redactor
 
 _NON_ALNUM = re.compile(r"[^A-Z0-9]+", re.ASCII)
@@ -544,14 +777,19 @@ class Redactor:
     phone_regions: tuple[str, ...] = ()
 
     def redact_text(self, text: str, found: dict[str, str] | None = None) -> str:
-        hits = _detect(text, self.phone_regions)
+        if not _needs_scan(text):
+            return text
+        return self._redact_scanned(text, found)
+
+    def _redact_scanned(self, text: str, found: dict[str, str] | None) -> str:
+        hits = _detect_scanned(text, self.phone_regions)
         if not hits:
             return text
         parts: list[str] = []
         pos = 0
         for kind, start, end, normalized in hits:
             parts.append(text[pos:start])
-            token = pseudonym(self.key, kind, normalized)
+            token = _token(self.key, kind, normalized)
             if found is not None:
                 found.setdefault(token, text[start:end])
             parts.append(token)
@@ -569,7 +807,7 @@ class Redactor:
         return self._walk(value, None, found)
 
     def _pseudonym(self, kind: str, normalized: str, original: Any, found) -> str:
-        token = pseudonym(self.key, kind, normalized)
+        token = _token(self.key, kind, normalized)
         if found is not None:
             found.setdefault(token, original)
         return token
@@ -577,23 +815,50 @@ class Redactor:
     def _walk(self, value: Any, kind: str | None, found: dict | None = None) -> Any:
         # `kind` is set below a declared personal field: every leaf there is pseudonymised
         # whole, whatever its type, under the innermost declared key's kind.
-        if isinstance(value, str):
+        # (Exact-type checks first, as JSON gives plain str/dict/list; isinstance still
+        # handles subclasses the same way, and no type can be two of str/dict/list.)
+        cls = type(value)
+        if cls is str or (cls is not dict and cls is not list and isinstance(value, str)):
             if kind is None:
                 return self.redact_text(value, found)
             if PSEUDONYM_RE.fullmatch(value):
                 return value  # already redacted: keep redact() idempotent
             return self._pseudonym(kind, value.strip().casefold(), value, found)
-        if isinstance(value, dict):
+        if cls is dict or isinstance(value, dict):
             out = {}
+            personal = self.personal_fields
+            plans = _key_plans(personal)
             for k, v in value.items():
                 child = kind
-                if isinstance(k, str):
-                    if self.personal_fields and k.strip().casefold() in self.personal_fields:
+                if type(k) is str:
+                    plan = plans.get(k)
+                    if plan is None:
+                        plan = _key_plan(k, personal)
+                        if len(plans) < _KEY_PLANS_MAX:
+                            plans[k] = plan
+                    declared, scan = plan
+                    if declared is not None:
+                        child = declared
+                    if scan:
+                        k = self._redact_scanned(k, found)
+                elif isinstance(k, str):
+                    if personal and k.strip().casefold() in personal:
                         child = _field_kind(k.strip())
                     k = self.redact_text(k, found)
+                if child is None:
+                    # The common leaves, without a call to _walk (same outcome).
+                    leaf = type(v)
+                    if leaf is str:
+                        if "@" in v or _find_digit(v) is not None:
+                            v = self._redact_scanned(v, found)
+                        out[k] = v
+                        continue
+                    if leaf is float or leaf is bool or v is None:
+                        out[k] = v
+                        continue
                 out[k] = self._walk(v, child, found)
             return out
-        if isinstance(value, list | tuple):
+        if cls is list or isinstance(value, list | tuple):
             return [self._walk(v, kind, found) for v in value]
         if value is None:
             return None  # an absent value discloses nothing

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum import luhn
 
+from traces import redaction
 from traces.redaction import (
     PSEUDONYM_RE,
     PiiMatch,
@@ -430,6 +431,107 @@ def test_make_redactor_rejects_a_missing_key_or_unknown_region(kwargs):
 
 def test_the_key_does_not_appear_in_the_redactor_repr():
     assert "hunter2" not in repr(make_redactor(key="hunter2"))
+
+
+# ------------------------------------------------- memos and fast paths change nothing
+
+
+def test_memoised_results_depend_on_the_configured_regions():
+    # The same text (and candidate window) under different regions, in alternation.
+    text = "Call (415) 555-2671"
+    for _ in range(2):
+        assert found(text, regions=()) == []
+        assert found(text, regions=("US",)) == [("PHONE", "(415) 555-2671")]
+        assert found(text, regions=("DE",)) == []
+
+
+def test_a_cleared_cache_gives_the_same_results_as_a_warm_one(redactor):
+    texts = [row["text"] for row in CORPUS]
+    warm = [redactor.redact_text(t) for t in texts]
+    redaction._clear_caches()
+    assert [redactor.redact_text(t) for t in texts] == warm
+    assert [redactor.redact_text(t) for t in texts] == warm
+
+
+@pytest.mark.parametrize(
+    ("regions", "expected"),
+    [
+        (("DE", "ES"), [("PHONE", "612 34 56 78")]),
+        (("ES", "DE"), [("PHONE", "612 34 56 78")]),
+        (("DE",), []),
+        (("US", "NL", "FR"), []),
+    ],
+)
+def test_a_national_number_of_one_configured_region_is_found_among_others(regions, expected):
+    # The merged pre-check over all regions must not turn away what one region accepts.
+    assert found("Llame al 612 34 56 78", regions=regions) == expected
+
+
+def test_regions_without_a_numbering_plan_pre_check_are_still_tried():
+    # BR rewrites national prefixes, so it is always handed to phonenumbers.
+    assert found("Ligue (11) 96123-4567", regions=("DE", "BR")) == [("PHONE", "(11) 96123-4567")]
+
+
+def test_a_card_after_an_unrelated_number_in_the_same_run_is_found():
+    assert found("ref 1234 4111 1111 1111 1111 ok") == [("CARD", "4111 1111 1111 1111")]
+    assert found("card 7111 1111 1111 1114 ok") == []
+
+
+def test_what_a_found_value_was_hiding_is_looked_at_again():
+    # The card is only a card once the phone before it is gone (no longer "<digit>."),
+    # the IBAN only once the card glued to it is gone (no longer inside a word).
+    assert found("call +1 212-555-0100.4111111111111111") == [
+        ("PHONE", "+1 212-555-0100"),
+        ("CARD", "4111111111111111"),
+    ]
+    assert found("4111111111111111DE89370400440532013000") == [
+        ("CARD", "4111111111111111"),
+        ("IBAN", "DE89370400440532013000"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("x" * 70 + "@example.com", [("EMAIL", "x" * 64 + "@example.com")]),
+        ("see..a@b.co", [("EMAIL", "see..a@b.co")]),
+        ("...a@b.co", [("EMAIL", "a@b.co")]),
+        ("@example.com", []),
+        ("DE89370400440532013000 ok", [("IBAN", "DE89370400440532013000")]),
+        ("x_DE89370400440532013000", []),
+        ("1DE89370400440532013000", []),
+    ],
+)
+def test_email_and_iban_boundaries(text, expected):
+    assert found(text) == expected
+
+
+def test_a_value_repeated_across_a_body_gets_one_pseudonym_and_one_map_entry(redactor):
+    pseudonyms: dict[str, str] = {}
+    out = redactor.redact(
+        {"a": "+49 30 12345678", "b": ["+49 30 12345678", {"c": "call +49 30 12345678"}]},
+        pseudonyms,
+    )
+    (token,) = pseudonyms
+    assert pseudonyms[token] == "+49 30 12345678"
+    assert out == {"a": token, "b": [token, {"c": f"call {token}"}]}
+
+
+def test_declared_fields_belong_to_their_redactor():
+    with_name = make_redactor(key=KEY, personal_fields=["name"])
+    without = make_redactor(key=KEY)
+    for _ in range(2):
+        assert kinds_in(with_name.redact({"name": "Ann"})["name"]) == ["NAME"]
+        assert without.redact({"name": "Ann"}) == {"name": "Ann"}
+
+
+def test_str_subclasses_are_redacted_like_str(redactor):
+    class Text(str):
+        pass
+
+    plain = {"mail a@b.co": "call +49 30 12345678", "x": ["4111111111111111"]}
+    sub = {Text(k): Text(v) if isinstance(v, str) else [Text(v[0])] for k, v in plain.items()}
+    assert redactor.redact(sub) == redactor.redact(plain)
 
 
 # ------------------------------------------------------------------------- properties
