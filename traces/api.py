@@ -232,13 +232,14 @@ def submit_run(request, payload: RunIn):
     # endpoint is the hot path. Times as every other answer has them (DjangoJSONEncoder).
     out["created_at"] = _JSON_TIMES.default(out["created_at"])
     return HttpResponse(
-        json.dumps(out, ensure_ascii=False),
+        _ENCODE(out),
         status=201 if created else 200,
         content_type="application/json; charset=utf-8",
     )
 
 
 _JSON_TIMES = DjangoJSONEncoder()
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class WaitQuery(BaseModel):

@@ -16,10 +16,16 @@ from typing import Any
 GENESIS = "0" * 64
 
 
+# json.dumps() with any non-default option builds a new encoder on every call; these are
+# built once (encoders keep no state between calls, so sharing them is safe).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _CANONICAL(value)
 
 
 def event_document(
@@ -48,7 +54,7 @@ def event_document_json(
 
 
 def _text(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _TEXT(value)
 
 
 def link_hash(prev_hash: str, document: str) -> str:

@@ -217,6 +217,10 @@ RUN_COLUMNS = (
 EVENT_COLUMNS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
 
 
+# Built once: json.dumps() with options builds a new encoder per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
 def _run_document(run: Run) -> str:
     """The new run row as one JSON object, column name → value, for
     json_populate_record: one C-encoded parameter instead of 26 adapted one by one."""
@@ -228,7 +232,7 @@ def _run_document(run: Run) -> str:
         elif isinstance(value, datetime):
             value = value.isoformat()
         row[column] = value
-    return json.dumps(row, ensure_ascii=False, allow_nan=False)
+    return _ENCODE(row)
 
 
 class Stored(Enum):
@@ -295,7 +299,7 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
         workflow.id,
         _run_document(run),
         at,
-        json.dumps([link._asdict() for link in links], ensure_ascii=False),
+        _ENCODE([link._asdict() for link in links]),
     ]
     with _prepared_cursor() as cur:
         cur.execute(_INSERT_SQL, params, prepare=True)
