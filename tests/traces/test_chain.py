@@ -101,7 +101,10 @@ def test_an_edited_payload_is_reported_with_its_run_and_seq(runs):
     event = TraceEvent.objects.get(run_id=ids[1], seq=2)
     doc = json.loads(event.document)
     doc["payload"]["result"] = "nothing to see"
-    tamper("UPDATE traces_traceevent SET document = %s WHERE id = %s", [json.dumps(doc), event.id])
+    tamper(
+        "UPDATE traces_traceevent SET document = %s WHERE run_id = %s AND seq = %s",
+        [json.dumps(doc), event.run_id, event.seq],
+    )
     code, out = verify()
     assert code == 1
     assert f"BROKEN run {ids[1]} seq 2: content does not match its hash" in out
@@ -131,8 +134,8 @@ def test_a_rehashed_forgery_still_breaks_the_link_to_the_next_event(runs):
     event = TraceEvent.objects.get(run_id=ids[0], seq=1)
     forged = event.document.replace('"q":"k0"', '"q":"forged"')
     tamper(
-        "UPDATE traces_traceevent SET document = %s, hash = %s WHERE id = %s",
-        [forged, link_hash(event.prev_hash, forged), event.id],
+        "UPDATE traces_traceevent SET document = %s, hash = %s WHERE run_id = %s AND seq = %s",
+        [forged, link_hash(event.prev_hash, forged), event.run_id, event.seq],
     )
     code, out = verify()
     assert code == 1 and "seq 2: prev_hash does not match" in out

@@ -8,9 +8,8 @@ def test_the_hand_written_insert_names_every_run_column():
     assert set(RUN_COLUMNS) == {f.column for f in Run._meta.concrete_fields}
 
 
-def test_the_hand_written_insert_names_every_event_column_but_the_key():
-    expected = {f.column for f in TraceEvent._meta.concrete_fields if not f.primary_key}
-    assert set(EVENT_COLUMNS) == expected
+def test_the_hand_written_insert_names_every_event_column():
+    assert set(EVENT_COLUMNS) == {f.column for f in TraceEvent._meta.concrete_fields}
 
 
 @pytest.mark.django_db
