@@ -57,7 +57,14 @@ def baseline(request):
     return JsonResponse({"id": row_id}, status=201)
 
 
+def worker(request):
+    # Which gunicorn worker holds this connection: the load generator asks once per
+    # connection, before measuring, to spread its connections evenly (bench/README.md).
+    return JsonResponse({"pid": os.getpid()})
+
+
 urlpatterns = [
     path("bench/baseline", baseline),
+    path("bench/worker", worker),
     path("", include("ladder.urls")),
 ]

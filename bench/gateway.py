@@ -36,6 +36,7 @@ import multiprocessing
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -234,8 +235,56 @@ def make_body(template: str, rng: random.Random, key: str) -> bytes:
 # -- load generator ---------------------------------------------------------------------
 
 
+WORKER_PATH = "/bench/worker"  # bench/baseline.py: which gunicorn worker holds a connection
+
+
+def _worker_of(conn: http.client.HTTPConnection) -> int | None:
+    try:
+        conn.request("GET", WORKER_PATH, headers={"Connection": "keep-alive"})
+        resp = conn.getresponse()
+        data = resp.read()
+        return int(json.loads(data)["pid"]) if resp.status == 200 else None
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+        conn.close()
+        return None
+
+
+def _connect(port: int, balance: dict | None) -> tuple[http.client.HTTPConnection, int | None]:
+    """A keep-alive connection; with `balance`, one to a gunicorn worker that has fewer
+    than its share of this process's connections.
+
+    gunicorn's workers accept connections as they race for them, so 32 keep-alive
+    clients can land 28 on one worker and 4 on the other, and then the figures measure
+    that luck. Asking each new connection which worker took it, and reconnecting while
+    that worker already has its share, gives every phase the same even split.
+    """
+    for _attempt in range(60):
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        pid = _worker_of(conn)
+        if balance is None:
+            return conn, pid
+        with balance["lock"]:
+            taken = balance["counts"].get(pid, 0)
+            if pid is not None and taken < balance["share"]:
+                balance["counts"][pid] = taken + 1
+                return conn, pid
+        conn.close()
+    return http.client.HTTPConnection(HOST, port, timeout=30), None  # give up: take any
+
+
 def _client(
-    *, port, path, headers, template, key_prefix, t_start, t_measure, t_end, max_requests, out
+    *,
+    port,
+    path,
+    headers,
+    template,
+    key_prefix,
+    t_start,
+    t_measure,
+    t_end,
+    max_requests,
+    out,
+    balance=None,
 ):
     """One keep-alive connection, one request at a time, until t_end or max_requests.
 
@@ -246,10 +295,10 @@ def _client(
     warm_errors = 0
     ok_total = 0
     samples: list[str] = []
-    conn = http.client.HTTPConnection(HOST, port, timeout=30)
     delay = t_start - time.monotonic()
     if delay > 0:
         time.sleep(delay)
+    conn, worker_pid = _connect(port, balance)
     sent = 0
     try:
         while sent < max_requests:
@@ -280,7 +329,7 @@ def _client(
     finally:
         conn.close()
     capped = sent >= max_requests
-    out.append((latencies, statuses, warm_errors, ok_total, samples, capped))
+    out.append((latencies, statuses, warm_errors, ok_total, samples, capped, worker_pid))
 
 
 def _loadgen_process(job: dict, queue) -> None:
@@ -288,6 +337,10 @@ def _loadgen_process(job: dict, queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     try:
         results: list = []
+        balance = None
+        if job["balanced"]:
+            share = math.ceil(job["threads"] / job["server_workers"])
+            balance = {"lock": threading.Lock(), "counts": {}, "share": share}
         threads = [
             threading.Thread(
                 target=_client,
@@ -302,6 +355,7 @@ def _loadgen_process(job: dict, queue) -> None:
                     "t_end": job["t_end"],
                     "max_requests": job["max_per_client"],
                     "out": results,
+                    "balance": balance,
                 },
                 daemon=True,
             )
@@ -316,8 +370,10 @@ def _loadgen_process(job: dict, queue) -> None:
         warm_errors = ok_total = 0
         samples: list[str] = []
         capped = 0
-        for lat, st, we, ok, sm, cap in results:
+        split: Counter = Counter()
+        for lat, st, we, ok, sm, cap, pid in results:
             capped += cap
+            split[str(pid)] += 1
             latencies.extend(lat)
             statuses.update(st)
             warm_errors += we
@@ -332,6 +388,7 @@ def _loadgen_process(job: dict, queue) -> None:
                 "samples": samples[:3],
                 "clients_done": len(results),
                 "capped": capped,
+                "split": dict(split),
             }
         )
     except BaseException:
@@ -476,6 +533,8 @@ def run_phase(*, name, path, clients, args, server, token, dbname, run_nonce) ->
             "t_measure": t_measure,
             "t_end": t_end,
             "max_per_client": max_per_client,
+            "balanced": args.split == "balanced",
+            "server_workers": args.workers,
         }
         p = ctx.Process(target=_loadgen_process, args=(job, queue), daemon=True)
         p.start()
@@ -517,6 +576,9 @@ def run_phase(*, name, path, clients, args, server, token, dbname, run_nonce) ->
         statuses.update(r["statuses"])
     n = len(latencies)
     errors = sum(c for s, c in statuses.items() if not (isinstance(s, int) and 200 <= s < 300))
+    split: Counter = Counter()
+    for r in results:
+        split.update(r["split"])
     cpu = CpuMeter.used(cpu_before, cpu_after) if cpu_before else {}
     return {
         "name": name,
@@ -530,6 +592,8 @@ def run_phase(*, name, path, clients, args, server, token, dbname, run_nonce) ->
         "warmup_errors": sum(r["warm_errors"] for r in results),
         # Clients that stopped at --max-requests before the window closed: req/s undercounts.
         "capped_clients": sum(r["capped"] for r in results),
+        # Client connections per gunicorn worker ("None": the worker could not be asked).
+        "connections_per_worker": sorted(split.values(), reverse=True),
         "ok_total": sum(r["ok_total"] for r in results),
         "error_samples": [s for r in results for s in r["samples"]][:3],
         "rps": n / window if window > 0 else 0.0,
@@ -819,18 +883,17 @@ def evaluate(phases: list[dict], high: int, low: int) -> list[dict]:
 
 def markdown(report: dict) -> str:
     m = report["meta"]
-    rounds = (
-        f" (each phase: the least disturbed of {m['rounds']} rounds)" if m["rounds"] > 1 else ""
-    )
+    rounds = f" (each figure: the median of {m['rounds']} rounds)" if m["rounds"] > 1 else ""
     lines = [
         f"Measured {m['date']} on {m['cpus']} CPUs (load avg before: {m['loadavg']}), "
         f"gunicorn gthread {m['server']['workers']}x{m['server']['threads']}, "
         f"PostgreSQL `{m['database']}`, {m['warmup_s']:g} s warm-up + {m['duration_s']:g} s "
-        f"per phase{rounds}, redaction: {m['redaction']}, request body {m['body_bytes']} B.",
+        f"per phase{rounds}, redaction: {m['redaction']}, request body {m['body_bytes']} B, "
+        f"connections split {m['split']} over the workers.",
         "",
         "| endpoint | clients | requests | errors | req/s | p50 ms | p99 ms "
-        "| CPU ms/req server / db / loadgen | other load (cores) |",
-        "|---|--:|--:|--:|--:|--:|--:|---|--:|",
+        "| CPU ms/req server / db / loadgen | other load (cores) | conns per worker |",
+        "|---|--:|--:|--:|--:|--:|--:|---|--:|--:|",
     ]
     for p in report["phases"]:
         cpu = p["cpu_ms_per_request"]
@@ -845,8 +908,18 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {p['name']} `POST {p['path']}` | {p['clients']} | {p['requests']} | {errors} "
             f"| {p['rps']:.0f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {cpu_txt} "
-            f"| {p['cpu_busy_cores'].get('other', float('nan')):.2f} |"
+            f"| {p['cpu_busy_cores'].get('other', float('nan')):.2f} "
+            f"| {'/'.join(str(c) for c in p.get('connections_per_worker', []))} |"
         )
+    if m["rounds"] > 1:
+        lines.append("")
+        for p in report["phases"]:
+            lines.append(
+                f"- {p['name']} x{p['clients']}, each round: req/s "
+                + ", ".join(f"{x:.0f}" for x in p["rounds_rps"])
+                + "; p99 ms "
+                + ", ".join(f"{x:.1f}" for x in p["rounds_p99_ms"])
+            )
     noisy = max((p["cpu_busy_cores"].get("other", 0.0) for p in report["phases"]), default=0)
     if noisy > NOISE_CORES:
         lines += [
@@ -897,8 +970,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=1,
-        help="run every phase N times and report each phase's least disturbed round "
-        "(for a shared, noisy machine)",
+        help="run every phase N times and report medians over the rounds "
+        "(this machine's speed drifts; 3 or more for figures worth writing down)",
+    )
+    ap.add_argument(
+        "--split",
+        choices=["balanced", "random"],
+        default="balanced",
+        help="balanced: spread each load generator's connections evenly over the gunicorn "
+        "workers (the default); random: keep whichever worker accepted each connection",
     )
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
@@ -985,7 +1065,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(
                     f"  {phase['requests']} requests, {phase['errors']} errors, "
                     f"{phase['rps']:.0f} req/s, p50 {phase['p50_ms']:.1f} ms, "
-                    f"p99 {phase['p99_ms']:.1f} ms"
+                    f"p99 {phase['p99_ms']:.1f} ms, connections per worker "
+                    + "/".join(str(c) for c in phase["connections_per_worker"])
                 )
                 other = phase["cpu_busy_cores"].get("other", 0.0)
                 if other > NOISE_CORES:
@@ -997,13 +1078,20 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 if phase["error_samples"]:
                     log("  first errors: " + " | ".join(phase["error_samples"]))
-        # With several rounds, each phase reports its least disturbed round (the one in
-        # which other processes used the least CPU); errors of every round still count.
+        # With several rounds, each phase reports medians over its rounds (req/s, p50 and
+        # p99 each their own median; CPU figures from the round with the median req/s), as
+        # this machine's speed drifts by tens of percent from minute to minute. Errors of
+        # every round count.
         for name, _path, clients in plan:
             rounds = [p for p in all_runs if (p["name"], p["clients"]) == (name, clients)]
-            best = dict(min(rounds, key=lambda p: p["cpu_busy_cores"].get("other", 0.0)))
-            best["errors_all_rounds"] = sum(p["errors"] for p in rounds)
-            phases.append(best)
+            by_rps = sorted(rounds, key=lambda p: p["rps"])
+            median = dict(by_rps[(len(by_rps) - 1) // 2])
+            for key in ("rps", "p50_ms", "p99_ms"):
+                median[key] = statistics.median(p[key] for p in rounds)
+            median["rounds_rps"] = [round(p["rps"], 1) for p in rounds]
+            median["rounds_p99_ms"] = [round(p["p99_ms"], 1) for p in rounds]
+            median["errors_all_rounds"] = sum(p["errors"] for p in rounds)
+            phases.append(median)
         # Every 2xx the gateway sent must be a stored run: a cheap end-to-end sanity check.
         with psycopg.connect(args.database_url) as c:
             stored = c.execute(
@@ -1043,6 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration,
             "client_procs": args.client_procs,
             "rounds": args.rounds,
+            "split": args.split,
             "redaction": redaction_version(),
             "body_bytes": len(make_body(body_template(WORKFLOW), random.Random(0), "k" * 40)),
             "runs_stored": stored,
