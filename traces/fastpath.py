@@ -83,8 +83,10 @@ def _prepared_cursor():
     """A cursor that binds on the server and reuses prepared statements.
 
     Django's own cursors interpolate parameters on the client, so PostgreSQL parses and
-    plans these statements anew on every request; prepared once per connection (kept by
-    CONN_MAX_AGE), the hot path skips that. Elsewhere (SQLite) it is Django's cursor.
+    plans their statements anew every time; these are prepared once per connection (kept
+    by CONN_MAX_AGE; settings set psycopg's prepare_threshold, which Django leaves off,
+    and tests/traces/test_fastpath.py checks they really are). Elsewhere (SQLite) it is
+    Django's cursor.
     """
     db = _db()
     if db.vendor != "postgresql":

@@ -9,6 +9,8 @@ action schema apply to the very next run.
 
 from django.db import migrations, models
 
+from ladder.migration_sql import vendor_sql
+
 PG_UP = """
 CREATE OR REPLACE FUNCTION ladder_workflow_bump_rules() RETURNS trigger AS $$
 BEGIN
@@ -67,24 +69,6 @@ SQLITE_DOWN = [
 ]
 
 
-def up(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_UP, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_UP:
-            schema_editor.execute(sql)
-
-
-def down(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_DOWN, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_DOWN:
-            schema_editor.execute(sql)
-
-
 class Migration(migrations.Migration):
     dependencies = [("ladder", "0001_initial")]
 
@@ -94,5 +78,10 @@ class Migration(migrations.Migration):
             name="rules_version",
             field=models.PositiveBigIntegerField(default=1, editable=False),
         ),
-        migrations.RunPython(up, down),
+        vendor_sql(
+            postgresql=PG_UP,
+            postgresql_reverse=PG_DOWN,
+            sqlite=SQLITE_UP,
+            sqlite_reverse=SQLITE_DOWN,
+        ),
     ]

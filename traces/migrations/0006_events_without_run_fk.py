@@ -14,6 +14,8 @@ also (re)creates the append-only triggers there, which migration 0004's rebuild 
 
 from django.db import migrations, models
 
+from ladder.migration_sql import vendor_sql
+
 PG_UP = """
 CREATE OR REPLACE FUNCTION traces_run_no_delete() RETURNS trigger AS $$
 BEGIN
@@ -39,24 +41,6 @@ SQLITE_UP = [
 SQLITE_DOWN = ["DROP TRIGGER IF EXISTS traces_run_no_delete;"]
 
 
-def up(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_UP, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_UP:
-            schema_editor.execute(sql)
-
-
-def down(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_DOWN, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_DOWN:
-            schema_editor.execute(sql)
-
-
 class Migration(migrations.Migration):
     dependencies = [("traces", "0005_run_ids_v7")]
 
@@ -72,5 +56,10 @@ class Migration(migrations.Migration):
                 to="traces.run",
             ),
         ),
-        migrations.RunPython(up, down),
+        vendor_sql(
+            postgresql=PG_UP,
+            postgresql_reverse=PG_DOWN,
+            sqlite=SQLITE_UP,
+            sqlite_reverse=SQLITE_DOWN,
+        ),
     ]

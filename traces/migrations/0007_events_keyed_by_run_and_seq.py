@@ -8,6 +8,8 @@ because Django's schema editor does not turn a column primary key into a composi
 
 from django.db import migrations, models
 
+from ladder.migration_sql import vendor_sql
+
 PG_UP = """
 ALTER TABLE traces_traceevent DROP CONSTRAINT trace_event_seq;
 ALTER TABLE traces_traceevent DROP CONSTRAINT traces_traceevent_pkey;
@@ -64,28 +66,6 @@ SQLITE_DOWN = [
 ]
 
 
-def up(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_UP, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_UP:
-            schema_editor.execute(sql)
-    else:
-        raise NotImplementedError(f"migration 0007 has no SQL for {vendor}")
-
-
-def down(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_DOWN, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_DOWN:
-            schema_editor.execute(sql)
-    else:
-        raise NotImplementedError(f"migration 0007 has no SQL for {vendor}")
-
-
 class Migration(migrations.Migration):
     dependencies = [("traces", "0006_events_without_run_fk")]
 
@@ -107,6 +87,13 @@ class Migration(migrations.Migration):
                 ),
                 migrations.RemoveField(model_name="traceevent", name="id"),
             ],
-            database_operations=[migrations.RunPython(up, down)],
+            database_operations=[
+                vendor_sql(
+                    postgresql=PG_UP,
+                    postgresql_reverse=PG_DOWN,
+                    sqlite=SQLITE_UP,
+                    sqlite_reverse=SQLITE_DOWN,
+                )
+            ],
         )
     ]
