@@ -237,6 +237,26 @@ def _run_document(run: Run) -> str:
     return _ENCODE(row)
 
 
+# The events' text columns travel as five strings, each joined by the ASCII record
+# separator, and PostgreSQL splits them: nothing to escape on either side. The separator
+# cannot occur in them: documents are JSON (control characters are always escaped inside
+# JSON strings and never stand outside them), types and actors are our own names, and
+# hashes are hex.
+_SEP = "\x1e"
+_SEP_SQL = "E'\\x1e'"
+
+
+def _joined_columns(links: list) -> list[str]:
+    joined = []
+    for column in ("type", "actor", "document", "prev_hash", "hash"):
+        values = [getattr(link, column) for link in links]
+        text = _SEP.join(values)
+        if text.count(_SEP) != len(values) - 1:
+            raise ValueError(f"an event's {column} holds the separator")
+        joined.append(text)
+    return joined
+
+
 class Stored(Enum):
     NEW = "new"  # the run and its events are stored
     DUPLICATE = "duplicate"  # the idempotency key is taken on this workflow: nothing stored
@@ -258,9 +278,12 @@ def _insert_sql() -> str:
         "WHERE guard.ok "
         "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id), "
         f"new_events AS (INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
-        "SELECT new_run.id, e.seq, e.type, e.actor, %s::timestamptz, e.document, "
-        "e.prev_hash, e.hash FROM new_run, json_to_recordset(%s::json) AS "
-        "e(seq integer, type text, actor text, document text, prev_hash text, hash text) "
+        "SELECT new_run.id, %s::integer + e.n - 1, e.type, e.actor, %s::timestamptz, "
+        "e.document, e.prev_hash, e.hash FROM new_run, unnest("
+        f"string_to_array(%s, {_SEP_SQL}), string_to_array(%s, {_SEP_SQL}), "
+        f"string_to_array(%s, {_SEP_SQL}), string_to_array(%s, {_SEP_SQL}), "
+        f"string_to_array(%s, {_SEP_SQL})) WITH ORDINALITY "
+        "AS e(type, actor, document, prev_hash, hash, n) "
         "RETURNING 1) "
         "SELECT guard.ok, (SELECT count(*) FROM new_events) FROM guard"
     )
@@ -300,8 +323,9 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
         auth.token_hash,
         workflow.id,
         _run_document(run),
+        links[0].seq,
         at,
-        _ENCODE([link._asdict() for link in links]),
+        *_joined_columns(links),
     ]
     with _prepared_cursor() as cur:
         cur.execute(_INSERT_SQL, params, prepare=True)

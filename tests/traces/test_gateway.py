@@ -462,3 +462,23 @@ def test_the_agent_gets_its_own_pseudonyms_back_and_nothing_raw_is_stored(make_w
     stored = Run.objects.get(pk=data["id"])
     rows = [e.document for e in stored.events.all()] + [str(stored.proposal)]
     assert not any("ana.lopez" in row or "3456610" in row for row in rows)
+
+
+def test_awkward_text_is_stored_byte_for_byte_and_its_chain_verifies(make_workflow, agent):
+    from traces.chain import link_hash
+
+    awkward = 'quote " backslash \\ tab \t newline \n emoji 😀 ls \u2028 del \x7f c1 \x85 record separator \x1e é'
+    wf = make_workflow()
+    data = body(wf, key="awkward", input={"text": awkward, awkward: [awkward]})
+    data["tool_calls"] = [
+        {"name": "t", "arguments": {"q": awkward}, "result": awkward} for _ in range(3)
+    ]
+    resp = agent(wf).post("/runs", data)
+    assert resp.status_code == 201, resp.content
+    events = list(TraceEvent.objects.filter(run_id=resp.json()["id"]).order_by("seq"))
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert events[0].payload["input"]["text"] == awkward
+    assert events[0].payload["input"][awkward] == [awkward]
+    assert [e.payload["result"] for e in events[1:4]] == [awkward] * 3
+    for e in events:
+        assert e.hash == link_hash(e.prev_hash, e.document)
