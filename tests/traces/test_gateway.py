@@ -467,7 +467,10 @@ def test_the_agent_gets_its_own_pseudonyms_back_and_nothing_raw_is_stored(make_w
 def test_awkward_text_is_stored_byte_for_byte_and_its_chain_verifies(make_workflow, agent):
     from traces.chain import link_hash
 
-    awkward = 'quote " backslash \\ tab \t newline \n emoji 😀 ls \u2028 del \x7f c1 \x85 record separator \x1e é'
+    awkward = (
+        'quote " backslash \\ tab \t newline \n emoji 😀 ls \u2028 del \x7f c1 \x85 '
+        "record separator \x1e é"
+    )
     wf = make_workflow()
     data = body(wf, key="awkward", input={"text": awkward, awkward: [awkward]})
     data["tool_calls"] = [
