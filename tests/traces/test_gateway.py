@@ -476,8 +476,13 @@ def test_awkward_text_is_stored_byte_for_byte_and_its_chain_verifies(make_workfl
     data["tool_calls"] = [
         {"name": "t", "arguments": {"q": awkward}, "result": awkward} for _ in range(3)
     ]
+    data["proposal"]["summary"] = awkward
+    data["proposal"]["params"]["reason"] = awkward
     resp = agent(wf).post("/runs", data)
     assert resp.status_code == 201, resp.content
+    run = Run.objects.get(pk=resp.json()["id"])
+    assert run.proposal["params"]["reason"] == awkward  # the run row, via JSON too
+    assert run.summary == " ".join(awkward.split())
     events = list(TraceEvent.objects.filter(run_id=resp.json()["id"]).order_by("seq"))
     assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
     assert events[0].payload["input"]["text"] == awkward
