@@ -246,9 +246,19 @@ _SEP = "\x1e"
 _SEP_SQL = "E'\\x1e'"
 
 
+# run_id, seq and at take one value per statement (seq: the first one, plus the
+# position); every other event column travels joined.
+_EVENT_VALUES = {
+    "run_id": "new_run.id",
+    "seq": "%s::integer + e.n - 1",
+    "at": "%s::timestamptz",
+}
+_JOINED_EVENT_COLUMNS = tuple(c for c in EVENT_COLUMNS if c not in _EVENT_VALUES)
+
+
 def _joined_columns(links: list) -> list[str]:
     joined = []
-    for column in ("type", "actor", "document", "prev_hash", "hash"):
+    for column in _JOINED_EVENT_COLUMNS:
         values = [getattr(link, column) for link in links]
         text = _SEP.join(values)
         if text.count(_SEP) != len(values) - 1:
@@ -278,18 +288,16 @@ def _insert_sql() -> str:
         "WHERE guard.ok "
         "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id), "
         f"new_events AS (INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
-        "SELECT new_run.id, %s::integer + e.n - 1, e.type, e.actor, %s::timestamptz, "
-        "e.document, e.prev_hash, e.hash FROM new_run, unnest("
-        f"string_to_array(%s, {_SEP_SQL}), string_to_array(%s, {_SEP_SQL}), "
-        f"string_to_array(%s, {_SEP_SQL}), string_to_array(%s, {_SEP_SQL}), "
-        f"string_to_array(%s, {_SEP_SQL})) WITH ORDINALITY "
-        "AS e(type, actor, document, prev_hash, hash, n) "
+        f"SELECT {', '.join(_EVENT_VALUES.get(c, f'e.{c}') for c in EVENT_COLUMNS)} "
+        "FROM new_run, unnest("
+        f"{', '.join([f'string_to_array(%s, {_SEP_SQL})'] * len(_JOINED_EVENT_COLUMNS))}) "
+        f"WITH ORDINALITY AS e({', '.join(_JOINED_EVENT_COLUMNS)}, n) "
         "RETURNING 1) "
         "SELECT guard.ok, (SELECT count(*) FROM new_events) FROM guard"
     )
 
 
-_INSERT_SQL: str | None = None
+_INSERT_SQL = _insert_sql()
 
 
 def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: WorkflowRow) -> Stored:
@@ -302,7 +310,6 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
     key), and the events only if the run row was, so a concurrent duplicate can never
     leave orphans. Elsewhere the caller has just read both afresh.
     """
-    global _INSERT_SQL
     if not _on_postgresql():
         events = [TraceEvent(run_id=run.id, at=at, **link._asdict()) for link in links]
         try:
@@ -312,8 +319,6 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
         except IntegrityError:
             return Stored.DUPLICATE
         return Stored.NEW
-    if _INSERT_SQL is None:
-        _INSERT_SQL = _insert_sql()
     params = [
         workflow.id,
         workflow.slug,
