@@ -222,19 +222,38 @@ EVENT_COLUMNS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash"
 # Built once: json.dumps() with options builds a new encoder per call.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
+# The model's fields in RUN_COLUMNS order (tests/traces/test_fastpath.py checks the two
+# agree), for building a Run positionally: Django's keyword path looks every field up by
+# name and costs several times as much.
+_FIELDS = tuple(Run._meta.concrete_fields)
 
-def _run_document(run: Run) -> str:
+
+def new_run(values: dict) -> Run:
+    """An unsaved Run from column values; the columns not given take the model's
+    defaults, as `Run(**values)` would give them."""
+    return Run(*[values[f.attname] if f.attname in values else f.get_default() for f in _FIELDS])
+
+
+def _run_document(run: Run, proposal_json: str | None = None) -> str:
     """The new run row as one JSON object, column name → value, for
-    json_populate_record: one C-encoded parameter instead of 26 adapted one by one."""
+    json_populate_record: one C-encoded parameter instead of 26 adapted one by one.
+
+    `proposal_json`, when given, is the proposal already serialised (the gateway has it
+    in canonical JSON for the request hash); it is spliced in rather than encoded again.
+    """
     row = {}
+    values = run.__dict__
     for column in RUN_COLUMNS:
-        value = getattr(run, column)
+        value = values[column]
         if isinstance(value, (uuid.UUID, Decimal)):
             value = str(value)
         elif isinstance(value, datetime):
             value = value.isoformat()
         row[column] = value
-    return _ENCODE(row)
+    if proposal_json is None:
+        return _ENCODE(row)
+    del row["proposal"]
+    return f'{_ENCODE(row)[:-1]},"proposal":{proposal_json}}}'
 
 
 # The events' text columns travel as five strings, each joined by the ASCII record
@@ -300,7 +319,15 @@ def _insert_sql() -> str:
 _INSERT_SQL = _insert_sql()
 
 
-def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: WorkflowRow) -> Stored:
+def insert_run(
+    run: Run,
+    links: list,
+    *,
+    at,
+    auth: AgentAuth,
+    workflow: WorkflowRow,
+    proposal_json: str | None = None,
+) -> Stored:
     """Store a new run and its first trace events, if the token and the workflow rules
     they were decided under are still current.
 
@@ -309,6 +336,8 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
     row is inserted only if that holds (and ON CONFLICT DO NOTHING on the idempotency
     key), and the events only if the run row was, so a concurrent duplicate can never
     leave orphans. Elsewhere the caller has just read both afresh.
+
+    `proposal_json`, when given, is `run.proposal` as JSON (see _run_document).
     """
     if not _on_postgresql():
         events = [TraceEvent(run_id=run.id, at=at, **link._asdict()) for link in links]
@@ -327,7 +356,7 @@ def insert_run(run: Run, links: list, *, at, auth: AgentAuth, workflow: Workflow
         auth.token_id,
         auth.token_hash,
         workflow.id,
-        _run_document(run),
+        _run_document(run, proposal_json),
         links[0].seq,
         at,
         *_joined_columns(links),

@@ -268,29 +268,34 @@ def _submit_once(
     else:
         status, queue = RunStatus.PENDING_REVIEW, decision.queue or ""
     now = timezone.now()
-    run = Run(
-        id=uuid7(),
-        workflow_id=workflow.id,
-        idempotency_key=key,
-        request_hash=request_hash,
-        rung=workflow.rung,
-        status=status,
-        queue=queue,
-        action_type_id=workflow.action_ids[proposal["action"]] if proposal else None,
-        proposal=proposal,
-        summary=_summary(proposal),
-        value=decision.value,
-        currency=decision.currency[:8],
-        flags=_flags(proposal),
-        escalation_reason=decision.reason[:300] if queue == "escalated" else "",
-        created_at=now,
-        updated_at=now,
-    )
+    run_id = uuid7()
     specs = _creation_specs(body=redacted, parts=parts, decision=decision, actor=auth.actor)
-    links = _chain(run_id=run.id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
-    run.trace_head = links[-1].hash
-    run.trace_length = len(links)
-    stored = fastpath.insert_run(run, links, at=now, auth=auth, workflow=workflow)
+    links = _chain(run_id=run_id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
+    run = fastpath.new_run(
+        {
+            "id": run_id,
+            "workflow_id": workflow.id,
+            "idempotency_key": key,
+            "request_hash": request_hash,
+            "rung": workflow.rung,
+            "status": status,
+            "queue": queue,
+            "action_type_id": workflow.action_ids[proposal["action"]] if proposal else None,
+            "proposal": proposal,
+            "summary": _summary(proposal),
+            "value": decision.value,
+            "currency": decision.currency[:8],
+            "flags": _flags(proposal),
+            "escalation_reason": decision.reason[:300] if queue == "escalated" else "",
+            "trace_head": links[-1].hash,
+            "trace_length": len(links),
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    stored = fastpath.insert_run(
+        run, links, at=now, auth=auth, workflow=workflow, proposal_json=parts.proposal
+    )
     if stored is fastpath.Stored.NEW:
         return run, True
     if stored is fastpath.Stored.STALE:
