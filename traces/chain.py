@@ -46,11 +46,26 @@ def event_document_json(
     values), assembled around the payload so the gateway serialises each part of a
     submission once for both the request hash and the events.
     """
-    return (
-        f'{{"actor":{_text(actor)},"at":{_text(at.isoformat(timespec="microseconds"))},'
-        f'"payload":{payload_json},"run":{_text(str(run_id))},"seq":{int(seq)},'
-        f'"type":{_text(type)}}}'
+    return EventFrame(run_id, at).document(
+        seq=seq, type=type, payload_json=payload_json, actor=actor
     )
+
+
+class EventFrame:
+    """What the events of one run written at one moment share, encoded once: their
+    documents differ only in seq, type, actor and payload."""
+
+    __slots__ = ("_at", "_run")
+
+    def __init__(self, run_id: str, at: datetime):
+        self._run = _text(str(run_id))
+        self._at = _text(at.isoformat(timespec="microseconds"))
+
+    def document(self, *, seq: int, type: str, payload_json: str, actor: str) -> str:
+        return (
+            f'{{"actor":{_text(actor)},"at":{self._at},"payload":{payload_json},'
+            f'"run":{self._run},"seq":{int(seq)},"type":{_text(type)}}}'
+        )
 
 
 def _text(value: str) -> str:

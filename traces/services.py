@@ -19,7 +19,7 @@ from ladder.models import Workflow
 from ladder.rungs import Executor
 from traces import fastpath, redaction
 from traces.auth import AgentAuth, authenticate_hash, hash_token, new_token
-from traces.chain import GENESIS, canonical_json, event_document_json, link_hash
+from traces.chain import GENESIS, EventFrame, canonical_json, link_hash
 from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
 
@@ -85,18 +85,14 @@ def _chain(
     *, run_id: uuid.UUID, specs: list[EventSpec], prev_hash: str, start_seq: int, at: datetime
 ) -> list[Link]:
     links = []
+    frame = EventFrame(str(run_id), at)
     for offset, spec in enumerate(specs):
         seq = start_seq + offset
         payload_json = spec.payload_json
         if payload_json is None:
             payload_json = canonical_json(spec.payload)
-        document = event_document_json(
-            run_id=str(run_id),
-            seq=seq,
-            type=spec.type,
-            payload_json=payload_json,
-            actor=spec.actor,
-            at=at,
+        document = frame.document(
+            seq=seq, type=spec.type, payload_json=payload_json, actor=spec.actor
         )
         digest = link_hash(prev_hash, document)
         links.append(Link(seq, spec.type, spec.actor, document, prev_hash, digest))
