@@ -125,7 +125,7 @@ class AlternativeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: str = Field(..., min_length=1, max_length=100)
     params: dict[str, Any] = Field(default_factory=dict)
-    score: float | None = None
+    score: float | None = Field(None, allow_inf_nan=False)
 
 
 class ProposalIn(BaseModel):
@@ -311,7 +311,7 @@ _NINJA_VIEWS: dict = {}
 
 
 class WaitQuery(BaseModel):
-    wait: float = Field(0, ge=0)
+    wait: float = Field(0, ge=0, allow_inf_nan=False)
 
 
 @api.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, tags=["runs"])

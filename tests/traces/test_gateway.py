@@ -242,6 +242,9 @@ WRONG_TYPES = [
     ("proposal", {"action": "refund.issue", "params": {"order_id": "A-1", "amount": "twelve"}}),
     ("proposal", {"action": "refund.issue", "params": {"amount": 12}}),
     ("proposal", {"action": "rm.rf", "params": {}}),
+    # JSON has no NaN or Infinity, but a string may say so and a float field would take it
+    ("proposal", {"action": "refund.issue", "alternatives": [{"action": "x", "score": "NaN"}]}),
+    ("proposal", {"action": "refund.issue", "alternatives": [{"action": "x", "score": "-inf"}]}),
     ("unexpected", 1),
 ]
 
