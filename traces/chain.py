@@ -8,10 +8,13 @@ so an event cannot be moved to another run or reordered without breaking the cha
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 GENESIS = "0" * 64
 
@@ -26,6 +29,32 @@ _TEXT = json.JSONEncoder(ensure_ascii=False).encode
 
 def canonical_json(value: Any) -> str:
     return _CANONICAL(value)
+
+
+# orjson writes numbers as the standard library does except floats below 1e-4 in
+# magnitude ("1e-7" for "1e-07", "0.000015" for "1.5e-05"); output holding such a number
+# (or, rarely, a string that looks like one after a ':' ',' or '[') is made again the
+# standard way.
+_ORJSON_MAY_DIFFER = re.compile(rb"(?:^|[:,\[])-?(?:[0-9]+(?:\.[0-9]+)?e-|0\.0000)").search
+
+
+def canonical_json_of_parsed(value: Any) -> str:
+    """canonical_json(value), byte for byte, at a fraction of the CPU, for a value read
+    from JSON (and redacted): only dicts, lists, str, int, finite float, bool, None.
+
+    orjson serialises; whatever it refuses (integers beyond 64 bits, lone surrogates,
+    keys that are not strings) or may write differently goes to canonical_json. It
+    writes NaN and Infinity as null where canonical_json refuses them, hence the
+    precondition: parsed bodies cannot hold them (traces/jsonbody.py, and the API's
+    float fields refuse them). tests/traces/test_chain_format.py checks the two agree.
+    """
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return _CANONICAL(value)
+    if _ORJSON_MAY_DIFFER(data) is not None:
+        return _CANONICAL(value)
+    return data.decode()
 
 
 def event_document(

@@ -23,6 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 
+import orjson
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
@@ -253,7 +254,13 @@ def _run_document(run: Run, proposal_json: str | None = None) -> str:
     if proposal_json is None:
         return _ENCODE(row)
     del row["proposal"]
-    return f'{_ENCODE(row)[:-1]},"proposal":{proposal_json}}}'
+    # What is left is strings, integers, None and a list of strings: orjson writes them
+    # as the standard encoder does (and anything it refuses goes the standard way).
+    try:
+        text = orjson.dumps(row).decode()
+    except orjson.JSONEncodeError:
+        text = _ENCODE(row)
+    return f'{text[:-1]},"proposal":{proposal_json}}}'
 
 
 # The events' text columns travel as five strings, each joined by the ASCII record

@@ -19,7 +19,7 @@ from ladder.models import Workflow
 from ladder.rungs import Executor
 from traces import fastpath, redaction
 from traces.auth import AgentAuth, authenticate_hash, hash_token, new_token
-from traces.chain import GENESIS, EventFrame, canonical_json, link_hash
+from traces.chain import GENESIS, EventFrame, canonical_json, canonical_json_of_parsed, link_hash
 from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
 
@@ -150,11 +150,13 @@ class Submission(NamedTuple):
 def submission_json(redacted: dict) -> Submission:
     """`redacted` has exactly the keys input, tool_calls, output, proposal; `text` is
     byte for byte canonical_json(redacted) (tests/traces/test_chain_format.py)."""
-    input_json = canonical_json(redacted["input"])
-    output_json = canonical_json(redacted["output"])
-    proposal_json = canonical_json(redacted["proposal"])
+    # Parsed and redacted request parts: JSON values without NaN or Infinity.
+    encode = canonical_json_of_parsed
+    input_json = encode(redacted["input"])
+    output_json = encode(redacted["output"])
+    proposal_json = encode(redacted["proposal"])
     calls = redacted["tool_calls"]
-    call_jsons = None if calls is None else [canonical_json(call) for call in calls]
+    call_jsons = None if calls is None else [encode(call) for call in calls]
     calls_json = "null" if call_jsons is None else "[" + ",".join(call_jsons) + "]"
     text = (
         f'{{"input":{input_json},"output":{output_json},"proposal":{proposal_json},'

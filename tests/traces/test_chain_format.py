@@ -3,10 +3,16 @@
 import json
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces.chain import canonical_json, event_document, event_document_json
+from traces.chain import (
+    canonical_json,
+    canonical_json_of_parsed,
+    event_document,
+    event_document_json,
+)
 
 _text = st.text(max_size=12)
 _json = st.recursive(
@@ -93,3 +99,56 @@ def test_a_submission_serialised_in_parts_is_its_canonical_json(
     assert parts.tool_calls == (
         None if tool_calls is None else [canonical_json(c) for c in tool_calls]
     )
+
+
+# -- the gateway's encoder: orjson where it writes what canonical_json writes -------------
+
+_tricky_text = st.sampled_from(
+    [
+        "",
+        "\x00\x1f\x7f",
+        '"\\/',
+        "\u2028\u2029",
+        "é😀",
+        "\ud800",
+        "1e-7",
+        ":0.00001,",
+        "<EMAIL:3e5f1a2b>",
+    ]
+)
+_float = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [1.5e-05, 1e-07, 0.0001, 9.99e-05, -2.5e-10, 1e16, 1e-320, -0.0, 0.1, 12.5]
+)
+_parsed = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # beyond 64 bits too
+    | _float
+    | _text
+    | _tricky_text,
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(_text | _tricky_text, kids, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=_parsed)
+def test_the_gateways_encoder_writes_exactly_canonical_json(value):
+    assert canonical_json_of_parsed(value) == canonical_json(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1.5e-05,  # a bare small float: nothing before it
+        [1e-07, {"a": -3.2e-9}],
+        {"n": 2**64, "m": -(2**63) - 1},
+        {1: "a key that is not a string"},
+        {"s": "\ud800"},
+        {"z": 1, "a": {"é": 1, "e": 2, "Z": 3}},
+    ],
+)
+def test_values_orjson_would_write_differently_or_refuse_are_written_canonically(value):
+    assert canonical_json_of_parsed(value) == canonical_json(value)
