@@ -243,7 +243,7 @@ _ENCODE = DjangoJSONEncoder(ensure_ascii=False).encode  # built once, not per ca
 # -- POST /runs without ninja's per-request layers ----------------------------------------
 # The gateway's hot path. ninja's dispatch around a view (auth callbacks probed for
 # coroutines on every call, a scratch response, nested wrappers, URL resolution through
-# the API's include) costs about a tenth of this endpoint's CPU, so ladder/urls.py routes
+# the API's include) costs some 7 % of this endpoint's CPU, so ladder/urls.py routes
 # POST /api/v1/runs here first. It does what ninja does for submit_run, in the same
 # order and with the same pieces: the same AgentBearer, the same StrictJsonParser, RunIn
 # under the same "body.payload" location, the same exception handlers (api.on_exception),
