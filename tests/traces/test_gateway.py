@@ -392,7 +392,8 @@ def test_get_run_long_polls_until_a_decision(make_workflow, agent):
     run = a.post("/runs", body(wf)).json()
     resp = a.get(f"/runs/{run['id']}?wait=0.3")
     assert resp.status_code == 200 and resp.json()["status"] == "pending_review"
-    assert a.get(f"/runs/{run['id']}?wait=-1").status_code == 422
+    for wait in ("-1", "inf", "nan"):
+        assert a.get(f"/runs/{run['id']}?wait={wait}").status_code == 422
 
 
 def test_workflow_endpoint_and_metrics(make_workflow, agent):
