@@ -37,10 +37,6 @@ def _both(raw, headers, **kwargs):
     return fast, ninja
 
 
-def _token_headers(agent, *workflows):
-    return agent(*workflows).headers
-
-
 def test_post_runs_is_routed_to_the_hot_path_and_other_paths_are_not():
     assert resolve("/api/v1/runs").func is submit_run_endpoint
     assert resolve("/api/v1/runs/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").func is not (
@@ -53,7 +49,7 @@ def test_post_runs_is_routed_to_the_hot_path_and_other_paths_are_not():
 )
 def test_bad_bodies_get_ninjas_answer(make_workflow, agent, name, raw, status, code):
     wf = make_workflow()
-    headers = _token_headers(agent, wf)
+    headers = agent(wf).headers
     fast, ninja = _both(raw.replace(b'"x"', f'"{wf.slug}"'.encode()), headers)
     assert fast == ninja
     assert fast[0] == status and fast[2]["error"]["code"] == code
@@ -63,7 +59,7 @@ def test_bad_bodies_get_ninjas_answer(make_workflow, agent, name, raw, status, c
 @pytest.mark.parametrize(("field", "value"), WRONG_TYPES)
 def test_wrong_types_get_ninjas_answer(make_workflow, agent, field, value):
     wf = make_workflow()
-    fast, ninja = _both(json.dumps(body(wf, **{field: value})), _token_headers(agent, wf))
+    fast, ninja = _both(json.dumps(body(wf, **{field: value})), agent(wf).headers)
     assert fast == ninja
     assert fast[0] == 422 and fast[2]["error"]["message"]
     assert Run.objects.count() == 0
@@ -80,7 +76,7 @@ def test_missing_or_bad_tokens_get_ninjas_answer(make_workflow, header):
 
 def test_unknown_workflows_and_other_workflows_tokens_get_ninjas_answers(make_workflow, agent):
     mine, theirs = make_workflow(), make_workflow()
-    headers = _token_headers(agent, mine)
+    headers = agent(mine).headers
     unknown = {**body(mine), "workflow": "no-such-flow"}
     fast, ninja = _both(json.dumps(unknown), headers)
     assert fast == ninja and fast[0] == 404
@@ -92,7 +88,7 @@ def test_unknown_workflows_and_other_workflows_tokens_get_ninjas_answers(make_wo
 def test_a_body_over_the_limit_gets_ninjas_answer(make_workflow, agent):
     wf = make_workflow()
     raw = json.dumps(body(wf, input={"blob": "x" * (1024 * 1024)}))
-    fast, ninja = _both(raw, _token_headers(agent, wf))
+    fast, ninja = _both(raw, agent(wf).headers)
     assert fast == ninja and fast[0] == 413
     assert Run.objects.count() == 0
 
@@ -100,7 +96,7 @@ def test_a_body_over_the_limit_gets_ninjas_answer(make_workflow, agent):
 @override_settings(DEBUG=True)
 def test_in_debug_too_the_answers_agree(make_workflow, agent):
     wf = make_workflow()
-    headers = _token_headers(agent, wf)
+    headers = agent(wf).headers
     for raw in (b"{", b"", b"[]", json.dumps(body(wf, idempotency_key=""))):
         fast, ninja = _both(raw, headers)
         assert fast == ninja
@@ -108,7 +104,7 @@ def test_in_debug_too_the_answers_agree(make_workflow, agent):
 
 def test_a_good_run_and_its_duplicate_get_ninjas_answers(make_workflow, agent):
     wf = make_workflow(rung=3)
-    headers = _token_headers(agent, wf)
+    headers = agent(wf).headers
     fast = _answer(submit_run_endpoint, json.dumps(body(wf, key="fast")), headers)
     ninja = _answer(_ninja_view("submit_run"), json.dumps(body(wf, key="ninja")), headers)
     assert fast == ninja and fast[0] == 201
@@ -120,7 +116,7 @@ def test_a_good_run_and_its_duplicate_get_ninjas_answers(make_workflow, agent):
 
 def test_other_methods_on_runs_are_ninjas(client, make_workflow, agent):
     wf = make_workflow()
-    headers = _token_headers(agent, wf)
+    headers = agent(wf).headers
     for method in ("GET", "PUT", "DELETE", "PATCH"):
         fast, ninja = _both(b"", headers, method=method)
         assert fast == ninja
