@@ -281,3 +281,17 @@ def test_a_full_trace_still_takes_the_reviewers_decision(agent, flow, browser, s
 
     assert events(run_id)[-2:] == ["review_shown", "review_decision"]
     assert api.get(f"/runs/{run_id}/replay").json()["verified"] is True
+
+
+def test_the_replay_page_says_the_shown_screen_matches_and_what_came_after(
+    agent, flow, browser
+):
+    api = agent(flow[0])
+    run_id = submit(api)
+    approve(browser, run_id)
+    api.post(f"/runs/{run_id}/events", {"type": "output", "phase": "execution", "output": "ok"})
+
+    page = browser.get(f"/runs/{run_id}/replay").content.decode()
+
+    assert "rev · <span class=\"status ok\">✓ screen rebuilt from the trace matches" in page
+    assert "1 agent event came after the decision" in page
