@@ -283,9 +283,7 @@ def test_a_full_trace_still_takes_the_reviewers_decision(agent, flow, browser, s
     assert api.get(f"/runs/{run_id}/replay").json()["verified"] is True
 
 
-def test_the_replay_page_says_the_shown_screen_matches_and_what_came_after(
-    agent, flow, browser
-):
+def test_the_replay_page_says_the_shown_screen_matches_and_what_came_after(agent, flow, browser):
     api = agent(flow[0])
     run_id = submit(api)
     approve(browser, run_id)
@@ -293,5 +291,5 @@ def test_the_replay_page_says_the_shown_screen_matches_and_what_came_after(
 
     page = browser.get(f"/runs/{run_id}/replay").content.decode()
 
-    assert "rev · <span class=\"status ok\">✓ screen rebuilt from the trace matches" in page
+    assert 'rev · <span class="status ok">✓ screen rebuilt from the trace matches' in page
     assert "1 agent event came after the decision" in page
