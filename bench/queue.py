@@ -67,7 +67,7 @@ def seed(n: int) -> None:
                 "param_schema": {"amount": {"type": "number", "required": True}},
             },
         )
-        role_grant(workflow=wf, user=reviewer, role="reviewer")
+        role_grant(workflow=wf, user=reviewer, role="reviewer", by=None)
         flows.append((wf.id, at.id, rung, queue, i))
     # A reviewer who is not on these workflows and lots of other traffic: decided runs.
     with connection.cursor() as cur:

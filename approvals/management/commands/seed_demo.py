@@ -157,7 +157,7 @@ class Command(BaseCommand):
                     },
                 )
             for name in PEOPLE:
-                role_grant(workflow=wf, user=people[name], role=Role(name))
+                role_grant(workflow=wf, user=people[name], role=Role(name), by=None)
         from approvals.demo import seed_history
 
         counts = seed_history(people=people)
