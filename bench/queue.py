@@ -27,6 +27,7 @@ DB = "ladder_bench_queue"
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ladder.settings")
+os.environ.setdefault("LADDER_DEV_MODE", "1")  # plain http, the embedded keys
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
 
 import psycopg  # noqa: E402
