@@ -1,5 +1,6 @@
 """One settings module; every knob comes from the environment (see .env.example)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -218,3 +219,39 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
+
+# -- Login (security review, finding 8) ---------------------------------------------------
+# django-axes counts failed sign-ins (the login page and /admin/login/ alike) per name and
+# per address: either one reaching LADDER_LOGIN_FAILURE_LIMIT within the cool-off refuses
+# every sign-in for it, right password or not, until LADDER_LOGIN_COOLOFF_MINUTES pass since
+# the last failure. Counts live in the database, so every server process shares them.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # turns a lockout into the 429 page
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", *AUTHENTICATION_BACKENDS]
+AXES_FAILURE_LIMIT = env_int("LADDER_LOGIN_FAILURE_LIMIT", 5)
+_cooloff_minutes = env_int("LADDER_LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
+if AXES_FAILURE_LIMIT < 1 or _cooloff_minutes < 1:
+    raise ImproperlyConfigured(
+        "LADDER_LOGIN_FAILURE_LIMIT and LADDER_LOGIN_COOLOFF_MINUTES must be at least 1"
+    )
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not wipe the counts: it would wipe them for the whole address, and anyone
+# with an account of their own could then keep guessing someone else's password.
+AXES_RESET_ON_SUCCESS = False
+# Attempts refused during a lockout are not counted: the lockout ends when announced, and
+# a flood of refused attempts writes nothing.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "ladder.login.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "ladder.login.client_address"
+# Behind a reverse proxy REMOTE_ADDR is the proxy: name the request.META key of the header
+# it sets to the client's address (HTTP_X_REAL_IP), or every client shares one count.
+LADDER_CLIENT_IP_HEADER = env_str("LADDER_CLIENT_IP_HEADER", "")
+AXES_DISABLE_ACCESS_LOG = True  # no record of every successful sign-in's address
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
