@@ -625,6 +625,8 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
             # and each replacement pays a connect and re-prepares its statements.
             "DB_CONN_MAX_AGE": "3600",
             "DJANGO_SETTINGS_MODULE": "ladder.settings",
+            # Plain http on loopback and the embedded keys; nothing measured depends on it.
+            "LADDER_DEV_MODE": "1",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": os.pathsep.join(
                 [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]

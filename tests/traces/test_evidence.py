@@ -19,7 +19,7 @@ def flow(db):
     wf = WorkflowFactory(slug="refunds", rung=3)
     ActionTypeFactory(workflow=wf, name="refund.issue", executor=Executor.AGENT)
     reviewer = UserFactory(username="rev")
-    role_grant(workflow=wf, user=reviewer, role="reviewer")
+    role_grant(workflow=wf, user=reviewer, role="reviewer", by=None)
     return wf, reviewer
 
 
@@ -219,7 +219,7 @@ def test_what_was_shown_is_referred_to_not_copied(flow, agent, browser):
 def test_a_decision_records_what_its_reviewer_saw_when_the_page_view_did_not(flow, agent):
     wf, reviewer = flow
     other = UserFactory(username="rev2")
-    role_grant(workflow=wf, user=other, role="reviewer")
+    role_grant(workflow=wf, user=other, role="reviewer", by=None)
     run_id = submit(agent(wf))
     first, second = Client(), Client()
     first.force_login(reviewer)
