@@ -39,6 +39,11 @@ MIDDLEWARE = [
     # Serves static/ from the app itself, so `make run` (DEBUG off) and gunicorn need no
     # separate web server for CSS and JS.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Security review, findings 9 and 10 (ladder/middleware.py): after WhiteNoise, so
+    # static files keep their caching; no-store outermost, so converted errors get it too.
+    "ladder.middleware.no_store",
+    "ladder.middleware.api_errors_as_json",
+    "ladder.middleware.refuse_nul",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
