@@ -251,7 +251,7 @@ def test_an_unexpected_error_under_the_api_is_a_json_500(world, monkeypatch):
     def boom(**kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(api, "run_replay", boom)
+    monkeypatch.setattr(api, "run_replay_for_agent", boom)
     resp = world["agent"].get(f"/api/v1/runs/{world['run_id']}/replay")
     assert resp.status_code == 500
     assert resp.json() == {"error": {"code": "server_error", "message": "internal server error"}}

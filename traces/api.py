@@ -27,7 +27,7 @@ from traces import services
 from traces.auth import AgentAuth, authenticate
 from traces.jsonbody import parse_json_body
 from traces.models import Run, RunStatus
-from traces.selectors import run_replay
+from traces.selectors import run_replay_for_agent
 
 log = logging.getLogger(__name__)
 
@@ -410,9 +410,10 @@ def record_outcome(request, run_id: str, payload: OutcomeIn):
 
 @api.get("/runs/{run_id}/replay", response={200: dict, **ERRORS}, tags=["runs"])
 def replay_run(request, run_id: str):
-    """The run rebuilt from its trace events alone, with `complete` and `verified`."""
+    """The run rebuilt from its trace events alone, with `complete` and `verified`;
+    reviewers appear as "reviewer", never by name (the people's replay page names them)."""
     run = services.run_for_agent(auth=request.auth, run_id=run_id)
-    return run_replay(run=run)
+    return run_replay_for_agent(run=run)
 
 
 # -- workflows --------------------------------------------------------------------------
