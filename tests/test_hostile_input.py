@@ -36,6 +36,8 @@ HOSTILE = [
     "9999-12-31T23:59:59-23:59_00000000-0000-0000-0000-000000000000",
     "0001-01-01T00:00:00+14:00_00000000-0000-0000-0000-000000000000",
     "2026-01-01T00:00:00_not-a-uuid",
+    "9999-12-31T23:59:59-23:59",
+    "0001-01-01T00:00:00+14:00",
     "_",
 ]
 # Query strings a browser would never build: bytes that are not UTF-8, a raw %00.
@@ -273,3 +275,34 @@ def test_a_cookie_holding_a_nul_is_ignored_not_a_500(world, cookie):
     assert page.status_code == 302 and page["Location"].startswith("/accounts/login/")
     login = client.get("/accounts/login/")
     assert login.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "at", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+)
+def test_a_metric_time_the_database_cannot_keep_is_a_422_naming_it(world, at):
+    from traces.models import MetricPoint
+
+    resp = world["agent"].post(
+        "/api/v1/workflows/fuzz/metrics",
+        data=json.dumps({"metric": "csat", "value": 4, "at": at}),
+        content_type="application/json",
+    )
+    assert resp.status_code == 422
+    assert (
+        ".at: Value error, must fall between the years 2 and 9998 in UTC"
+        in (resp.json()["error"]["message"])
+    )
+    assert not MetricPoint.objects.exists()
+
+
+def test_a_metric_time_with_an_offset_is_stored_in_utc(world):
+    from traces.models import MetricPoint
+
+    resp = world["agent"].post(
+        "/api/v1/workflows/fuzz/metrics",
+        data=json.dumps({"metric": "csat", "value": 4, "at": "2026-03-01T01:30:00+14:00"}),
+        content_type="application/json",
+    )
+    assert resp.status_code == 201
+    assert MetricPoint.objects.get().at.isoformat() == "2026-02-28T11:30:00+00:00"
