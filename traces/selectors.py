@@ -46,7 +46,7 @@ REVIEWER = "reviewer"
 # Keys that name a person in what people's steps write and in what replay rebuilds.
 PEOPLE_KEYS = frozenset({"by", "approver", "decided_by", "reviewer", "held_by"})
 # The rebuilt run's parts that are the agent's own submission, left exactly as sent.
-_AGENT_PARTS = frozenset({"input", "tool_calls", "output", "proposal"})
+_AGENT_PARTS = frozenset({"input", "tool_calls", "output", "proposal", "after_decision"})
 
 
 def _is_person(actor) -> bool:
