@@ -130,6 +130,12 @@ LADDER_PHONE_REGIONS = env_list("LADDER_PHONE_REGIONS", ["US", "GB", "DE", "FR",
 # How long "open by NAME" holds a run for one reviewer.
 LADDER_RESERVATION_SECONDS = env_int("LADDER_RESERVATION_SECONDS", 300)
 
+# -- bounds on one run's trace (security review, finding 5) ---------------------------
+# What agents may add to one run: events and stored bytes of canonical JSON. A
+# submission at the body limit fits, with room for events appended later.
+LADDER_MAX_RUN_EVENTS = env_int("LADDER_MAX_RUN_EVENTS", 1000)
+LADDER_MAX_RUN_TRACE_BYTES = env_int("LADDER_MAX_RUN_TRACE_BYTES", 2 * 1024 * 1024)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

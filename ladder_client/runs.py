@@ -120,7 +120,9 @@ class AgentRun:
     Use it as a context manager (`client.run(...)`). Record what the agent did with
     `tool_call`/`tool` and `output`, then either `propose(...)` an action (which submits
     the whole run and returns a `PendingDecision`) or `record()` it without one (L0).
-    After submission, further tool calls and outputs are appended to the run's trace.
+    After submission, further tool calls and outputs are appended to the run's trace:
+    before the decision as context (refused once a reviewer was shown the run), after an
+    approval as execution-phase events.
 
     Leaving the block:
 
@@ -229,7 +231,7 @@ class AgentRun:
         if self.info is None:
             self.tool_calls.append(call)
         else:
-            self.client.append_events(self.info.id, [{"type": "tool_call", **call}])
+            self.client.append_events(self.info.id, [self._after_submit("tool_call", call)])
         return result
 
     @overload
@@ -284,8 +286,20 @@ class AgentRun:
         if self.info is None:
             self.output_value = jsonable(value)
         else:
-            self.client.append_events(self.info.id, [{"type": "output", "output": value}])
+            self.client.append_events(
+                self.info.id, [self._after_submit("output", {"output": value})]
+            )
         return value
+
+    def _after_submit(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An event sent after submitting. Once the decision is known, what the agent
+        records is about carrying out the decided action: the gateway takes it as
+        `"phase": "execution"` and keeps the context the decision was made on intact
+        (before the decision, a reviewer who was already shown the run freezes it too)."""
+        event = {"type": kind, **body}
+        if self.decision is not None and self.decision.approved:
+            event["phase"] = "execution"
+        return event
 
     def discard(self) -> None:
         """Leave the block without submitting anything."""

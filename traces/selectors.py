@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from ladder.models import Workflow
 from traces.chain import ChainProblem, verify_chain
 from traces.models import Run, RunStatus, TraceEvent
-from traces.replay import replay
+from traces.replay import (
+    CONTEXT_TYPES,
+    FREEZING_TYPES,
+    context_of,
+    decision_context_events,
+    replay,
+)
 
 EXECUTED_STATUSES = (RunStatus.EXECUTED, RunStatus.FAILED, RunStatus.ROLLED_BACK)
 _EVENT_FIELDS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
@@ -23,6 +29,39 @@ def _event_dicts(run_id) -> list[dict]:
             row["payload"] = None
         events.append(row)
     return events
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """The agent's context a decision is made on, and the chain events it comes from."""
+
+    context: dict
+    refs: list[dict]  # {"seq", "hash"} of the context events and the proposal, in order
+    frozen: bool  # a reviewer was shown it, or someone (a person, the policy) decided on it
+
+
+def decision_context(*, run_id) -> DecisionContext:
+    rows = (
+        TraceEvent.objects.filter(
+            run_id=run_id, type__in=[*CONTEXT_TYPES, "proposal", *FREEZING_TYPES]
+        )
+        .order_by("seq")
+        .values_list("seq", "type", "hash", "document")
+    )
+    events = []
+    for seq, kind, digest, document in rows:
+        payload = None
+        if kind in CONTEXT_TYPES or kind == "proposal":
+            payload = json.loads(document).get("payload")
+        events.append({"seq": seq, "type": kind, "hash": digest, "payload": payload})
+    used = decision_context_events(events)
+    proposal = [ev for ev in events if ev["type"] == "proposal"][:1]
+    refs = sorted(used + proposal, key=lambda ev: ev["seq"])
+    return DecisionContext(
+        context=context_of(used),
+        refs=[{"seq": ev["seq"], "hash": ev["hash"]} for ev in refs],
+        frozen=any(ev["type"] in FREEZING_TYPES for ev in events),
+    )
 
 
 def run_replay(*, run: Run) -> dict:

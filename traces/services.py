@@ -10,11 +10,18 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Func, IntegerField, Sum
 from django.utils import timezone
 
 from ladder.decide import Decision, Route, decide
-from ladder.errors import Conflict, Forbidden, LadderError, NotFound, Unprocessable
+from ladder.errors import (
+    Conflict,
+    Forbidden,
+    LadderError,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from ladder.models import Workflow
 from ladder.rungs import Executor
 from traces import fastpath, redaction
@@ -22,10 +29,21 @@ from traces.auth import AgentAuth, authenticate_hash, hash_token, new_token
 from traces.chain import GENESIS, EventFrame, canonical_json, canonical_json_of_parsed, link_hash
 from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
+from traces.replay import EXECUTION_PHASE, FREEZING_TYPES
 
 # Statuses in which a human may still decide.
 WAITING = RunStatus.PENDING_REVIEW
 AGENT_EVENT_TYPES = {TraceEvent.Type.INPUT, TraceEvent.Type.TOOL_CALL, TraceEvent.Type.OUTPUT}
+
+
+class OctetLength(Func):
+    """A text's size in UTF-8 bytes (PostgreSQL octet_length; SQLite counts a blob)."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))")
 
 
 @dataclass(frozen=True)
@@ -112,10 +130,11 @@ def _build_events(
 
 
 def trace_append(
-    *, run: Run, specs: list[EventSpec], bump_version: bool = False
+    *, run: Run, specs: list[EventSpec], bump_version: bool = False, bounded: bool = False
 ) -> list[TraceEvent]:
     """Append events to a run's chain. The caller holds the run's row lock (or created it
-    in this transaction): the lock is what keeps two appends from forking the chain."""
+    in this transaction): the lock is what keeps two appends from forking the chain.
+    `bounded`: an agent's write, refused when the run's trace would outgrow its limits."""
     events = _build_events(
         run_id=run.id,
         specs=specs,
@@ -123,6 +142,8 @@ def trace_append(
         start_seq=run.trace_length + 1,
         at=timezone.now(),
     )
+    if bounded:
+        _check_trace_room(run=run, events=events)
     TraceEvent.objects.bulk_create(events)
     run.trace_head = events[-1].hash
     run.trace_length += len(events)
@@ -368,10 +389,53 @@ def run_for_agent(*, auth: AgentAuth, run_id: str) -> Run:
     return run
 
 
+# Agent context sent after the decision is accepted only as a report on carrying out the
+# decided action ({"type": "tool_call", "phase": "execution", ...}), and only once there
+# is something to carry out.
+_EXECUTABLE = (RunStatus.APPROVED, RunStatus.EXECUTING, RunStatus.EXECUTED, RunStatus.FAILED)
+_UNDECIDED = (RunStatus.RECEIVED, RunStatus.PENDING_REVIEW, RunStatus.RECORDED)
+
+
+def _context_frozen(run: Run) -> bool:
+    """A reviewer was shown the run, or a person or the policy decided on it."""
+    if run.status not in _UNDECIDED:
+        return True
+    return TraceEvent.objects.filter(run_id=run.id, type__in=FREEZING_TYPES).exists()
+
+
+def _check_trace_room(*, run: Run, events: list[TraceEvent]) -> None:
+    """Bound what an agent may add to one run's trace (events and stored bytes), so that
+    no run, page or replay grows without limit. Only agents' writes are bounded: the
+    gateway's own events (reviews, policy, execution) are few per run and always kept."""
+    max_events = settings.LADDER_MAX_RUN_EVENTS
+    if run.trace_length + len(events) > max_events:
+        raise Conflict(
+            f"this run's trace is full: {run.trace_length} events, at most {max_events} per run "
+            "(LADDER_MAX_RUN_EVENTS); nothing was added",
+            code="trace_full",
+        )
+    max_bytes = settings.LADDER_MAX_RUN_TRACE_BYTES
+    adding = sum(len(ev.document.encode("utf-8")) for ev in events)
+    stored = (
+        TraceEvent.objects.filter(run_id=run.id).aggregate(n=Sum(OctetLength("document")))["n"] or 0
+    )
+    if stored + adding > max_bytes:
+        raise PayloadTooLarge(
+            f"this run's trace would hold {stored + adding} bytes, at most {max_bytes} per run "
+            "(LADDER_MAX_RUN_TRACE_BYTES); nothing was added",
+            code="trace_too_large",
+        )
+
+
 @transaction.atomic
 def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[TraceEvent]:
     """Agents may add context (input, tool calls, output) to their own runs; the evidence
-    steps (reviews, policy, execution) are written by the gateway only."""
+    steps (reviews, policy, execution) are written by the gateway only.
+
+    Once a reviewer was shown the run, or a person or the policy decided on it, the
+    context that decision rests on is closed: more input, tool calls or output would
+    rewrite the evidence after the fact. What the agent reports about carrying out the
+    decided action comes after the decision, marked `"phase": "execution"`."""
     for ev in events:
         if ev["type"] not in AGENT_EVENT_TYPES:
             raise Unprocessable(
@@ -379,7 +443,38 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
                 f"(agents may send: {', '.join(sorted(AGENT_EVENT_TYPES))})",
                 code="event_type_not_allowed",
             )
+        phase = ev.get("phase")
+        if phase is not None and phase != EXECUTION_PHASE:
+            raise Unprocessable(
+                f"phase must be '{EXECUTION_PHASE}' or absent, not {phase!r}", code="invalid_phase"
+            )
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
+    execution = [ev.get("phase") == EXECUTION_PHASE for ev in events]
+    if any(execution):
+        if locked.status not in _EXECUTABLE:
+            raise Conflict(
+                f"run is {locked.status}: execution-phase events are accepted only after the "
+                "action was approved",
+                code="not_approved",
+            )
+        if not all(execution):
+            raise Conflict(
+                "the decision on this run was made on the context it had; only execution-phase "
+                'events ("phase": "execution") can be added now',
+                code="context_frozen",
+            )
+    elif _context_frozen(locked):
+        decided = locked.status not in _UNDECIDED
+        raise Conflict(
+            (
+                f"run is {locked.status}: its decision was made on the context it had"
+                if decided
+                else "a reviewer has been shown this run: its context can no longer change"
+            )
+            + '; report on carrying out an approved action with "phase": "execution" '
+            "events or POST /runs/{id}/result",
+            code="context_frozen",
+        )
     redactor = redactor_for(run.workflow)
     specs = [
         EventSpec(
@@ -388,7 +483,9 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
         for ev in events
     ]
     # New context on a waiting run changes what a reviewer must see: older views go stale.
-    return trace_append(run=locked, specs=specs, bump_version=locked.status == WAITING)
+    return trace_append(
+        run=locked, specs=specs, bump_version=locked.status == WAITING, bounded=True
+    )
 
 
 @transaction.atomic
@@ -473,12 +570,19 @@ def run_claim(*, auth: AgentAuth, run: Run) -> Run:
 
 
 @transaction.atomic
-def run_record_outcome(*, actor: str, run: Run, label: str, source: str, note: str = "") -> Run:
+def run_record_outcome(
+    *, actor: str, run: Run, label: str, source: str, note: str = "", by_agent: bool = True
+) -> Run:
+    """Add an outcome label to the run's trace. Labels accumulate and never replace one
+    another: once any source said `wrong`, the run stays `wrong` (a silent failure for
+    the gates), whatever is labelled after."""
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
     payload = redactor_for(run.workflow).redact({"label": label, "source": source, "note": note})
-    locked.outcome = label
-    locked.save(update_fields=["outcome", "updated_at"])
-    trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.OUTCOME, payload, actor)])
+    specs = [EventSpec(TraceEvent.Type.OUTCOME, payload, actor)]
+    trace_append(run=locked, specs=specs, bounded=by_agent)
+    if locked.outcome != "wrong" and locked.outcome != label:
+        locked.outcome = label
+        locked.save(update_fields=["outcome", "updated_at"])
     return locked
 
 
