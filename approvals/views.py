@@ -2,8 +2,9 @@
 service, respond; htmx requests get the page's partial, plain requests the page."""
 
 import json
+import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
@@ -45,8 +46,12 @@ def _parse_after(raw: str):
         return None
     try:
         at, run_id = raw.rsplit("_", 1)
-        return datetime.fromisoformat(at), uuid.UUID(run_id)
-    except ValueError:
+        when = datetime.fromisoformat(at)
+        # In UTC, as the cursor was written: PostgreSQL refuses offsets past ±15:59, and
+        # 9999-12-31T23:59-23:59 is past the last datetime (OverflowError).
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        return when, uuid.UUID(run_id)
+    except (ValueError, OverflowError):
         return None
 
 
@@ -235,6 +240,8 @@ def _form_params(request: HttpRequest, original: dict) -> dict:
                 number = Decimal(raw)
             except InvalidOperation:
                 raise LadderError(f"'{key}' must be a number", code="invalid_params") from None
+            if not number.is_finite() or math.isinf(float(number)):  # "1e400" too
+                raise LadderError(f"'{key}' must be a finite number", code="invalid_params")
             params[key] = (
                 int(number) if isinstance(value, int) and number == int(number) else float(number)
             )

@@ -273,9 +273,11 @@ def _submit_once(
             f"this token is not scoped to workflow '{workflow.slug}'",
             code="workflow_not_allowed",
         )
-    key = body["idempotency_key"]
-    # Redact before anything else touches the payload: nothing below sees raw PII.
-    redacted = _redactor(workflow.personal_fields).redact(
+    redactor = _redactor(workflow.personal_fields)
+    # Redact before anything else touches the payload: nothing below sees raw PII. The
+    # key too: agents build keys from what they handle ("refund-ana@example.com-1").
+    key = stored_idempotency_key(redactor, body["idempotency_key"])
+    redacted = redactor.redact(
         {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}, pseudonyms
     )
     parts = submission_json(redacted)
@@ -323,6 +325,28 @@ def _submit_once(
     if existing is None:  # the key's owner vanished between the two statements: retry
         raise Conflict("a concurrent duplicate was being stored; retry", code="retry")
     return _same_request(existing, request_hash), False
+
+
+_KEY_MAX = Run._meta.get_field("idempotency_key").max_length
+
+
+def stored_idempotency_key(redactor: redaction.Redactor, raw: str) -> str:
+    """The idempotency key as stored: redacted like any string the agent sends.
+
+    Pseudonyms are deterministic (HMAC), so a retry with the same raw key finds its run,
+    and keys differing in the person they name stay different keys. A pseudonym can be
+    longer than what it replaced; a key that grows past the column keeps its start and
+    ends in the sha256 of the whole redacted key, still one stored key per raw key.
+    """
+    return _fit(redactor.redact_text(raw), _KEY_MAX)
+
+
+def _fit(text: str, limit: int) -> str:
+    """`text`, or when longer than `limit`, its start and the sha256 of all of it."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f"{text[: limit - len(digest) - 1]}~{digest}"
 
 
 def _same_request(run: Run, request_hash: str) -> Run:
@@ -562,10 +586,20 @@ def run_record_outcome(
     return locked
 
 
+_METRIC_MAX = MetricPoint._meta.get_field("metric").max_length
+
+
 def metric_record(*, workflow: Workflow, points: list[dict]) -> list[MetricPoint]:
+    # Metric names are agent-sent free text like any other: redacted before they are stored.
+    redactor = redactor_for(workflow)
     return MetricPoint.objects.bulk_create(
         [
-            MetricPoint(workflow=workflow, metric=p["metric"], value=p["value"], at=p["at"])
+            MetricPoint(
+                workflow=workflow,
+                metric=_fit(redactor.redact_text(p["metric"]), _METRIC_MAX),
+                value=p["value"],
+                at=p["at"],
+            )
             for p in points
         ]
     )
