@@ -132,13 +132,13 @@ def envelope() -> dict:
         shape = i % 6
         rid = f"cond-{i}"
         if shape == 0:
-            when = {"param": "items", "op": "gt", "value": 10 + i}
+            when = {"param": "items", "op": "gt", "value": 20 + i}
         elif shape == 1:
-            when = {"param": "tier", "op": "eq", "value": TIERS[i % 4]}
+            when = {"param": "tier", "op": "eq", "value": "suspended"}
         elif shape == 2:
             when = {"param": "reason", "op": "missing"}
         elif shape == 3:
-            when = {"param": "order_age_days", "op": "gte", "value": str(60 + i)}
+            when = {"param": "order_age_days", "op": "gte", "value": str(90 + i)}
         elif shape == 4:
             when = {"param": "country", "op": "in", "value": COUNTRIES[6:]}
         else:
@@ -167,17 +167,19 @@ def proposals(n: int, seed: int = 3) -> list[dict]:
         value_param, currency_param = ACTIONS[action]
         params = {
             "customer": f"c{rng.randrange(5000)}",
-            "country": rng.choice(COUNTRIES[:6] * 5 + COUNTRIES),
-            "channel": rng.choice(CHANNELS),
-            "tier": rng.choice(TIERS),
-            "items": rng.randrange(1, 30),
-            "order_age_days": rng.randrange(0, 120),
-            "customer_age_days": rng.randrange(0, 900),
+            "country": rng.choice(COUNTRIES[:6] * 20 + COUNTRIES),
+            "channel": rng.choice(["email", "chat", "web"] * 10 + CHANNELS),
+            "tier": rng.choice(TIERS * 30 + ["suspended"]),
+            "items": rng.randrange(1, 22),
+            "order_age_days": rng.randrange(0, 95),
+            "customer_age_days": rng.randrange(2, 900),
             "reason": "late delivery",
         }
+        if rng.random() < 0.03:
+            del params["reason"]
         if value_param:
-            params[value_param] = f"{rng.randrange(100, 25000) / 100:.2f}"
+            params[value_param] = f"{rng.randrange(100, 23000) / 100:.2f}"
             params[currency_param] = rng.choice(CURRENCIES)
-        flags = [rng.choice(FLAGS)] if rng.random() < 0.1 else []
+        flags = [rng.choice(FLAGS)] if rng.random() < 0.04 else []
         out.append({"action": action, "params": params, "flags": flags})
     return out

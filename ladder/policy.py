@@ -846,7 +846,9 @@ def _generate_conditions(src: _Source, n: int, group: list[tuple[int, Condition]
         src.emit(f"if p{n} is _M:")
         src.emit(f"hits.extend({src.k(tuple(cannot(i, r) for i, r in equal))})", 2)
         src.emit("else:")
-        src.emit(f"hits.extend({src.k(table)}.get(_key(p{n}), {src.k(otherwise)}))", 2)
+        # Text is its own key: skip the call for the common case.
+        key = f"(p{n} if type(p{n}) is str else _key(p{n}))"
+        src.emit(f"hits.extend({src.k(table)}.get({key}, {src.k(otherwise)}))", 2)
     exists = tuple((i, reason(r)) for i, r in group if r.op == "exists")
     missing = tuple((i, reason(r)) for i, r in group if r.op == "missing")
     if exists or missing:
@@ -856,13 +858,21 @@ def _generate_conditions(src: _Source, n: int, group: list[tuple[int, Condition]
         src.emit(f"hits.extend({src.k(exists)})", 2)
     ordered = [(i, r) for i, r in group if r.op in _ORDER_OPS]
     if ordered:
-        src.emit(f"d{n} = _dec(p{n})")
+        # An int compares exactly with a Decimal bound: skip the conversion for it.
+        src.emit(f"d{n} = p{n} if type(p{n}) is int else _dec(p{n})")
         src.emit(f"if d{n} is None:")
         src.emit(f"hits.extend({src.k(tuple(cannot(i, r) for i, r in ordered))})", 2)
         src.emit("else:")
-        for i, r in ordered:
-            src.emit(f"if d{n} {_ORDER_SYMBOL[r.op]} {src.k(r.value)}:", 2)
-            src.emit(f"hits.append({src.k((i, reason(r)))})", 3)
+        # One guard per direction: on the common path no bound is crossed, and one
+        # comparison with the loosest bound skips the others.
+        for ops, loosest, symbol in ((("gt", "gte"), min, ">="), (("lt", "lte"), max, "<=")):
+            side = [(i, r) for i, r in ordered if r.op in ops]
+            if not side:
+                continue
+            src.emit(f"if d{n} {symbol} {src.k(loosest(r.value for _, r in side))}:", 2)
+            for i, r in side:
+                src.emit(f"if d{n} {_ORDER_SYMBOL[r.op]} {src.k(r.value)}:", 3)
+                src.emit(f"hits.append({src.k((i, reason(r)))})", 4)
 
 
 def _generate_rate(src: _Source, rule: RateLimit, index: int, local, hit) -> None:
