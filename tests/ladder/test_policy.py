@@ -505,6 +505,16 @@ def test_audit_sampling_is_deterministic_and_recomputable():
     assert audit_sampled(run_id, 1.0) and not audit_sampled(run_id, 0.0)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    run_id=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60),
+    rate=st.floats(0, 1),
+)
+def test_audit_sampling_is_the_documented_formula_for_any_run_id(run_id, rate):
+    x = int.from_bytes(hashlib.sha256(run_id.encode("utf-8")).digest()[:8], "big") / 2**64
+    assert audit_sampled(run_id, rate) is (x < rate) is audit_sampled(run_id, rate)
+
+
 @pytest.mark.parametrize("rate", [0.01, 0.05, 0.3])
 def test_audit_sampling_samples_about_the_rate(rate):
     n = 40_000
