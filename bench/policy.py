@@ -432,7 +432,7 @@ def engine_cedar(doc: dict):
 
 ENGINES: list[tuple[str, Callable]] = [
     ("ours (ladder/policy.py)", engine_ours),
-    ("closure loop (floor)", engine_closures),
+    ("closure loop (one per flat rule)", engine_closures),
     ("AGT PolicyEvaluator", engine_agt),
     ("AGT SharedPolicyEvaluator", engine_agt_shared),
     ("Rego (regorus)", engine_regorus),
