@@ -779,3 +779,24 @@ def test_raising_the_value_never_turns_a_refusal_into_an_allow(doc, proposal, sp
     after = evaluate(policy, higher, counters).outcome
     # Caps and value limits can only fire more: never back to allow, never deny → escalate.
     assert rank[after] >= rank[before]
+
+
+def test_policy_text_never_becomes_code():
+    # Names, values and ids that would break out of a string literal or a format field if
+    # compile_policy ever spelled them into its generated source.
+    evil = '"), __import__("os").system("false"), ("{0}\n'
+    doc = {
+        "audit_sample_rate": 0,
+        "rules": [
+            CONTRACT["rules"][0],
+            {"id": evil, "kind": "condition", "when": {"param": evil, "op": "eq", "value": evil},
+             "then": "deny", "control": "rbac"},
+            {"id": "f", "kind": "flag", "flag": evil, "then": "escalate", "control": "rbac"},
+        ],
+    }  # fmt: skip
+    policy = compiled(doc)
+    assert evil not in policy.plans["refund.issue"].source
+    hit = evaluate(policy, refund(params={evil: evil}, flags=[evil]), QUIET)
+    assert hit.outcome == "deny" and hit.rules_fired == (evil, "f")
+    miss = evaluate(policy, refund(params={evil: "benign"}), QUIET)
+    assert miss.outcome == "allow"
