@@ -683,10 +683,11 @@ def compile_policy(policy: Policy, *, actions: Mapping[str, ActionValue]) -> Com
     """Build, once per policy version, one check function per allowed action holding only
     the rules that can apply to it.
 
-    The function is generated Python: a closure per rule measured 13 µs a proposal on the
-    100-rule bench envelope, straight-line code a few. Policy data never becomes code: every
-    value, name and reason is passed in the constant tuple `_K` and referred to by index, so
-    the generated text only ever holds our own identifiers, operators and integers.
+    The function is generated Python: a closure per rule measured ~13 µs a proposal on an
+    early draft of the 100-rule bench envelope, straight-line code ~4 µs. Policy data never
+    becomes code: every value, name and reason is bound as a default argument `_k<n>`, so
+    the generated text only ever holds our own identifiers, operators and integers (the
+    `source` of each plan shows it). A 1,000-rule policy compiles in ~50 ms.
     """
     allow_rules = [r for r in policy.rules if isinstance(r, AllowActions)]
     allowed = set(actions)
