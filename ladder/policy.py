@@ -196,8 +196,19 @@ def to_decimal(raw: Any) -> Decimal | None:
     return value if value.is_finite() else None
 
 
+_RANGE_PROBLEM = "must have at most 18 digits before the decimal point and 12 after"
+
+
+def _in_range(value: Decimal) -> bool:
+    # Bounds in a policy are rendered as text ("1,500.00"): "1e999999999" would be a
+    # billion-digit sentence. No real cap or threshold is near these limits.
+    return value.is_zero() or (value.adjusted() < 18 and value.as_tuple().exponent >= -12)
+
+
 def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
+    if isinstance(value, float):
+        return to_decimal(value) is not None  # NaN and infinities are not JSON values
+    return value is None or isinstance(value, str | int | bool)
 
 
 class _Problems:
@@ -295,7 +306,7 @@ def _parse_rule(
     before = len(problems.items)
 
     kind = raw.get("kind")
-    if kind not in _FIELDS:
+    if not isinstance(kind, str) or kind not in _FIELDS:
         problems.add(rid, "kind", f"unknown kind {kind!r} (known: {', '.join(KINDS)})")
         return None
     required, optional = _FIELDS[kind]
@@ -331,6 +342,8 @@ def _parse_rule(
             problems.add(rid, name, "must be a decimal number or a decimal string")
         elif value < 0:
             problems.add(rid, name, "must not be negative")
+        elif not _in_range(value):
+            problems.add(rid, name, _RANGE_PROBLEM)
         return value
 
     def currency_field() -> str:
@@ -459,6 +472,8 @@ def _parse_condition(
         number = to_decimal(value)
         if number is None:
             problems.add(rid, "when.value", f"'{op}' compares numbers: give a decimal")
+        elif not _in_range(number):
+            problems.add(rid, "when.value", _RANGE_PROBLEM)
         value = number
     elif op in _SET_OPS:
         if not isinstance(value, list) or not value or not all(_is_scalar(v) for v in value):
@@ -519,8 +534,14 @@ def policy_document(policy: Policy) -> dict:
 _WINDOWS = {60: "minute", 3600: "hour", 86400: "day", 604800: "week"}
 
 
+def _number(value: Decimal) -> str:
+    if value.as_tuple().exponent > 0:  # "2E+2" reads as 200
+        value = value.quantize(Decimal(1))
+    return f"{value:,}"
+
+
 def _money(value: Decimal, currency: str = "") -> str:
-    text = f"{value:,}"
+    text = _number(value)
     return f"{text} {currency}" if currency else text
 
 
@@ -546,7 +567,8 @@ def _plain(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal | int | float):
-        return f"{to_decimal(value):,}"
+        number = to_decimal(value)
+        return str(value) if number is None or not _in_range(number) else _number(number)
     return str(value)
 
 

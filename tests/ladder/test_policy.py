@@ -205,6 +205,13 @@ def test_the_error_message_names_each_problem_too():
          "when.value"),
         ({"kind": "condition", "when": {"param": "", "op": "eq", "value": 1}}, "when.param"),
         ({"kind": "condition", "when": "country is DE"}, "when"),
+        ({"kind": ["value_cap"], "action": "refund.issue", "max": 1}, "kind"),
+        ({"kind": "condition", "when": {"param": "x", "op": "eq", "value": float("nan")}},
+         "when.value"),
+        ({"kind": "value_cap", "action": "refund.issue", "max": "1e999999999"}, "max"),
+        ({"kind": "value_cap", "action": "refund.issue", "max": "0.0000000000001"}, "max"),
+        ({"kind": "condition", "when": {"param": "x", "op": "gt", "value": "1e30"}},
+         "when.value"),
     ],
 )  # fmt: skip
 def test_each_kind_of_bad_field_is_refused(rule, field):
@@ -485,6 +492,8 @@ def test_the_other_kinds_read_as_sentences_too():
         ("lte", "1500", "Actions where x is at most 1,500 are refused."),
         ("in", ["a", "b", "c"], "Actions where x is a, b or c are refused."),
         ("missing", None, "Actions where x is not given are refused."),
+        ("gt", "2E+2", "Actions where x is above 200 are refused."),
+        ("eq", 10**30, f"Actions where x is {10**30} are refused."),
     ]
     for op, value, sentence in sentences:
         assert rule_text(parse_policy(condition(op, value), actions=ACTIONS).rules[1]) == sentence
@@ -800,3 +809,50 @@ def test_policy_text_never_becomes_code():
     assert hit.outcome == "deny" and hit.rules_fired == (evil, "f")
     miss = evaluate(policy, refund(params={evil: "benign"}), QUIET)
     assert miss.outcome == "allow"
+
+
+JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.sampled_from(["refund.issue", "EUR", "param:x", "workflow", "1e999", "-1", "x"]),
+    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8),
+                                                                         inner, max_size=4)),
+    max_leaves=12,
+)  # fmt: skip
+FIELD_NAMES = ["id", "kind", "control", "then", "action", "actions", "max", "currency", "flag",
+               "window_seconds", "max_count", "max_value", "per", "when", "note"]  # fmt: skip
+FUZZ_RULE = st.dictionaries(
+    st.sampled_from(FIELD_NAMES),
+    st.one_of(
+        JSON,
+        st.sampled_from(list(("allow_actions", "value_cap", "flag", "rate_limit", "condition",
+                              "first_seen", "deny", "escalate", "rbac"))),
+        st.fixed_dictionaries({"param": JSON, "op": st.sampled_from(["eq", "in", "lt", "x"]),
+                               "value": JSON}),
+    ),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    doc=st.one_of(
+        JSON,
+        st.fixed_dictionaries(
+            {"audit_sample_rate": JSON, "rules": st.lists(FUZZ_RULE, max_size=5)}
+        ),
+    )
+)
+def test_any_document_is_either_a_policy_or_a_named_refusal(doc):
+    try:
+        policy = parse_policy(doc, actions=ACTIONS)
+    except Unprocessable as err:
+        assert err.code == "invalid_policy" and err.details
+        assert all(set(p) == {"rule", "field", "problem"} for p in err.details)
+    else:
+        assert len(policy_text(policy)) == len(policy.rules) + 1
+        decision = evaluate(compile_policy(policy, actions=ACTIONS), refund(), QUIET)
+        assert decision.outcome in ("allow", "escalate", "deny")
