@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from ladder.env import env_bool, env_int, env_list, env_str
@@ -124,6 +125,17 @@ LADDER_MAX_WAIT_SECONDS = env_int("LADDER_MAX_WAIT_SECONDS", 30)
 LADDER_PHONE_REGIONS = env_list("LADDER_PHONE_REGIONS", ["US", "GB", "DE", "FR", "NL", "ES"])
 # How long "open by NAME" holds a run for one reviewer.
 LADDER_RESERVATION_SECONDS = env_int("LADDER_RESERVATION_SECONDS", 300)
+
+# -- Security review findings 1 and 6: what one agent request may make the redactor do.
+# The most distinct personal values (emails, phones, IBANs, cards, IPs, declared fields)
+# one request may carry, and the redaction work one request may cost (units of about a
+# microsecond, traces/redaction.py; a typical run costs ~100-300). Over either: 422,
+# nothing stored.
+LADDER_MAX_PERSONAL_VALUES = env_int("LADDER_MAX_PERSONAL_VALUES", 200)
+LADDER_REDACTION_BUDGET = env_int("LADDER_REDACTION_BUDGET", 200_000)
+for _name in ("LADDER_MAX_PERSONAL_VALUES", "LADDER_REDACTION_BUDGET"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
