@@ -49,7 +49,8 @@ def test_the_submit_answer_is_exactly_the_documented_schema(make_workflow, agent
 
     wf = make_workflow(rung=3)
     a = agent(wf)
-    proposal = {"action": "refund.issue", "params": {"order_id": "A-1", "to": "ada@example.com"}}
+    params = {"order_id": "A-1", "amount": 5, "to": "ada@example.com"}
+    proposal = {"action": "refund.issue", "params": params}
     first = a.post("/runs", body(wf, key="once", proposal=proposal))
     again = a.post("/runs", body(wf, key="once", proposal=proposal))
     assert (first.status_code, again.status_code) == (201, 200)
@@ -457,8 +458,13 @@ def test_the_agent_gets_back_the_pseudonyms_of_its_proposal_and_nothing_raw_is_s
     wf = make_workflow()
     proposal = {
         "action": "refund.issue",
-        "params": {"order_id": "A-1", "notify": "ana.lopez@example.com"},
-        "alternatives": [{"action": "refund.issue", "params": {"call": "+49 1512 3456610"}}],
+        "params": {"order_id": "A-1", "amount": 5, "notify": "ana.lopez@example.com"},
+        "alternatives": [
+            {
+                "action": "refund.issue",
+                "params": {"order_id": "A-1", "amount": 5, "call": "+49 1512 3456610"},
+            }
+        ],
         "artifact": {"text": "Card 4111 1111 1111 1111 refunded"},
     }
     data = (
