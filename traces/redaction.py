@@ -5,10 +5,18 @@ testable in isolation.
 
 Why these choices
 -----------------
-* Every value is replaced by ``<KIND:8 hex>``, the first 8 hex characters of
+* Every value is replaced by ``<KIND:16 hex>``, the first 16 hex characters (64 bits) of
   ``HMAC-SHA256(key, "KIND:normalized")``.  A keyed HMAC (not a plain hash) means nobody
   without the secret can confirm a guess ("is this alice@example.com?"), while the same
-  customer still links across runs.  Values are normalised first so that different
+  customer still links across runs.  64 bits because two different people must not share
+  a pseudonym by chance (that would silently merge their evidence): with 32 bits that
+  happens more often than not among 100,000 customers, with 64 bits the chance at that
+  size is about 3 in 10^10.  Tags of 8 hex (before 2026-11) are still recognised, so
+  stored text that carries them is left alone.  The key is per linkage domain
+  (``linkage_key``: the
+  gateway derives one per workflow, or per group of workflows meant to link, from its
+  master key), so the same person links only inside that domain.  Values are
+  normalised first so that different
   spellings of one identity link too: emails lower-cased, phones in E.164, IBANs compact
   upper-case, cards digits only, IPs in ``ipaddress`` compressed form, declared fields
   ``str(value).strip().casefold()``.
@@ -41,6 +49,20 @@ Why these choices
   and what a dict key declares.  All are pure functions of their arguments, so the memos
   never change a result; a round of detection is only repeated while a digit or "@" is
   left unmasked.
+* Linear work, bounded per request.  Every detector does work linear in its input: the
+  email scan looks at most 64 characters left and 256 right of each "@"; an IBAN-shaped
+  run validates only the cut of its country's length; card runs are listed once per
+  group that can start one (at most 19 digits each), kept longest-first through a mask
+  of taken characters; a phone candidate longer than 64 characters (a list of numbers,
+  not one number) is checked run of groups by run of groups (7 to 20 digits each),
+  never handed to phonenumbers whole; overlaps are resolved without comparing every
+  pair.  What remains is a constant per character, but a large one for the worst
+  shapes (about 250 units a character for 1-digit groups that many regions could read
+  as phones), and masking one value can uncover the next, one detection round each.  So
+  a ``Budget`` caps each request: units of work (about a microsecond each; every
+  detector charges what it does, on memo misses only) and distinct personal values.
+  Past either, redaction raises ``RedactionRefused`` and the caller stores nothing:
+  refusing is the only outcome that neither stores PII in clear nor spends unbounded CPU.
 * Idempotence: existing pseudonyms are masked before detection, and detection repeats on
   the masked text until nothing new is found.  Masks look like pseudonyms (``<___>``), so a
   second run over redacted output sees exactly what the last round saw and finds nothing:
@@ -63,7 +85,9 @@ Decisions worth knowing
 
 Not detected: names, postal addresses and other free-text identifiers (declare them as
 personal fields), national phone formats of regions that are not configured, phone
-numbers whose digits are glued to letters (``tel4930123456``), cards outside the 2-6
+numbers whose digits are glued to letters (``tel4930123456``), a phone number followed
+by more digit groups in a candidate of 64 characters or less (``+49 30 12345678
+2345678``: phonenumbers reads the whole run, which is no number), cards outside the 2-6
 issuer range or written with separators other than single spaces/dashes, IBANs split
 other than in groups of four, obfuscated emails (``alice at example dot com``).
 Over-detected: in regions without a required trunk prefix (US, ES, IT, …) a bare id that
