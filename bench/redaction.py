@@ -323,23 +323,26 @@ def gateway_attack() -> None:
 
     try:
         server.start(token)
+        template = gw.body_template(gw.WORKFLOW)
+        for k in range(4):  # warm both workers (imports, phone metadata, prepared statements)
+            post(f"warm-up: a normal run ({k})", gw.make_body(template, random.Random(k), f"w{k}"))
+        for k in range(3):
+            post(f"one attack body alone ({k})", attack_body(100 + k))
         for round_ in range(3):
             threads = [
                 threading.Thread(
-                    target=post, args=(f"round {round_}: attack body A", attack_body(2 * round_))
+                    target=post, args=(f"pair {round_}: attack body A", attack_body(2 * round_))
                 ),
                 threading.Thread(
-                    target=post,
-                    args=(f"round {round_}: attack body B", attack_body(2 * round_ + 1)),
+                    target=post, args=(f"pair {round_}: attack body B", attack_body(2 * round_ + 1))
                 ),
-                threading.Thread(target=login, args=(f"round {round_}: login page meanwhile",)),
+                threading.Thread(target=login, args=(f"pair {round_}: login page meanwhile",)),
             ]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-        template = gw.body_template(gw.WORKFLOW)
-        post("a normal run afterwards", gw.make_body(template, random.Random(1), "normal"))
+        post("a normal run afterwards", gw.make_body(template, random.Random(9), "normal"))
     finally:
         server.stop(keep_log=False)
     print("| request | status | answered in |")
