@@ -269,15 +269,24 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
         try:
             return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=True)
         except (LadderError, _Stale) as exc:
-            if getattr(exc, "code", None) == redaction.TooMuchWork.code:
-                raise  # the body's shape alone decides this: no second attempt at its cost
             auth = _fresh(auth)
+            if getattr(exc, "code", None) == redaction.TooMuchWork.code and _may_submit(
+                auth, body["workflow"]
+            ):
+                # The body alone decides this (the work does not depend on the workflow's
+                # rules): with the token and scope confirmed, no second redaction.
+                raise
     for _ in range(3):
         try:
             return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=False)
         except _Stale:  # the rules changed between the read and the insert: read again
             auth = _fresh(auth)
     raise Conflict("the workflow kept changing while this run was stored; retry", code="retry")
+
+
+def _may_submit(auth: AgentAuth, slug: str) -> bool:
+    workflow = fastpath.workflow_row(slug, memo=False)
+    return workflow is not None and workflow.id in auth.workflow_ids
 
 
 def _fresh(auth: AgentAuth) -> AgentAuth:

@@ -107,6 +107,35 @@ def test_a_small_work_budget_refuses_a_digit_heavy_body_but_not_a_normal_one(
     assert not Run.objects.filter(idempotency_key="heavy").exists()
 
 
+def test_a_budget_refusal_costs_one_redaction_and_still_checks_the_token(
+    make_workflow, agent, settings, monkeypatch
+):
+    from django.utils import timezone
+
+    from traces.models import AgentToken
+
+    wf = make_workflow()
+    a = agent(wf)
+    assert a.post("/runs", body(wf, key="prime")).status_code == 201  # memo primed
+    settings.LADDER_REDACTION_BUDGET = 2_000
+    calls = []
+    real = redaction.Redactor.redact
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redaction.Redactor, "redact", counted)
+    heavy = body(wf, key="heavy", input={"notes": _digit_groups(random.Random(4), 20_000, 7)})
+    resp = a.post("/runs", heavy)
+    assert resp.status_code == 422
+    assert resp.json()["error"]["code"] == "redaction_budget_exceeded"
+    assert len(calls) == 1  # no second attempt on a fresh read: the body alone decides
+    AgentToken.objects.update(revoked_at=timezone.now())
+    assert a.post("/runs", heavy).status_code == 401  # a memoised token is still re-checked
+    assert not Run.objects.filter(idempotency_key="heavy").exists()
+
+
 # -- personal values per request --------------------------------------------------------
 
 
