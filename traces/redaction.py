@@ -840,7 +840,9 @@ def _long_candidate_phones(
         # Only the candidate's own start has text before it worth showing the matcher
         # (a letter glued to the number); inside the run, what is before is more digits.
         lo = max(0, c_start - _CONTEXT_BEFORE) if i == 0 else lead
-        plus = s[lead] == "+"
+        # Read internationally whatever the regions ("+49 …", "0049 …"), as a short
+        # candidate always is.
+        international = _INTERNATIONAL_START.match(s, lead) is not None
         digits = ""
         for j in range(i, n):
             a, b = groups[j]
@@ -850,7 +852,7 @@ def _long_candidate_phones(
             if len(digits) < _PHONE_MIN_DIGITS:
                 continue
             _spend(WORK_CHECK)
-            if not (plus or always or _run_could_match(gate, digits)):
+            if not (international or always or _run_could_match(gate, digits)):
                 continue
             hi = c_end + _CONTEXT_AFTER if j == n - 1 else b
             window = s[lo:hi]

@@ -732,6 +732,7 @@ def test_a_number_inside_a_long_list_of_numbers_is_found_wherever_it_starts():
     ids = " ".join(f"1{k:06d}" for k in range(4_711, 4_719))  # no issuer digit: no cards
     assert found(f"ids {ids} 030 12345678 {ids}") == [("PHONE", "030 12345678")]
     assert found(f"call +49 30 12345678 {ids}") == [("PHONE", "+49 30 12345678")]
+    assert found(f"{ids} 0049 30 12345678 {ids}", regions=()) == [("PHONE", "0049 30 12345678")]
 
 
 def test_a_mebibyte_of_digit_groups_exhausts_the_default_budget_without_overrunning_it():
