@@ -163,6 +163,16 @@ LADDER_RESERVATION_SECONDS = env_int("LADDER_RESERVATION_SECONDS", 300)
 # submission at the body limit fits, with room for events appended later.
 LADDER_MAX_RUN_EVENTS = env_int("LADDER_MAX_RUN_EVENTS", 1000)
 LADDER_MAX_RUN_TRACE_BYTES = env_int("LADDER_MAX_RUN_TRACE_BYTES", 2 * 1024 * 1024)
+# -- Security review findings 1 and 6: what one agent request may make the redactor do.
+# The most distinct personal values (emails, phones, IBANs, cards, IPs, declared fields)
+# one request may carry, and the redaction work one request may cost (units of about a
+# microsecond, traces/redaction.py; a typical run costs ~100-300). Over either: 422,
+# nothing stored.
+LADDER_MAX_PERSONAL_VALUES = env_int("LADDER_MAX_PERSONAL_VALUES", 200)
+LADDER_REDACTION_BUDGET = env_int("LADDER_REDACTION_BUDGET", 200_000)
+for _name in ("LADDER_MAX_PERSONAL_VALUES", "LADDER_REDACTION_BUDGET"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

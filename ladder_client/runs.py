@@ -35,9 +35,10 @@ class PendingDecision:
         self.run = run
         self.proposal = dict(proposal)
         self.decision: Decision | None = None
-        # What the gateway pseudonymised in our own submission: decided params come back
-        # with `<EMAIL:…>` tokens, and this turns them into the real values again, here in
-        # the agent's process only.
+        # What the gateway pseudonymised in our own proposal (params, alternatives,
+        # artifact): decided params come back with `<EMAIL:…>` tokens, and this turns them
+        # into the real values again, here in the agent's process only. Empty for a run
+        # that cannot be decided (recorded): the gateway then sends none.
         self.pseudonyms: dict[str, Any] = dict(run.raw.get("pseudonyms") or {})
 
     def __repr__(self) -> str:
@@ -413,7 +414,8 @@ def _call_arguments(
     return arguments
 
 
-_TOKEN = re.compile(r"<[A-Z][A-Z0-9_]*:[0-9a-f]{8}>")
+# The gateway's pseudonyms: 16 hex characters since 2026-11, 8 before (both still seen).
+_TOKEN = re.compile(r"<[A-Z][A-Z0-9_]*:(?:[0-9a-f]{16}|[0-9a-f]{8})>")
 
 
 def restore(value: Any, pseudonyms: Mapping[str, Any]) -> Any:

@@ -3,6 +3,8 @@ under a row lock, so retries, double clicks and concurrent duplicates are harmle
 
 import hashlib
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -73,16 +75,59 @@ def token_create(*, name: str, workflows: list[Workflow]) -> tuple[AgentToken, s
 
 
 @lru_cache(maxsize=256)
-def _redactor(personal_fields: tuple[str, ...]) -> redaction.Redactor:
+def _redactor(personal_fields: tuple[str, ...], linkage: str) -> redaction.Redactor:
+    # One key per linkage domain (Workflow.linkage_group), derived from the master key:
+    # a person's pseudonyms link inside the domain and nowhere else.
     return redaction.make_redactor(
-        key=settings.LADDER_PSEUDONYM_KEY,
+        key=redaction.linkage_key(settings.LADDER_PSEUDONYM_KEY, linkage),
         personal_fields=personal_fields,
         phone_regions=tuple(settings.LADDER_PHONE_REGIONS),
     )
 
 
 def redactor_for(workflow: Workflow) -> redaction.Redactor:
-    return _redactor(tuple(sorted(workflow.personal_fields or ())))
+    return _redactor(tuple(sorted(workflow.personal_fields or ())), workflow.linkage_domain)
+
+
+@contextmanager
+def agent_redaction_budget() -> Iterator[redaction.Budget]:
+    """The redaction budget of one agent request (every value it sends counts against
+    one budget); a body over it is refused with a 422 and nothing of it is stored."""
+    try:
+        yield redaction.Budget(
+            max_values=settings.LADDER_MAX_PERSONAL_VALUES,
+            max_work=settings.LADDER_REDACTION_BUDGET,
+        )
+    except redaction.RedactionRefused as exc:
+        raise Unprocessable(str(exc), code=exc.code) from None
+
+
+def _proposal_pseudonyms(found: dict[str, Any], proposal: dict | None) -> dict[str, Any]:
+    """The part of `found` (pseudonym → value sent) that a decision can hand back: the
+    pseudonyms in the proposal's params, alternatives and artifact. The rest of the body
+    (input, tool calls, output) never comes back in a decision, so its values are not
+    echoed: the answer is not an oracle for whatever an agent cares to send."""
+    if not found or not proposal:
+        return {}
+    tokens: set[str] = set()
+    _collect_tokens(
+        [proposal.get("params"), proposal.get("alternatives"), proposal.get("artifact")],
+        tokens,
+    )
+    return {token: found[token] for token in tokens if token in found}
+
+
+def _collect_tokens(value: Any, into: set[str]) -> None:
+    if isinstance(value, str):
+        if "<" in value:
+            into.update(m.group(0) for m in redaction.PSEUDONYM_RE.finditer(value))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _collect_tokens(k, into)
+            _collect_tokens(v, into)
+    elif isinstance(value, list):
+        for v in value:
+            _collect_tokens(v, into)
 
 
 # -- the chain --------------------------------------------------------------------------
@@ -229,7 +274,9 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
     """Take one run from an agent: redact, decide by rung, store run + trace.
 
     Returns (run, created); `pseudonyms`, when given, is filled with pseudonym → the value
-    it replaced in this body (for the response to the agent only; never stored). The
+    it replaced, for the pseudonyms a decision can hand back (those in the proposal's
+    params, alternatives and artifact) of a run that waits for a decision; for the
+    response to the agent only, never stored. The
     same idempotency key on the same workflow returns the stored run and stores nothing,
     also when duplicates race: the unique constraint decides (INSERT … ON CONFLICT DO
     NOTHING), and the loser reads the winner's row.
@@ -242,14 +289,25 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
     if fastpath.memo_enabled():
         try:
             return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=True)
-        except (LadderError, _Stale):
+        except (LadderError, _Stale) as exc:
             auth = _fresh(auth)
+            if getattr(exc, "code", None) == redaction.TooMuchWork.code and _may_submit(
+                auth, body["workflow"]
+            ):
+                # The body alone decides this (the work does not depend on the workflow's
+                # rules): with the token and scope confirmed, no second redaction.
+                raise
     for _ in range(3):
         try:
             return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=False)
         except _Stale:  # the rules changed between the read and the insert: read again
             auth = _fresh(auth)
     raise Conflict("the workflow kept changing while this run was stored; retry", code="retry")
+
+
+def _may_submit(auth: AgentAuth, slug: str) -> bool:
+    workflow = fastpath.workflow_row(slug, memo=False)
+    return workflow is not None and workflow.id in auth.workflow_ids
 
 
 def _fresh(auth: AgentAuth) -> AgentAuth:
@@ -273,13 +331,17 @@ def _submit_once(
             f"this token is not scoped to workflow '{workflow.slug}'",
             code="workflow_not_allowed",
         )
-    redactor = _redactor(workflow.personal_fields)
+    redactor = _redactor(workflow.personal_fields, workflow.linkage)
     # Redact before anything else touches the payload: nothing below sees raw PII. The
     # key too: agents build keys from what they handle ("refund-ana@example.com-1").
     key = stored_idempotency_key(redactor, body["idempotency_key"])
-    redacted = redactor.redact(
-        {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}, pseudonyms
-    )
+    found: dict[str, Any] = {}
+    with agent_redaction_budget() as budget:
+        redacted = redactor.redact(
+            {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")},
+            found,
+            budget,
+        )
     parts = submission_json(redacted)
     request_hash = hashlib.sha256(parts.text.encode("utf-8")).hexdigest()
     proposal = redacted["proposal"]
@@ -288,6 +350,8 @@ def _submit_once(
         status, queue = RunStatus.RECORDED, ""
     else:
         status, queue = RunStatus.PENDING_REVIEW, decision.queue or ""
+        if pseudonyms is not None:  # a recorded run is never decided: nothing to restore
+            pseudonyms.update(_proposal_pseudonyms(found, proposal))
     now = timezone.now()
     run_id = uuid7()
     specs = _creation_specs(body=redacted, parts=parts, decision=decision, actor=auth.actor)
@@ -476,12 +540,15 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
             code="context_frozen",
         )
     redactor = redactor_for(run.workflow)
-    specs = [
-        EventSpec(
-            ev["type"], redactor.redact({k: v for k, v in ev.items() if k != "type"}), auth.actor
-        )
-        for ev in events
-    ]
+    with agent_redaction_budget() as budget:
+        specs = [
+            EventSpec(
+                ev["type"],
+                redactor.redact({k: v for k, v in ev.items() if k != "type"}, budget=budget),
+                auth.actor,
+            )
+            for ev in events
+        ]
     # New context on a waiting run changes what a reviewer must see: older views go stale.
     return trace_append(
         run=locked, specs=specs, bump_version=locked.status == WAITING, bounded=True
@@ -512,15 +579,17 @@ def run_report_result(
             "this action is executed by the server, not the agent", code="server_executor"
         )
     redactor = redactor_for(locked.workflow)
-    payload = redactor.redact(
-        {
-            "phase": "finished",
-            "status": "succeeded" if succeeded else "failed",
-            "output": output,
-            "error": error,
-            "executor": "agent",
-        }
-    )
+    with agent_redaction_budget() as budget:
+        payload = redactor.redact(
+            {
+                "phase": "finished",
+                "status": "succeeded" if succeeded else "failed",
+                "output": output,
+                "error": error,
+                "executor": "agent",
+            },
+            budget=budget,
+        )
     locked.status = new_status
     locked.result = payload
     locked.executed_at = timezone.now()
@@ -577,7 +646,10 @@ def run_record_outcome(
     another: once any source said `wrong`, the run stays `wrong` (a silent failure for
     the gates), whatever is labelled after."""
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
-    payload = redactor_for(run.workflow).redact({"label": label, "source": source, "note": note})
+    with agent_redaction_budget() as budget:
+        payload = redactor_for(run.workflow).redact(
+            {"label": label, "source": source, "note": note}, budget=budget
+        )
     specs = [EventSpec(TraceEvent.Type.OUTCOME, payload, actor)]
     trace_append(run=locked, specs=specs, bounded=by_agent)
     if locked.outcome != "wrong" and locked.outcome != label:
