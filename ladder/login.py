@@ -33,3 +33,15 @@ def lockout_response(request: HttpRequest, original_response=None, credentials=N
     )
     response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
     return response
+
+
+# No account name is longer (auth.User.username); axes stores the name it counts in a
+# column of 255, so a longer one typed into the form would fail the insert (a 500).
+_NAME_MAX = 150
+
+
+def client_username(request: HttpRequest, credentials: dict | None = None) -> str | None:
+    """The name failed sign-ins are counted against, cut to the longest real name."""
+    source = credentials if credentials else getattr(request, "POST", {})
+    name = source.get(settings.AXES_USERNAME_FORM_FIELD) if source else None
+    return name[:_NAME_MAX] if isinstance(name, str) else name

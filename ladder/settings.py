@@ -267,6 +267,7 @@ AXES_RESET_ON_SUCCESS = False
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "ladder.login.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "ladder.login.client_address"
+AXES_USERNAME_CALLABLE = "ladder.login.client_username"
 # Behind a reverse proxy REMOTE_ADDR is the proxy: name the request.META key of the header
 # it sets to the client's address (HTTP_X_REAL_IP), or every client shares one count.
 LADDER_CLIENT_IP_HEADER = env_str("LADDER_CLIENT_IP_HEADER", "")

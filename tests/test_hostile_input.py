@@ -50,7 +50,7 @@ def world(db):
     ActionTypeFactory(workflow=wf, name="refund.issue")
     person = UserFactory(username="fuzzer")
     for role in ("reviewer", "owner"):
-        role_grant(workflow=wf, user=person, role=role)
+        role_grant(workflow=wf, user=person, role=role, by=None)
     _token, raw = token_create(name="fuzz agent", workflows=[wf])
     agent = Client(raise_request_exception=False, headers={"Authorization": f"Bearer {raw}"})
     run = agent.post(

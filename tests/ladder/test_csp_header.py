@@ -21,7 +21,7 @@ def directives(response) -> dict[str, list[str]]:
 def test_no_page_allows_inline_styles_or_scripts(make_workflow, client):
     wf = make_workflow(rung=3)
     person = UserFactory(username="rev")
-    role_grant(workflow=wf, user=person, role="owner")
+    role_grant(workflow=wf, user=person, role="owner", by=None)
     pages = ["/accounts/login/", "/api/v1/docs"]
     for path in pages:
         policy = directives(client.get(path))

@@ -186,3 +186,11 @@ def test_there_is_no_password_reset(alice, url):
 def test_the_sign_in_page_links_to_no_password_reset(client):
     page = client.get(LOGIN).content.decode()
     assert "password_reset" not in page and "Forgot" not in page
+
+
+def test_a_name_longer_than_any_account_is_a_failed_sign_in_not_a_500():
+    name = "x" * 5_000
+    statuses = fail(name, settings.AXES_FAILURE_LIMIT, address="10.0.9.9")
+    assert statuses[:-1] == [200] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert statuses[-1] == 429  # counted like any other name
+    assert AccessAttempt.objects.get(ip_address="10.0.9.9").username == name[:150]

@@ -45,7 +45,7 @@ def test_every_api_answer_says_no_store(make_workflow, agent):
 def test_pages_for_signed_in_people_and_the_login_page_say_no_store(make_workflow, client):
     wf = make_workflow(rung=3)
     person = UserFactory(username="rev")
-    role_grant(workflow=wf, user=person, role="reviewer")
+    role_grant(workflow=wf, user=person, role="reviewer", by=None)
     assert "no-store" in client.get("/accounts/login/")["Cache-Control"]
     client.force_login(person)
     for path in ("/", "/?workflow=x", f"/workflows/{wf.slug}/roles/"):

@@ -20,7 +20,7 @@ REVIEWER_NAME = "ana.reviewer"
 def _decided_run(make_workflow, agent, client, *, verdict="approve", reason=""):
     wf = make_workflow(rung=3)
     person = UserFactory(username=REVIEWER_NAME)
-    role_grant(workflow=wf, user=person, role="reviewer")
+    role_grant(workflow=wf, user=person, role="reviewer", by=None)
     a = agent(wf)
     run_id = a.post(
         "/runs",

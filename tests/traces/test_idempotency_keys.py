@@ -9,7 +9,7 @@ from traces.models import MetricPoint, Run
 
 pytestmark = pytest.mark.django_db
 
-PSEUDONYM = r"<EMAIL:[0-9a-f]{8}>"
+PSEUDONYM = r"<EMAIL:[0-9a-f]{16}>"
 
 
 def body(wf, key):
