@@ -226,6 +226,51 @@ HELDOUT_NEGATIVES = [
     "Florence and Siena stores close at 19:30 on Saturday.",
 ]
 
+# Written after the detector was tuned and never run through it before being added: the
+# first 118 negatives above were seen in a first measurement (bench/README.md says so).
+HELDOUT_NEGATIVES_2 = [
+    "The Apple Watch Series 9 band snapped on Sunday.",
+    "Shipped with Evri from Manchester Airport on 2 June.",
+    "Ask the Merchant Onboarding team about the KYC documents.",
+    "The Ninja Foodi air fryer basket is peeling.",
+    "Paid with American Express Platinum, statement due in March.",
+    "Order 4471-B was split between Sendle and Australia Post.",
+    "Our Lisbon office covers Portugal and Madeira.",
+    "The Mercedes-Benz key fob cover is cracked.",
+    "Disney Plus charged GBP 7.99 twice in April.",
+    "The Ray-Ban Meta glasses will not pair with Bluetooth.",
+    "Delivery window moved to Friday afternoon by Chronopost.",
+    "The Jordan Retro 4 sneakers were sent in size 42.",
+    "Customer Care Level 1 handed the ticket to Level 2.",
+    "Our Victoria Street warehouse is closed for stocktaking.",
+    "The Virgin Media Hub 5 keeps dropping the connection.",
+    "Ticket tagged Billing Dispute and Priority High.",
+    "Refund of 64.00 CHF to the Twint wallet is pending.",
+    "The Georgia Pacific paper towels arrived damp.",
+    "The Hugo Boss watch strap is too short.",
+    "Marks and Spencer vouchers cannot be used online.",
+    "Shipped via Purolator Express from Montreal.",
+    "Sales Tax for Texas was not applied correctly.",
+    "The Santa Cruz skateboard deck has a split.",
+    "Accounts Payable needs the invoice by Wednesday noon.",
+    "Tracking shows Out For Delivery since Tuesday 08:12.",
+    "The Ruby Red grapefruit box was half rotten.",
+    "We migrated the Summer Collection to the new catalogue.",
+    "Apple Music Family plan renews on 1 October.",
+    "The Brother HL-L2350DW printer jams on every page.",
+    "Please check the Holiday Returns policy for December orders.",
+    "Pickup from the Amazon Locker at Milano Centrale failed.",
+    "Customer Lifetime Value is below the refund threshold.",
+    "The Stanley Quencher cup lid leaks.",
+    "Our Platform Engineering team rolled back release 4.2.1.",
+    "Grand Total: 1.249,00 EUR, payable by Bank Transfer.",
+    "The Marc Jacobs tote bag strap came off.",
+    "New Balance 990v6 restock expected in late August.",
+    "Escalated to Vendor Management for the Acer warranty.",
+    "Paid by Carte Bancaire, refund goes back in 5 days.",
+    "The Le Creuset casserole lid arrived chipped.",
+]
+
 # ------------------------------------------------------------------- dev templates
 DEV_PERSON = [
     ("full", "My name is {N} and I never received my order."),
@@ -371,7 +416,16 @@ def write(path: Path, records: list[dict]) -> None:
 
 
 def main() -> int:
-    heldout = build(HELDOUT_PERSON, HELDOUT_ADDRESS, HELDOUT_NEGATIVES, 420, 130, SEED)
+    # The seed was changed once, after the first measurement (bench/README.md), so that
+    # the names and addresses asserted on were never seen while tuning.
+    heldout = build(
+        HELDOUT_PERSON,
+        HELDOUT_ADDRESS,
+        HELDOUT_NEGATIVES + HELDOUT_NEGATIVES_2,
+        420,
+        130,
+        SEED + 1000,
+    )
     dev = build(DEV_PERSON, DEV_ADDRESS, DEV_NEGATIVES, 200, 50, SEED + 1)
     write(HERE / "names_heldout.jsonl", heldout)
     write(HERE / "names_dev.jsonl", dev)
