@@ -3,7 +3,8 @@
 Run (the project's venv has only the shipped detector; the NER candidates need their own):
 
     .venv/bin/python bench/names.py                       # the shipped detector alone
-    .venv/bin/python bench/names.py --python /tmp/nv/bin/python --all
+    .venv/bin/python bench/names.py --python /tmp/nv/bin/python --all \
+        --names-data .venv/share/autonomy-ladder/names.tsv
 
 where /tmp/nv is a scratch venv with the candidates installed, e.g.
     .tools/bin/uv venv /tmp/nv && .tools/bin/uv pip install --python /tmp/nv/bin/python \\
@@ -52,6 +53,7 @@ _WORD = re.compile(r"[^\W_]+")
 _TWO_CAPS = re.compile(r"\b[^\W\d_][^\W\d_]+[ ]+[^\W\d_][^\W\d_]+")
 
 type Detector = Callable[[str], list[tuple[int, int]]]
+NAMES_DATA: Path | None = None  # --names-data: a gazetteer built in another environment
 
 TYPICAL_GATEWAY_STRINGS = [
     "refund.issue", "pending", "ORD-2291-77", "49.90", "EUR", "2026-03-14T10:22:31Z",
@@ -111,6 +113,8 @@ def build(approach: str) -> Detector:
     if approach in ("gazetteer", "gazetteer+spacy"):
         from traces import names
 
+        if NAMES_DATA is not None:
+            names.use_gazetteer(names.Gazetteer.load(NAMES_DATA))
         names.gazetteer()  # loaded here, so that load time is counted as such
 
         def gazetteer(text: str) -> list[tuple[int, int]]:
@@ -213,8 +217,13 @@ def main() -> int:
     parser.add_argument("--all", action="store_true", help="every approach")
     parser.add_argument("--python", default=sys.executable, help="interpreter for each run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--names-data", type=Path, help="gazetteer file (default: the one built by make install)"
+    )
     parser.add_argument("--one", choices=APPROACHES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global NAMES_DATA
+    NAMES_DATA = args.names_data
     if args.one:
         print(json.dumps(run_one(args.one, args.rounds)))
         return 0
@@ -222,7 +231,15 @@ def main() -> int:
     rows = []
     for approach in approaches:
         proc = subprocess.run(
-            [args.python, __file__, "--one", approach, "--rounds", str(args.rounds)],
+            [
+                args.python,
+                __file__,
+                "--one",
+                approach,
+                "--rounds",
+                str(args.rounds),
+                *(["--names-data", str(args.names_data)] if args.names_data else []),
+            ],
             capture_output=True,
             text=True,
             timeout=900,

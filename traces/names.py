@@ -49,7 +49,6 @@ Over-detected: brands that are a person's name ("Calvin Klein").
 from __future__ import annotations
 
 import bisect
-import os
 import re
 import sys
 import unicodedata
@@ -64,19 +63,19 @@ __all__ = [
     "Gazetteer",
     "NamesDataMissing",
     "Span",
+    "detect",
     "find_people_and_addresses",
     "gazetteer",
     "name_key",
+    "use_gazetteer",
 ]
 
 PERSON = "PERSON"
 ADDRESS = "ADDRESS"
 
-# Built by `python -m traces.names_build` (make install); LADDER_NAMES_DATA overrides it.
-DATA_PATH = Path(
-    os.environ.get("LADDER_NAMES_DATA")
-    or Path(sys.prefix) / "share" / "autonomy-ladder" / "names.tsv"
-)
+# Built by `python -m traces.names_build` (make install does it): inside the environment
+# that holds names-dataset, so the data goes wherever the locked dependencies go.
+DATA_PATH = Path(sys.prefix) / "share" / "autonomy-ladder" / "names.tsv"
 
 # A first name counts on its own (no cue) up to this rank in some country of
 # names-dataset; a surname up to this one.  Measured on tests/data/names_dev.jsonl.
@@ -125,8 +124,7 @@ class Gazetteer(NamedTuple):
         except FileNotFoundError:
             raise NamesDataMissing(
                 f"name gazetteer {path} is missing: build it with "
-                "`python -m traces.names_build` (make install does), "
-                "or point LADDER_NAMES_DATA at it"
+                "`python -m traces.names_build` (make install does)"
             ) from None
         first: list[str] = []
         surname: list[str] = []
@@ -148,11 +146,22 @@ _GAZETTEER: Gazetteer | None = None
 
 
 def gazetteer() -> Gazetteer:
-    """The process-wide gazetteer, loaded on first use (call it at startup to fail early)."""
+    """The process-wide gazetteer, loaded on first use.
+
+    Call it at startup (before gunicorn forks, so workers share the pages) to fail early
+    with `NamesDataMissing` rather than on the first request that holds a capital letter.
+    """
     global _GAZETTEER
     if _GAZETTEER is None:
         _GAZETTEER = Gazetteer.load(DATA_PATH)
     return _GAZETTEER
+
+
+def use_gazetteer(gaz: Gazetteer) -> None:
+    """Detect with this gazetteer from now on (a bench or another environment's file)."""
+    global _GAZETTEER
+    _GAZETTEER = gaz
+    _find_cached.cache_clear()
 
 
 # ------------------------------------------------------------------------ word lists
@@ -316,7 +325,10 @@ _ANY_DIGIT = re.compile(r"\d")
 
 # A word: letters, joined by single hyphens or apostrophes ("Jean-Pierre", "O'Brien").
 # A number: digits with an optional letter and "-"/"/" parts ("12a", "1-8", "1/8").
-_TOKEN = re.compile(r"[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*|\d+(?:[-/]\d+)*[^\W\d_]?(?![^\W\d_])")
+# A number glued to a word on its right ("12Hauptstraße") or to a pseudonym ("12<ADDRESS:…>")
+# is no number token at all (possessive, so it cannot shrink into one either): what a
+# redacted text looks like next to a number must not change what is found there.
+_TOKEN = re.compile(r"[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*|\d++(?:[-/]\d++)*+[^\W\d_]?+(?![^\W\d_<])")
 
 _MAX_NAME_TOKENS = 4
 _MAX_STREET_TOKENS = 5
@@ -420,9 +432,12 @@ def detect(text: str) -> list[Span]:
     return _find(text, gazetteer(), people=people, addresses=addresses)
 
 
+# (Tried only where a word starts, and possessive: a long run of capitals or spaces must
+# not be re-scanned from each of its characters.)
 _CAPITALISED_PAIR_ASCII = re.compile(
-    r"[A-Z][\w'\u2019.-]*,? +(?:(?:van|von|de|der|den|del|della|di|da|das|dos|du|la|le|ten|ter"
-    r"|bin|ibn|al|el|zu|'t) +){0,3}[A-Z]"
+    r"(?<![\w'\u2019.-])[A-Z][A-Za-z'\u2019.-]*+,? ++"
+    r"(?:(?:van|von|de|der|den|del|della|di|da|das|dos|du|la|le|ten|ter|bin|ibn|al|el|zu|'t)"
+    r" ++){0,3}[A-Z][A-Za-z]"
 )
 _WORDS = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
 
@@ -689,10 +704,12 @@ class _Scan:
         if nxt.num or nxt.low in _NOT_NAMES or nxt.low in _FUNCTION:
             return None
         # The first word must be a known name ("i am very upset", "this is Amazon" are
-        # not), unless the introduction closes right after it ("its warinder again").
+        # not), unless the introduction closes right after it ("its warinder here").
         nxt2 = toks[k + 1] if k + 1 < len(toks) and self.gap(k + 1) == " " else None
         if not (self.is_name(nxt) or (nxt.cap and nxt2 is not None and self.is_name(nxt2))):
-            if nxt2 is None or nxt2.key not in ("here", "again") or not nxt.text.isalpha():
+            # ("its broken again" is not one: a lower-case word counts before "here" only.)
+            closing = ("here", "again") if nxt.cap else ("here",)
+            if nxt2 is None or nxt2.key not in closing or not nxt.text.isalpha():
                 return None
             return self.person(k, k + 1), k + 1
         j = self.run(k, lower_ok=True)
@@ -859,7 +876,7 @@ class _Scan:
         if len(t.text) > 6:
             return None
         before = self.text[toks[i - 1].end if i else 0 : t.start]
-        if before.endswith(("#", "-", "/", ".")) or (i > 0 and before == ""):
+        if before.endswith(("#", "-", "/", ".", ">")) or (i > 0 and before == ""):
             return None
         if i + 1 >= n or self.gap(i + 1) not in (" ", ", "):
             return None
@@ -917,26 +934,28 @@ class _Scan:
         if w.num:
             return None
         after = self.text[toks[i].end : toks[i].end + 1]
-        if after.isalnum():
+        if after.isalnum() or after == "<":
             return None
         key = w.key
         if gap == ". " and not key.endswith("str"):
             return None
         if gap != ", " and (key.endswith(_STREET_SUFFIXES) and (w.cap or key in _STREET_SUFFIXES)):
             start = i - 1
-            # "Berliner Straße 12", "Van der Veenlaan 3", "Am Markt 3".
-            k = i - 1
-            while k > 0 and i - k < _MAX_STREET_TOKENS and self.gap(k) == " ":
+            # "Berliner Straße 12": a street word on its own takes the word before it.
+            if key in _STREET_SUFFIXES and start > 0 and self.gap(start) == " ":
+                p = toks[start - 1]
+                if p.cap and not p.num and p.low not in _NOT_NAMES:
+                    start -= 1
+            # "Van der Veenlaan 3", "Am Markt 3", "De Clercqstraat 5": particles before
+            # it, the first of them capitalised ("Bitte an Hauptstraße 12" is not one).
+            k = start
+            while k > 0 and start - k < 3 and self.gap(k) == " ":
                 p = toks[k - 1]
-                if p.num or (p.low in _FUNCTION and p.low not in _STREET_PARTICLES and not p.cap):
-                    break
-                if p.cap or p.key in _PARTICLES or p.key in _STREET_PARTICLES:
+                if p.key in _PARTICLES or (p.cap and p.key in _STREET_PARTICLES):
                     k -= 1
                     continue
                 break
             while k < start and not toks[k].cap:
-                k += 1
-            if k < start and (toks[k].low in _NOT_NAMES or toks[k].low in _PLACES):
                 k += 1
             start = k
             return self._addr(start, self._unit_after(i + 1))
@@ -962,8 +981,9 @@ class _Scan:
 
 
 _STREET_PARTICLES = frozenset(["am", "an", "im", "in", "auf", "zum", "zur"])
-_SIGNOFF_GAP = re.compile(r"[ \t]*[,!.:]?[ \t]*(?:\r?\n[ \t]*){0,3}")
-_CLAUSE_START = re.compile(r"[ \t]*(?:[,.!?:;\-][ \t]*|\r?\n[ \t]*)")
+# Possessive, so that a long gap that does not fit fails in one pass.
+_SIGNOFF_GAP = re.compile(r"[ \t]*+[,!.:]?[ \t]*+(?:\r?\n[ \t]*+){0,3}")
+_CLAUSE_START = re.compile(r"[ \t]*+(?:[,.!?:;\-][ \t]*+|\r?\n[ \t]*+)")
 
 
 _DETERMINERS = _words(
