@@ -329,6 +329,10 @@ _ANY_DIGIT = re.compile(r"\d")
 # is no number token at all (possessive, so it cannot shrink into one either): what a
 # redacted text looks like next to a number must not change what is found there.
 _TOKEN = re.compile(r"[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*|\d++(?:[-/]\d++)*+[^\W\d_]?+(?![^\W\d_<])")
+# The same for ASCII text, where plain ranges are matched much faster than Unicode classes.
+_TOKEN_ASCII = re.compile(
+    r"[A-Za-z]+(?:[-'][A-Za-z]+)*|[0-9]++(?:[-/][0-9]++)*+[A-Za-z]?+(?![A-Za-z<])"
+)
 
 _MAX_NAME_TOKENS = 4
 _MAX_STREET_TOKENS = 5
@@ -367,7 +371,7 @@ class _Tokens:
     __slots__ = ("built", "spans", "text", "words")
 
     def __init__(self, text: str) -> None:
-        matches = list(_TOKEN.finditer(text))
+        matches = list((_TOKEN_ASCII if text.isascii() else _TOKEN).finditer(text))
         self.text = text
         self.words = [m.group() for m in matches]
         self.spans = [m.span() for m in matches]
@@ -417,13 +421,19 @@ def detect(text: str) -> list[Span]:
     # capitalised words in a row (a name, "Surname, First", "Mr. Silva", "Dear Ana",
     # "Thanks, Ana") or a cue word for a lone or lower-case name; an address needs a
     # digit and a word that names a street type.
+    # Every rule needs a space or a line break between two words: ids, keys, statuses,
+    # dates and amounts (most strings in a gateway body) stop here.
+    if " " not in text and "\n" not in text:
+        return []
     if text.isascii():
         pair = _CAPITALISED_PAIR_ASCII.search(text) is not None
     else:
         pair = text != text.lower()  # no cheap exact check outside ASCII: scan it
     digit = _ANY_DIGIT.search(text) is not None
-    words: list[str] = _WORDS.findall(text.lower()) if digit or not pair else []
-    people = pair or not _CUE_SET.isdisjoint(words) or "--" in text or "—" in text
+    words: list[str] = []
+    if digit or not pair:
+        words = (_WORDS_ASCII if text.isascii() else _WORDS).findall(text.lower())
+    people = pair or _has_cue(words) or "--" in text or "\u2014" in text
     addresses = digit and (
         not _STREET_WORDS.isdisjoint(words) or any(w.endswith(_STREET_SUFFIXES_RAW) for w in words)
     )
@@ -434,12 +444,24 @@ def detect(text: str) -> list[Span]:
 
 # (Tried only where a word starts, and possessive: a long run of capitals or spaces must
 # not be re-scanned from each of its characters.)
+def _has_cue(words: list[str]) -> bool:
+    if _CUE_SET.isdisjoint(words):
+        return False
+    found = _CUE_SET.intersection(words)
+    # "is" and "am" are cues only in "this is", "name is" and "i am".
+    if found <= {"is", "am"}:
+        ws = set(words)
+        return ("is" in found and ("this" in ws or "name" in ws)) or ("am" in found and "i" in ws)
+    return True
+
+
 _CAPITALISED_PAIR_ASCII = re.compile(
     r"(?<![\w'\u2019.-])[A-Z][A-Za-z'\u2019.-]*+,? ++"
     r"(?:(?:van|von|de|der|den|del|della|di|da|das|dos|du|la|le|ten|ter|bin|ibn|al|el|zu|'t)"
     r" ++){0,3}[A-Z][A-Za-z]"
 )
 _WORDS = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
+_WORDS_ASCII = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
 
 def _find(text: str, gaz: Gazetteer, *, people: bool = True, addresses: bool = True) -> list[Span]:
@@ -663,11 +685,12 @@ class _Scan:
             if k >= len(toks):
                 return None
             gap = self.gap(k)
-            if not _SIGNOFF_GAP.fullmatch(gap):
+            if not _SIGNOFF_GAP.fullmatch(gap) or (" " not in gap and "\n" not in gap):
                 return None
         else:
             # "-- Ana Lima" on its own: a dash line before the name.
-            if "--" not in self.gap(i) and "—" not in self.gap(i):
+            gap = self.gap(i)
+            if ("--" not in gap and "\u2014" not in gap) or (" " not in gap and "\n" not in gap):
                 return None
             k = i
         if not toks[k].cap or toks[k].low in _NOT_NAMES:
