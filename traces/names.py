@@ -383,8 +383,18 @@ class _Tokens:
     def __getitem__(self, i: int) -> _Tok:
         tok = self.built[i]
         if tok is None:
-            start, end = self.spans[i]
-            tok = self.built[i] = _make_tok(self.words[i], start, end)
+            spans = self.spans
+            start, end = spans[i]
+            word = self.words[i]
+            if not word[0].isdigit() and (
+                (i + 1 < len(spans) and spans[i + 1][0] == end) or (i and spans[i - 1][1] == start)
+            ):
+                # A word glued to a number ("DE98", "MX3S", "C3") is part of an identifier:
+                # no rule may take it for a name, a title or a cue.
+                tok = _Tok(start, end, word, "", "", False, False, False)
+            else:
+                tok = _make_tok(word, start, end)
+            self.built[i] = tok
         return tok
 
     def range(self, i: int, j: int) -> list[_Tok]:
@@ -854,7 +864,8 @@ class _Scan:
                 j += 1
         else:
             j = self.run(i)
-        if j < i + 2:
+        # A name does not end on a particle ("IBAN DE", "Sigrun Dussen van").
+        if j < i + 2 or toks[j - 1].key in _PARTICLES:
             return None
         return self.person(i, j), j
 

@@ -240,11 +240,19 @@ def test_a_street_address_with_a_house_number_is_found(text, address):
         "Delivered to Charlotte hub on Tuesday.",
         "Our Customer Success team will follow up in August.",
         "Shelf 22, Zone North, Bay 7.",
+        "Please refund to IBAN DE98 7043 4192 5412 2482 44 within 5 days.",
+        "The Logitech MX3S mouse and the C3 cable.",
     ],
 )
 def test_non_personal_capitalised_words_are_left_alone(text):
     assert _found(text) == []
     assert _redact(text) == text
+
+
+def test_the_structured_pii_corpus_holds_no_name_or_address():
+    # Emails, phones, IBANs and cards in sentences: none of their parts is a name.
+    texts = [r["text"] for r in _load("pii_corpus.jsonl")]
+    assert [(t, _found(t)) for t in texts if _found(t)] == []
 
 
 # ---------------------------------------------------------------------- normalisation
