@@ -260,7 +260,32 @@ _FUNCTION = _words(
     still not no yes very so really please help i me my we our you your it is am are was
     were be been have has had do does did can could would will shall should may might
     must this that these those what when where who why how if then than as about
+    im i'm it's its ive i've id i'd ill i'll
     contacting writing calling back new order account card refund sorry glad happy
+    """
+)
+
+# Everyday lower-case words that names-dataset also lists as first names or surnames
+# ("happy", "way", "hope", "frank"): in lower-case text, where capitals give no evidence,
+# they are never taken for a name.
+_COMMON_WORDS = _words(
+    """
+    happy sorry glad sure fine grace hope will still great late way done good bad ok okay
+    able new just honest major lucky sunny precious blessing gift love star been ready back
+    true wrong old also well best next last first second same real free right left long
+    short big small high low close sent paid due fast slow safe clear busy nice kind dear
+    sweet cool hot cold warm young rich poor single early soon only even more most much
+    many less least own other another such both each every few some any any none one two
+    three four five ten hundred thousand day night week month year time today morning home
+    work job money cash price cost fee bill pay charge charged double twice once again
+    ever never always often usually finally actually really truly maybe perhaps please
+    thanks hello hi bye call called calling mail post page book story case issue problem
+    error order item items box parcel package delivery shipping stuck lost broken missing
+    damaged wrong changed moved living staying coming going getting waiting trying asking
+    writing looking following checking hoping wondering frustrated upset angry confused
+    worried disappointed tired back away down up out over under about around little
+    frank jade rose dawn april may june august summer winter autumn spring king queen
+    prince joy faith patience charity mercy honor honour earl duke bishop
     """
 )
 
@@ -542,7 +567,9 @@ class _Scan:
             return self.is_name(t)
         if t.cap:
             return True
-        return lower_ok and t.low not in _FUNCTION and self.is_name(t)
+        return (
+            lower_ok and t.low not in _FUNCTION and t.low not in _COMMON_WORDS and self.is_name(t)
+        )
 
     def run(
         self, i: int, lower_ok: bool = False, limit: int = _MAX_NAME_TOKENS, particle_first=False
@@ -673,7 +700,9 @@ class _Scan:
         nxt = self.toks[k]
         if nxt.low in _NOT_NAMES or nxt.key in _GREETINGS:
             return None
-        if not nxt.cap and not (self.is_first(nxt) and nxt.low not in _FUNCTION):
+        if not nxt.cap and not (
+            self.is_first(nxt) and nxt.low not in _FUNCTION and nxt.low not in _COMMON_WORDS
+        ):
             return None
         j = self.run(k, lower_ok=not nxt.cap)
         if j == k:
@@ -729,6 +758,15 @@ class _Scan:
         )
         if not ok:
             return None
+        # "its"/"im" introduce someone only at the start of a clause ("hi its ana",
+        # "Hello, im Ana"), not inside one ("a refund is on its way").
+        if (
+            t.key in ("its", "it's", "im", "i'm")
+            and i > 0
+            and not _CLAUSE_START.fullmatch(self.gap(i))
+            and toks[i - 1].key not in _GREETINGS
+        ):
+            return None
         gap = self.gap(i + 1)
         if gap not in (" ", ", "):
             return None
@@ -736,6 +774,11 @@ class _Scan:
         nxt = toks[k]
         if nxt.num or nxt.low in _NOT_NAMES or nxt.low in _FUNCTION:
             return None
+        # In lower case only a known name that is no everyday word opens a name.
+        if not nxt.cap and (nxt.low in _COMMON_WORDS or not self.is_name(nxt)):
+            nxt2 = toks[k + 1] if k + 1 < len(toks) and self.gap(k + 1) == " " else None
+            if nxt.low in _COMMON_WORDS or nxt2 is None or nxt2.key != "here":
+                return None
         # The first word must be a known name ("i am very upset", "this is Amazon" are
         # not), unless the introduction closes right after it ("its warinder here").
         nxt2 = toks[k + 1] if k + 1 < len(toks) and self.gap(k + 1) == " " else None
@@ -758,6 +801,13 @@ class _Scan:
             and _is_lower_surname(toks[j])
         ):
             j += 1
+        # A lower-case name must close the introduction ("this is giulia.", "i am ana
+        # and ...", "its ana lima here"): "this is evidence of ...", "Its evidence lives
+        # in ..." are no names.
+        if not nxt.cap and j < len(toks):
+            after = self.gap(j)
+            if after == " " and toks[j].key not in _AFTER_A_LOWER_NAME:
+                return None
         return self.person(k, j), j
 
     def before_here(self, i: int) -> tuple[Span, int] | None:
@@ -767,6 +817,8 @@ class _Scan:
             return None
         t = toks[i]
         if not self.is_first(t) or t.low in _NOT_NAMES or t.low in _FUNCTION:
+            return None
+        if not t.cap and t.low in _COMMON_WORDS:
             return None
         j = self.run(i, lower_ok=True, limit=3)
         if j == i or j >= len(toks) or toks[j].key != "here" or self.gap(j) != " ":
@@ -826,21 +878,27 @@ class _Scan:
         t = toks[i]
         if not t.cap or len(t.key) < 2 or i + 1 >= len(toks) or self.gap(i + 1) != " ":
             return None
-        if t.low in _NOT_NAMES or t.low in _PLACES or t.key in _PARTICLES:
+        if t.low in _NOT_NAMES or t.low in _PLACES or t.key in _PARTICLES or t.low in _FUNCTION:
             return None
         if i > 0 and self.gap(i) == " ":
             prev = toks[i - 1]
             # "the Calvin Klein belt", "my Samsung Galaxy": a determiner makes it a thing;
             # "Uniqlo Ultra Light Down", "Rituals Advent Calendar": so does a capitalised
             # word before it, unless that word names a role ("Customer Lara Porto").
-            if prev.key in _DETERMINERS or (prev.cap and prev.key not in _ROLES):
+            if prev.key in _DETERMINERS or (
+                prev.cap and prev.key not in _ROLES and prev.low not in _FUNCTION
+            ):
                 return None
         nxt = toks[i + 1]
         if nxt.num or len(nxt.key) < 2 or nxt.low in _NOT_NAMES or _is_title(self, i + 1):
             return None
+        if nxt.low in _FUNCTION:  # "END IF", "If Ana"
+            return None
         if not nxt.cap and nxt.key not in _PARTICLES:
             return None
         if t.caps != nxt.caps and nxt.cap:
+            return None
+        if t.caps and not self._shouted(i):
             return None
         if self.is_first(t):
             pass  # "Omar Silva", "Karsten Wieloch-Bolnbach", "DANTE CRISPI"
@@ -868,6 +926,21 @@ class _Scan:
         if j < i + 2 or toks[j - 1].key in _PARTICLES:
             return None
         return self.person(i, j), j
+
+    def _shouted(self, i: int) -> bool:
+        """Token i is in a line with no lower-case letter ("CUSTOMER NAME: OMAR SILVA").
+
+        Capitals inside a mixed-case line are acronyms, SQL or log keywords far more often
+        than a shouted name ("IS NULL", "ALTER TABLE", "LEFT JOIN"); a cue still finds a
+        shouted name there ("Dear OMAR SILVA").  Only 200 characters each way are looked
+        at, so that a long text costs no more than a short one per candidate.
+        """
+        text = self.text
+        t = self.toks[i]
+        lo = text.rfind("\n", max(0, t.start - 200), t.start) + 1 or max(0, t.start - 200)
+        hi = text.find("\n", t.end, t.end + 200)
+        line = text[lo : hi if hi != -1 else t.end + 200]
+        return line == line.upper()
 
     # -- addresses
 
@@ -1052,6 +1125,8 @@ _STREET_WORDS = (
 )
 # Street-name endings as typed: name_key forms plus their accented spellings.
 _STREET_SUFFIXES_RAW = (*_STREET_SUFFIXES, "straße", "vägen", "väg", "gränd", "třída", "náměstí")
+# What may follow a single lower-case name that closes an introduction.
+_AFTER_A_LOWER_NAME = frozenset(["here", "again", "and", "from", "speaking", "writing"])
 _STRICT_TITLES = frozenset(
     ["mr", "mrs", "ms", "dr", "sr", "sra", "srta", "herr", "frau", "mme", "mlle", "prof"]
 )
@@ -1094,6 +1169,7 @@ def _is_lower_surname(t: _Tok) -> bool:
         and len(t.text) > 1
         and t.low not in _FUNCTION
         and t.low not in _NOT_NAMES
+        and t.low not in _COMMON_WORDS
     )
 
 

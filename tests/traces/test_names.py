@@ -120,6 +120,8 @@ def test_at_least_97_percent_of_held_out_texts_without_personal_data_are_stored_
         ("Spoke with Jukka Virtanen and Søren Kierkegaard today.", "Søren Kierkegaard"),
         ("Переведено от Ивана Петрова", "Ивана Петрова"),
         ("CUSTOMER NAME: OMAR SILVA", "OMAR SILVA"),
+        ("URGENT - DANTE CRISPI WANTS A CALLBACK", "DANTE CRISPI"),
+        ("If Omar Silva calls, refund him.", "Omar Silva"),
     ],
 )
 def test_a_full_name_is_found_without_any_cue(text, name):
@@ -198,7 +200,16 @@ def test_a_lower_case_name_after_a_self_introduction_is_found(text, name):
 
 @pytest.mark.parametrize(
     "text",
-    ["i am very upset about this", "this is urgent", "its broken again", "i am here to help"],
+    [
+        "i am very upset about this",
+        "this is urgent",
+        "its broken again",
+        "i am here to help",
+        "i am happy to help",
+        "Sorry about the double charge: a refund is on its way.",
+        "One pass of an agent. Its evidence lives in its trace events.",
+        "this is evidence of fraud",
+    ],
 )
 def test_lower_case_words_after_an_introduction_cue_are_not_taken_for_names(text):
     assert _found(text) == []
@@ -242,6 +253,9 @@ def test_a_street_address_with_a_house_number_is_found(text, address):
         "Shelf 22, Zone North, Bay 7.",
         "Please refund to IBAN DE98 7043 4192 5412 2482 44 within 5 days.",
         "The Logitech MX3S mouse and the C3 cable.",
+        "SELECT id FROM runs WHERE decided_at IS NULL",
+        "ALTER TABLE traces_traceevent LEFT JOIN nothing",
+        "    IF TG_OP = 'UPDATE' THEN\n        NEW.version := 1;\n    END IF;",
     ],
 )
 def test_non_personal_capitalised_words_are_left_alone(text):
