@@ -541,6 +541,9 @@ class _Scan:
         self.toks = toks
         self.first = gaz.first
         self.surname = gaz.surname
+        # Tokens inside a street address: a name never extends into one ("Omar
+        # Hauptstraße 12"), or redacting the address would uncover the name next time.
+        self.in_address: set[int] = set()
 
     # -- helpers
 
@@ -579,7 +582,7 @@ class _Scan:
         j = i
         while j < len(toks) and j - i < limit:
             t = toks[j]
-            if j > i and (self.gap(j) != " " or _is_title(self, j)):
+            if j > i and (self.gap(j) != " " or _is_title(self, j) or j in self.in_address):
                 break
             if self.name_word(t, lower_ok):
                 j += 1
@@ -638,7 +641,7 @@ class _Scan:
         resume = 0
         for i in starts:
             w = words[i]
-            if i < resume or w[0].isdigit():
+            if i < resume or w[0].isdigit() or i in self.in_address:
                 continue
             # Each rule is tried only where its first word fits (checked on the plain word,
             # which is much cheaper than building its token).
@@ -956,6 +959,7 @@ class _Scan:
 
     def _addr(self, i: int, j: int) -> Span:
         toks = self.toks
+        self.in_address.update(range(i, j))
         raw = self.text[toks[i].start : toks[j - 1].end]
         norm = " ".join(w.key or w.text.casefold() for w in toks.range(i, j))
         return Span(toks[i].start, toks[i].start + len(raw), ADDRESS, norm)

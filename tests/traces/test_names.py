@@ -263,6 +263,15 @@ def test_non_personal_capitalised_words_are_left_alone(text):
     assert _redact(text) == text
 
 
+def test_a_name_stops_where_a_street_address_starts():
+    # Were the name dropped for overlapping the address, redacting the address would
+    # uncover it on the next pass.
+    assert _found("Omar Silva Hauptstraße 12") == [
+        (PERSON, "Omar Silva"),
+        (ADDRESS, "Hauptstraße 12"),
+    ]
+
+
 def test_the_structured_pii_corpus_holds_no_name_or_address():
     # Emails, phones, IBANs and cards in sentences: none of their parts is a name.
     texts = [r["text"] for r in _load("pii_corpus.jsonl")]
@@ -362,6 +371,7 @@ _TEXT = st.lists(
                 "rue ",
                 "<PERSON:0a1b2c3d>",
                 "<ADDRESS:deadbeef>",
+                "<PERSON:0a1b2c3d4e5f6a7b8c9d>",
                 "Hauptstraße 12",
                 "Apt 4",
                 "--\n",
