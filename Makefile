@@ -27,6 +27,7 @@ $(UV):
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --python $(PYTHON_BIN)
+	$(PY) -m traces.names_build
 	@touch $@
 
 install: $(VENV)/.installed
