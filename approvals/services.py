@@ -189,7 +189,9 @@ def review_decide(
     # screen was never recorded at view time (a form posted from elsewhere).
     review_shown_record(run=run, user=reviewer, snap=snap, digest=current, refs=ctx.refs)
     proposal = run.proposal or {}
-    redactor = redactor_for(run.workflow)
+    # What a reviewer types is the decision: structured identifiers are pseudonymised as
+    # anywhere, but a name or street address typed on purpose ("Dear Ana,") stays.
+    redactor = redactor_for(run.workflow).without_people()
     review = Review(run=run, reviewer=reviewer, seen_hash=seen_hash)
     if isinstance(decision, DraftSubmission):
         review.kind = Review.Kind.DRAFT

@@ -177,6 +177,9 @@ def _words(text: str) -> frozenset[str]:
 
 _NOT_NAMES = _words(
     """
+    samsung apple ikea google amazon paypal visa mastercard amex klarna stripe dhl ups
+    fedex usps hermes gls dpd postnl nike adidas sony philips bosch siemens xiaomi huawei
+    lenovo nokia tesla netflix spotify uber zara lego nintendo canon nikon garmin dyson
     monday tuesday wednesday thursday friday saturday sunday today tomorrow yesterday
     january february march april may june july august september october november
     december christmas easter eve new year black cyber prime plus pro max mini ultra
@@ -350,13 +353,17 @@ _ANY_DIGIT = re.compile(r"\d")
 
 # A word: letters, joined by single hyphens or apostrophes ("Jean-Pierre", "O'Brien").
 # A number: digits with an optional letter and "-"/"/" parts ("12a", "1-8", "1/8").
+# "<___>" is a masked value (traces/redaction.py masks pseudonyms and what it found
+# before calling this module): one opaque token.
 # A number glued to a word on its right ("12Hauptstraße") or to a pseudonym ("12<ADDRESS:…>")
 # is no number token at all (possessive, so it cannot shrink into one either): what a
 # redacted text looks like next to a number must not change what is found there.
-_TOKEN = re.compile(r"[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*|\d++(?:[-/]\d++)*+[^\W\d_]?+(?![^\W\d_<])")
+_TOKEN = re.compile(
+    r"<_++>|[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*|\d++(?:[-/]\d++)*+[^\W\d_]?+(?![^\W\d_<])"
+)
 # The same for ASCII text, where plain ranges are matched much faster than Unicode classes.
 _TOKEN_ASCII = re.compile(
-    r"[A-Za-z]+(?:[-'][A-Za-z]+)*|[0-9]++(?:[-/][0-9]++)*+[A-Za-z]?+(?![A-Za-z<])"
+    r"<_++>|[A-Za-z]+(?:[-'][A-Za-z]+)*|[0-9]++(?:[-/][0-9]++)*+[A-Za-z]?+(?![A-Za-z<])"
 )
 
 _MAX_NAME_TOKENS = 4
@@ -411,7 +418,12 @@ class _Tokens:
             spans = self.spans
             start, end = spans[i]
             word = self.words[i]
-            if not word[0].isdigit() and (
+            if word[0] == "<":
+                # A masked value (a pseudonym, or an email found in this very text): a
+                # word of its own that no rule takes for a name, a title or a cue, so
+                # that the words around it read as they did before it was masked.
+                tok = _Tok(start, end, word, "", "", False, False, False)
+            elif not word[0].isdigit() and (
                 (i + 1 < len(spans) and spans[i + 1][0] == end) or (i and spans[i - 1][1] == start)
             ):
                 # A word glued to a number ("DE98", "MX3S", "C3") is part of an identifier:
@@ -544,11 +556,20 @@ class _Scan:
         # Tokens inside a street address: a name never extends into one ("Omar
         # Hauptstraße 12"), or redacting the address would uncover the name next time.
         self.in_address: set[int] = set()
+        # Token index just past the last person found (people() keeps it).
+        self.resume = 0
 
     # -- helpers
 
     def gap(self, i: int) -> str:
         return self.toks.gap(i)
+
+    def _opens_sentence(self, k: int) -> bool:
+        """Token k is the first word of the text, a line or a sentence."""
+        if k == 0:
+            return True
+        gap = self.gap(k)
+        return any(mark in gap for mark in ".!?:;\n")
 
     def is_first(self, t: _Tok) -> bool:
         return t.key in self.first or (
@@ -617,6 +638,10 @@ class _Scan:
         out: list[str] = []
         k = i - 1
         while k >= 0 and len(out) < n:
+            if "<" in self.gap(k + 1):
+                # A masked value (a pseudonym) stands between: the words around it were
+                # not next to each other when it was still text, so they are not now.
+                break
             out.insert(0, self.toks[k].key)
             if k == 0 or not _is_space_gap(self.gap(k)):
                 break
@@ -638,7 +663,7 @@ class _Scan:
         if len(starts) > 1:
             starts = sorted(set(starts))
         found: list[Span] = []
-        resume = 0
+        resume = self.resume = 0
         for i in starts:
             w = words[i]
             if i < resume or w[0].isdigit() or i in self.in_address:
@@ -663,7 +688,7 @@ class _Scan:
                 span = self.before_here(i)
             if span is not None:
                 found.append(span[0])
-                resume = span[1]
+                resume = self.resume = span[1]
         return found
 
     def after_title(self, i: int) -> tuple[Span, int] | None:
@@ -889,7 +914,16 @@ class _Scan:
             # "Uniqlo Ultra Light Down", "Rituals Advent Calendar": so does a capitalised
             # word before it, unless that word names a role ("Customer Lara Porto").
             if prev.key in _DETERMINERS or (
-                prev.cap and prev.key not in _ROLES and prev.low not in _FUNCTION
+                prev.cap
+                and prev.key not in _ROLES
+                and prev.low not in _FUNCTION
+                # ...but not a name or street found just before ("Omar Silva Omar
+                # Silva": a run longer than one name; once redacted, either is a
+                # pseudonym that blocks nothing), nor a capital that only opens a sentence
+                # ("Called Ingrid Johansson back") unless it is itself a name.
+                and i != self.resume
+                and i - 1 not in self.in_address
+                and not (self._opens_sentence(i - 1) and not self.is_name(prev))
             ):
                 return None
         nxt = toks[i + 1]

@@ -104,7 +104,7 @@ import itertools
 import re
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -113,6 +113,8 @@ from phonenumbers import Leniency, PhoneMetadata, PhoneNumberFormat, PhoneNumber
 from stdnum import iban as stdnum_iban
 from stdnum import isbn as stdnum_isbn
 from stdnum import numdb
+
+from traces import names
 
 __all__ = [
     "KINDS",
@@ -134,7 +136,9 @@ PHONE = "PHONE"
 IBAN = "IBAN"
 CARD = "CARD"
 IP = "IP"
-KINDS = (EMAIL, PHONE, IBAN, CARD, IP)
+PERSON = names.PERSON
+ADDRESS = names.ADDRESS
+KINDS = (EMAIL, PHONE, IBAN, CARD, IP, PERSON, ADDRESS)
 
 # Tags are 16 hex characters (64 bits).  Tags of 8 (32 bits, before 2026-11) are still
 # recognised, so text stored with them is left alone and redaction stays idempotent.
@@ -959,9 +963,15 @@ def _structured_hits(s: str) -> list[_Hit]:
 _find_digit = _ANY_DIGIT.search
 
 
-def _needs_scan(text: str) -> bool:
-    """Whether `text` could hold anything: every detector needs an "@" or a digit."""
+def _has_at_or_digit(text: str) -> bool:
+    """Whether a structured detector could find anything: each needs an "@" or a digit."""
     return "@" in text or _find_digit(text) is not None
+
+
+def _needs_scan(text: str) -> bool:
+    """Whether `text` could hold anything: the structured detectors need an "@" or a
+    digit, a name or a street address needs two words (a space or a line break)."""
+    return "@" in text or " " in text or "\n" in text or _find_digit(text) is not None
 
 
 def _key_plan(key: str, personal_fields: frozenset[str]) -> tuple[str | None, bool]:
@@ -985,29 +995,57 @@ def _key_plans(personal_fields: frozenset[str]) -> dict[str, tuple[str | None, b
 _MEMO_MAX_LEN = 256
 
 
-def _detect(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
+def _detect(text: str, regions: tuple[str, ...], people: bool = True) -> tuple[_Hit, ...]:
     if not _needs_scan(text):
         return ()
-    return _detect_scanned(text, regions)
+    return _detect_scanned(text, regions, people)
 
 
-def _detect_scanned(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
+def _detect_scanned(text: str, regions: tuple[str, ...], people: bool = True) -> tuple[_Hit, ...]:
     """`_detect` for a text the caller has already found to need a scan."""
     if len(text) <= _MEMO_MAX_LEN and type(text) is str:
-        return _detect_memo(text, regions)
-    return _scan(text, regions)
+        return _detect_memo(text, regions, people)
+    return _scan(text, regions, people)
 
 
 @lru_cache(maxsize=8192)
-def _detect_memo(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
-    return _scan(text, regions)
+def _detect_memo(text: str, regions: tuple[str, ...], people: bool) -> tuple[_Hit, ...]:
+    return _scan(text, regions, people)
 
 
-def _scan(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
+def _scan(text: str, regions: tuple[str, ...], people: bool = True) -> tuple[_Hit, ...]:
     masked = text
     if "<" in text:
         masked = _mask(masked, (m.span() for m in PSEUDONYM_RE.finditer(text)))
     found: list[_Hit] = []
+    if _has_at_or_digit(masked):
+        masked = _scan_structured(masked, regions, found)
+    if people and (" " in masked or "\n" in masked):
+        # Names and streets last, on the text with every structured value and pseudonym
+        # masked: an email's local part is never read as a name, and spans cannot
+        # overlap. Linear (traces/names.py) and at most ~1 µs a character, so a request
+        # at the body limit costs about a second here at worst; it is not charged to the
+        # budget, which bounds the structured detectors' far larger worst case.
+        # A few rounds, as for the structured detectors: masking a name can change how
+        # the words around it read (a run of capitalised words cut short), and a second
+        # look must find what the next redaction would, or redact() is not idempotent.
+        # Bounded, so that chained text cannot buy a round per name.
+        for _ in range(_NAME_ROUNDS):
+            spans = names.find_people_and_addresses(masked)
+            if not spans:
+                break
+            found.extend((span.kind, span.start, span.end, span.normalized) for span in spans)
+            masked = _mask(masked, ((span.start, span.end) for span in spans))
+    found.sort(key=_start)
+    return tuple(found)
+
+
+_NAME_ROUNDS = 4
+
+
+def _scan_structured(masked: str, regions: tuple[str, ...], found: list[_Hit]) -> str:
+    """Rounds of the structured detectors until nothing new is found; returns the text
+    with every value found masked."""
     while True:
         # A round costs its length: what masking one value uncovers is only seen by the
         # next round, so an adversary can chain values to force many rounds.
@@ -1025,10 +1063,9 @@ def _scan(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
             break
         found.extend(structured)
         found.extend(phones)
-        if not _needs_scan(masked):
+        if not _has_at_or_digit(masked):
             break  # nothing left that another round could find
-    found.sort(key=_start)
-    return tuple(found)
+    return masked
 
 
 def _start(hit: _Hit) -> int:
@@ -1073,6 +1110,13 @@ class Redactor:
     key: bytes = field(repr=False)  # the HMAC secret must never end up in a log line
     personal_fields: frozenset[str] = frozenset()  # already casefolded by make_redactor
     phone_regions: tuple[str, ...] = ()
+    # Person names and street addresses in free text. Off for what a reviewer types: that
+    # text is the decision (a reply that greets the customer by name goes out as typed).
+    people: bool = True
+
+    def without_people(self) -> Redactor:
+        """This redactor, for text people type: structured identifiers only."""
+        return replace(self, people=False)
 
     def redact_text(
         self, text: str, found: dict[str, str] | None = None, budget: Budget | None = None
@@ -1088,7 +1132,7 @@ class Redactor:
             _BUDGET.reset(reset)
 
     def _redact_scanned(self, text: str, found: dict[str, str] | None) -> str:
-        hits = _detect_scanned(text, self.phone_regions)
+        hits = _detect_scanned(text, self.phone_regions, self.people)
         if not hits:
             return text
         budget = _BUDGET.get()
@@ -1171,7 +1215,7 @@ class Redactor:
                     # The common leaves, without a call to _walk (same outcome).
                     leaf = type(v)
                     if leaf is str:
-                        if "@" in v or _find_digit(v) is not None:
+                        if _needs_scan(v):
                             v = self._redact_scanned(v, found)
                         out[k] = v
                         continue
