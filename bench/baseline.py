@@ -68,3 +68,7 @@ urlpatterns = [
     path("bench/worker", worker),
     path("", include("ladder.urls")),
 ]
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+asgi_application = get_asgi_application()

@@ -727,8 +727,9 @@ def free_port() -> int:
 class Server:
     """gunicorn bench.baseline:application, gthread, on a free 127.0.0.1 port."""
 
-    def __init__(self, env: dict, workers: int, threads: int, app: str):
+    def __init__(self, env: dict, workers: int, threads: int, app: str, worker_class: str):
         self.env, self.workers, self.threads, self.app = env, workers, threads, app
+        self.worker_class = worker_class
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
@@ -749,11 +750,10 @@ class Server:
             "--bind",
             f"{HOST}:{self.port}",
             "--worker-class",
-            "gthread",
+            self.worker_class,
             "--workers",
             str(self.workers),
-            "--threads",
-            str(self.threads),
+            *(["--threads", str(self.threads)] if self.worker_class == "gthread" else []),
             "--timeout",
             "60",
             "--graceful-timeout",
@@ -987,6 +987,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     ap.add_argument(
+        "--worker-class", choices=["gthread", "asgi"], default="gthread", help="gunicorn worker"
+    )
+    ap.add_argument(
         "--only", choices=["gateway", "baseline"], help="run the phases of one endpoint only"
     )
     ap.add_argument(
@@ -1036,7 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"preparing {args.database_url} (migrate, seed)")
         token = prepare_database(args.database_url, env, args.keep_data)
-        server = Server(env, args.workers, args.threads, args.app)
+        server = Server(env, args.workers, args.threads, args.app, args.worker_class)
         log(f"starting gunicorn on {HOST}:{server.port} ({args.workers}x{args.threads} gthread)")
         server.start(token)
         run_nonce = f"{int(time.time())}-{os.getpid()}"
