@@ -51,7 +51,10 @@ class _Parked:
 class LongPollWorker(ThreadWorker):
     def init_process(self):
         self._local = threading.local()
-        self._parked: dict = {}  # conn -> _Parked, touched by the main thread only
+        # conn -> _Parked, touched by the main thread only: waiting, or being run again
+        # in the pool (never both, so a late wake-up cannot start a second run).
+        self._parked: dict = {}
+        self._replaying: dict = {}
         WAITS.processes = max(1, self.cfg.workers)
         super().init_process()
 
@@ -129,6 +132,7 @@ class LongPollWorker(ThreadWorker):
         if not fs.cancelled() and fs.exception() is None:
             result = fs.result()
         if isinstance(result, _Parked):
+            self._replaying.pop(conn, None)
             self._parked[conn] = result
             self.waiter.add(conn, result.hook)
             if not self.alive:
@@ -138,15 +142,16 @@ class LongPollWorker(ThreadWorker):
         super().finish_request(conn, fs)
 
     def _end_wait(self, conn) -> None:
-        parked = self._parked.pop(conn, None)
+        parked = self._parked.pop(conn, None) or self._replaying.pop(conn, None)
         if parked is not None:
             self.waiter.forget(conn)
             parked.hook.release()
 
     def _resume(self, conn) -> None:
-        parked = self._parked.get(conn)
+        parked = self._parked.pop(conn, None)
         if parked is None:
-            return
+            return  # already answered, hung up, or being run again
+        self._replaying[conn] = parked
         self.waiter.forget(conn)
         if not self.alive:
             parked.hook.deadline = time.monotonic()  # answer now
@@ -218,12 +223,14 @@ class _Waiter:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._write, b"x")
 
-    def _wake(self, conns, handler) -> None:
+    def _wake(self, entries, handler) -> None:
         with self.lock:
-            for conn in conns:
-                self.entries.pop(conn, None)
-        for conn in conns:
-            self.worker.method_queue.defer(handler, conn)
+            # Only entries still current: one replaced or forgotten meanwhile is not woken.
+            woken = [e for e in entries if self.entries.get(e.conn) is e]
+            for e in woken:
+                del self.entries[e.conn]
+        for e in woken:
+            self.worker.method_queue.defer(handler, e.conn)
 
     # -- the thread -----------------------------------------------------------------------
 
@@ -265,14 +272,14 @@ class _Waiter:
                 notified |= self._notifications()
             elif (e := by_fd.get(fd)) is not None:
                 if self._hung_up(e.conn):
-                    gone.append(e.conn)
+                    gone.append(e)
                 else:
                     e.watch_socket = False  # bytes of a next request: read after answering
         now = time.monotonic()
         due = [
-            e.conn
+            e
             for e in entries
-            if e.conn not in gone
+            if e not in gone
             and (e.run_id in notified or now >= e.deadline or now >= e.next_check)
         ]
         if gone:

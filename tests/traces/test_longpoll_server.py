@@ -179,7 +179,7 @@ def test_waiting_agents_do_not_hold_up_another_agents_submissions(l3):
             assert status == 201
         conn.close()
         # The old server held one thread per poll: these waited for the polls to end.
-        assert max(took) < 2.0, took
+        assert max(took) < 5.0, took
 
         # A decision through the reviewer's service wakes its poll at once (the fallback
         # re-check is a minute away here: only the database's notification can).
@@ -187,7 +187,7 @@ def test_waiting_agents_do_not_hold_up_another_agents_submissions(l3):
         approve(run_ids[0], reviewer)
         status, run = _read_all(polls[0])
         assert (status, run["id"], run["status"]) == (200, run_ids[0], "approved")
-        assert time.monotonic() - decided_at < 1.5
+        assert time.monotonic() - decided_at < 3.0
         # The others end at their deadline, undecided, not later.
         for sock in polls[1:]:
             status, run = _read_all(sock)
