@@ -279,8 +279,7 @@ class _Waiter:
         due = [
             e
             for e in entries
-            if e not in gone
-            and (e.run_id in notified or now >= e.deadline or now >= e.next_check)
+            if e not in gone and (e.run_id in notified or now >= e.deadline or now >= e.next_check)
         ]
         if gone:
             self._wake(gone, self.worker._hang_up)
