@@ -285,3 +285,26 @@ def _poll_until(port, token, run_id, accept, *, seconds=10):
             return answer
         assert time.monotonic() < deadline, answer
         time.sleep(0.05)
+
+
+def test_a_missed_notification_is_caught_by_the_re_check(l3):
+    workflow, reviewer = l3
+    _t, token = token_create(name="re-check", workflows=[workflow])
+    with gunicorn(threads=2, LADDER_WAIT_RECHECK_SECONDS=1) as port:
+        _, _, run = request(
+            port, "POST", "/api/v1/runs", token=token, body=submission(workflow, "m")
+        )
+        poll = _open_poll(port, token, run["id"], wait=20)
+        # As if the notification were lost: the decision is made with the trigger off.
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE traces_run DISABLE TRIGGER traces_run_status_notify")
+        try:
+            decided_at = time.monotonic()
+            approve(run["id"], reviewer)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("ALTER TABLE traces_run ENABLE TRIGGER traces_run_status_notify")
+        status, answer = _read_all(poll)
+        poll.close()
+        assert (status, answer["status"]) == (200, "approved")
+        assert time.monotonic() - decided_at < 5.0  # the re-check, long before the deadline
