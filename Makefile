@@ -31,11 +31,14 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.installed
 
+# Development mode: the embedded keys, plain http, known demo passwords (README, "Configuration").
+DEV_MODE := LADDER_DEV_MODE=1
+
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
+	$(DEV_MODE) $(PY) manage.py migrate --noinput
+	$(DEV_MODE) $(PY) manage.py seed_demo
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
-	$(PY) manage.py runserver 127.0.0.1:8000
+	$(DEV_MODE) $(PY) manage.py runserver 127.0.0.1:8000
 
 services-check: install
 	@DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) scripts/check_services.py
@@ -51,7 +54,7 @@ chromium:
 	fi
 
 test: install services-check chromium
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	$(DEV_MODE) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

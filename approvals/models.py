@@ -1,7 +1,44 @@
 from django.conf import settings
 from django.db import models
 
+from ladder.models import Workflow
 from traces.models import Run
+
+
+class Role(models.TextChoices):
+    REVIEWER = "reviewer", "Reviewer"
+    OWNER = "owner", "Owner"
+    COMPLIANCE = "compliance", "Compliance"
+    ADMIN = "admin", "Admin"
+
+
+class RoleChange(models.Model):
+    """One grant or revoke of a role on a workflow: who, whom, which role, when.
+
+    Append-only (the database refuses UPDATE and DELETE, migration 0003): the four-eyes
+    rules of promotion ask this table who held which role and who gave it to them.
+    """
+
+    class Change(models.TextChoices):
+        GRANT = "grant", "granted"
+        REVOKE = "revoke", "revoked"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="+")
+    person = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    role = models.CharField(max_length=12, choices=Role.choices)
+    change = models.CharField(max_length=6, choices=Change.choices)
+    # Null: the system (seed_demo, a management command), never a person in a browser.
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["workflow", "-at", "-id"], name="rolechange_by_workflow")]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} {self.get_change_display()} {self.role} on {self.workflow_id}"
 
 
 class Review(models.Model):

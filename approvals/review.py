@@ -1,42 +1,16 @@
 """Pure rules of a review: what the reviewer is shown, and what their edits amount to."""
 
 import difflib
-import hashlib
 from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
 from traces.chain import canonical_json
 
+# What the screen shows is built in traces.replay, which rebuilds it for examiners too.
+from traces.replay import snapshot, snapshot_hash  # noqa: F401
+
 LIGHT_EDIT_MAX = 0.2
-
-
-def snapshot(
-    *,
-    run_id: str,
-    version: int,
-    workflow: str,
-    rung: int,
-    queue: str,
-    context: dict,
-    proposal: dict | None,
-    escalation_reason: str,
-) -> dict:
-    """Everything the review screen shows that could sway a decision."""
-    return {
-        "run": run_id,
-        "version": version,
-        "workflow": workflow,
-        "rung": rung,
-        "queue": queue,
-        "context": context,
-        "proposal": proposal,
-        "escalation_reason": escalation_reason,
-    }
-
-
-def snapshot_hash(snap: dict) -> str:
-    return hashlib.sha256(canonical_json(snap).encode("utf-8")).hexdigest()
 
 
 def draft_text(params: dict, artifact: Any) -> str:

@@ -1,22 +1,21 @@
-"""Roles per workflow, held as django-guardian object permissions on the Workflow."""
+"""Roles per workflow, held as django-guardian object permissions on the Workflow.
+
+Every change goes through `role_grant` / `role_revoke`, which record it (RoleChange) and
+refuse a grant to oneself: whoever decides runs of a workflow was put there by someone else.
+"""
 
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
-from django.db import models
+from django.db import transaction
+from django.db.models import QuerySet
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, get_perms, remove_perm
 
+from approvals.models import Role, RoleChange
+from ladder.errors import BadRequest, Forbidden
 from ladder.models import Workflow
-
-
-class Role(models.TextChoices):
-    REVIEWER = "reviewer", "Reviewer"
-    OWNER = "owner", "Owner"
-    COMPLIANCE = "compliance", "Compliance"
-    ADMIN = "admin", "Admin"
-
 
 REVIEW = "ladder.review_workflow"
 OWN = "ladder.own_workflow"
@@ -30,16 +29,83 @@ PERMS_BY_ROLE: dict[str, tuple[str, ...]] = {
 }
 
 
-def role_grant(*, workflow: Workflow, user: User, role: str) -> None:
-    for perm in PERMS_BY_ROLE[role]:
+def _authorise(*, workflow: Workflow, user: User, role: str, by: User | None, grant: bool):
+    if role not in PERMS_BY_ROLE:
+        raise BadRequest(f"{role!r} is not a role", code="unknown_role")
+    if by is None:  # the system: seed_demo, management commands
+        return
+    if grant and by.pk == user.pk:
+        raise Forbidden("Nobody may grant a role to themselves.", code="self_grant")
+    if role == Role.ADMIN and not by.is_superuser:
+        raise Forbidden("Only an admin can grant or revoke the admin role.", code="admin_only")
+    if workflow.pk not in access_for(by).own:
+        raise Forbidden("Only an owner of the workflow can change its roles.", code="not_owner")
+
+
+def _held(*, workflow: Workflow, user: User) -> set[str]:
+    """The permissions granted to the person directly (not via a group or superuser status):
+    exactly the rows a grant adds and a revoke removes."""
+    ct = ContentType.objects.get_for_model(Workflow)
+    codenames = UserObjectPermission.objects.filter(
+        user=user, content_type=ct, object_pk=str(workflow.pk)
+    ).values_list("permission__codename", flat=True)
+    return {f"ladder.{codename}" for codename in codenames}
+
+
+def _lock(workflow: Workflow) -> None:
+    # Serialises role changes per workflow so the record and the permissions agree when two
+    # owners act at once. NO KEY UPDATE does not block the gateway's run inserts, whose
+    # foreign key takes KEY SHARE on the same row.
+    list(Workflow.objects.select_for_update(no_key=True).filter(pk=workflow.pk).values("pk"))
+
+
+@transaction.atomic
+def role_grant(*, workflow: Workflow, user: User, role: str, by: User | None) -> bool:
+    """Give `user` the role; `by` is who grants it (None: the system). Recorded.
+
+    Refuses a grant to oneself, the admin role from anyone but a superuser, and anyone who
+    does not own the workflow. Returns False (and records nothing) if the role was held.
+    """
+    _authorise(workflow=workflow, user=user, role=role, by=by, grant=True)
+    _lock(workflow)
+    held = _held(workflow=workflow, user=user)
+    missing = [perm for perm in PERMS_BY_ROLE[role] if perm not in held]
+    for perm in missing:
         assign_perm(perm, user, workflow)
     forget_access(user)
+    if not missing:
+        return False
+    RoleChange.objects.create(
+        workflow=workflow, person=user, role=role, change=RoleChange.Change.GRANT, by=by
+    )
+    return True
 
 
-def role_revoke(*, workflow: Workflow, user: User, role: str) -> None:
-    for perm in PERMS_BY_ROLE[role]:
+@transaction.atomic
+def role_revoke(*, workflow: Workflow, user: User, role: str, by: User | None) -> bool:
+    """Take the role from `user`; `by` is who revokes it (None: the system). Recorded.
+
+    Anyone may give up their own role. Returns False (and records nothing) if `user` held
+    none of the role's permissions.
+    """
+    _authorise(workflow=workflow, user=user, role=role, by=by, grant=False)
+    _lock(workflow)
+    held = _held(workflow=workflow, user=user)
+    present = [perm for perm in PERMS_BY_ROLE[role] if perm in held]
+    for perm in present:
         remove_perm(perm, user, workflow)
     forget_access(user)
+    if not present:
+        return False
+    RoleChange.objects.create(
+        workflow=workflow, person=user, role=role, change=RoleChange.Change.REVOKE, by=by
+    )
+    return True
+
+
+def role_changes(*, workflow: Workflow, limit: int = 50) -> QuerySet[RoleChange]:
+    """The workflow's latest role changes, newest first, with both people in one query."""
+    return RoleChange.objects.filter(workflow=workflow).select_related("person", "by")[:limit]
 
 
 def _roles(perms: set[str]) -> set[str]:

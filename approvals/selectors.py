@@ -10,7 +10,8 @@ from django.db.models import Count, Q, QuerySet
 from approvals.roles import access_for
 from ladder.errors import NotFound
 from ladder.models import ActionType, Workflow
-from traces.models import Run, RunStatus, TraceEvent
+from traces.models import Run, RunStatus
+from traces.selectors import decision_context
 
 PAGE_SIZE = 50
 
@@ -130,19 +131,9 @@ def run_for_person(*, user: User, run_id) -> Run:
 
 
 def run_context(*, run: Run) -> dict:
-    """What the agent had: input, tool calls, output — from the trace."""
-    context: dict = {"input": None, "tool_calls": [], "output": None}
-    for event in TraceEvent.objects.filter(
-        run=run, type__in=["input", "tool_call", "output"]
-    ).order_by("seq"):
-        payload = event.payload
-        if event.type == "input":
-            context["input"] = payload.get("input")
-        elif event.type == "tool_call":
-            context["tool_calls"].append(payload)
-        else:
-            context["output"] = payload.get("output")
-    return context
+    """What the agent had when the decision was (or will be) made: input, tool calls,
+    output — from the trace, as traces.replay rebuilds it."""
+    return decision_context(run_id=run.id).context
 
 
 def neighbours(*, run: Run, workflow_ids: list[int]) -> tuple[Run | None, Run | None]:

@@ -12,23 +12,25 @@ from django.db import transaction
 from approvals import review as rules
 from approvals.models import Review
 from approvals.roles import access_for
-from approvals.selectors import run_context
 from ladder.decide import validate_params
 from ladder.errors import Conflict, Forbidden, Unprocessable
 from traces.models import Run, RunStatus, TraceEvent
+from traces.replay import shown_payload
+from traces.selectors import DecisionContext, decision_context
 from traces.services import DecisionInput, EventSpec, redactor_for, run_decide, trace_append
 
 # -- what the reviewer saw ----------------------------------------------------------------
 
 
-def run_snapshot(*, run: Run) -> dict:
+def run_snapshot(*, run: Run, ctx: DecisionContext | None = None) -> dict:
+    ctx = ctx or decision_context(run_id=run.id)
     return rules.snapshot(
         run_id=str(run.id),
         version=run.version,
         workflow=run.workflow.slug,
         rung=run.rung,
         queue=run.queue,
-        context=run_context(run=run),
+        context=ctx.context,
         proposal=run.proposal,
         escalation_reason=run.escalation_reason,
     )
@@ -42,28 +44,53 @@ class OpenedReview:
 
 
 def review_open(*, run: Run, user: User) -> OpenedReview:
-    """Snapshot what is shown, put it in the trace once per (person, content), and take
-    the "open by NAME" reservation if nobody else holds it."""
-    snap = run_snapshot(run=run)
+    """Build what is shown, record it in the trace the first time this person is shown
+    this screen, and take the "open by NAME" reservation if nobody else holds it.
+
+    The first showing freezes the agent's context: from then on the gateway refuses new
+    input, tool calls and output for the run (traces.services.run_append_events)."""
+    ctx = decision_context(run_id=run.id)
+    snap = run_snapshot(run=run, ctx=ctx)
     digest = rules.snapshot_hash(snap)
     held_by = None
     if run.status == RunStatus.PENDING_REVIEW and run.workflow_id in access_for(user).review:
         held_by = reservation_take(run=run, user=user)
-        seen_key = f"shown:{run.id}:{user.pk}:{digest}"
-        if cache.add(seen_key, 1, timeout=24 * 3600):
-            with transaction.atomic():
-                locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
-                trace_append(
-                    run=locked,
-                    specs=[
-                        EventSpec(
-                            TraceEvent.Type.REVIEW_SHOWN,
-                            {"by": user.get_username(), "hash": digest, "snapshot": snap},
-                            f"user:{user.pk}",
-                        )
-                    ],
-                )
+        review_shown_record(run=run, user=user, snap=snap, digest=digest, refs=ctx.refs)
     return OpenedReview(snapshot=snap, hash=digest, held_by=held_by)
+
+
+def _hashes_shown_to(*, run_id, user: User) -> set[str]:
+    documents = TraceEvent.objects.filter(
+        run_id=run_id, type=TraceEvent.Type.REVIEW_SHOWN, actor=f"user:{user.pk}"
+    ).values_list("document", flat=True)
+    return {json.loads(doc)["payload"].get("hash") for doc in documents}
+
+
+def review_shown_record(*, run: Run, user: User, snap: dict, digest: str, refs: list[dict]) -> bool:
+    """Put "this person was shown this screen" into the trace once per (person, screen):
+    the screen's hash and references to the chain events it was built from, not a copy.
+    Returns whether an event was written. Reloading a page writes nothing."""
+    if digest in _hashes_shown_to(run_id=run.id, user=user):
+        return False
+    with transaction.atomic():
+        locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
+        # Re-checked under the lock: a second tab racing this one writes nothing, and a
+        # screen built before the run changed is not recorded (deciding on it is refused).
+        if locked.version != snap["version"] or locked.status != RunStatus.PENDING_REVIEW:
+            return False
+        if digest in _hashes_shown_to(run_id=run.id, user=user):
+            return False
+        trace_append(
+            run=locked,
+            specs=[
+                EventSpec(
+                    TraceEvent.Type.REVIEW_SHOWN,
+                    shown_payload(by=user.get_username(), snap=snap, digest=digest, refs=refs),
+                    f"user:{user.pk}",
+                )
+            ],
+        )
+    return True
 
 
 def _reservation_key(run_id) -> str:
@@ -150,12 +177,17 @@ def review_decide(
             f" ({run.get_status_display().lower()})",
             code="already_decided",
         )
-    current = rules.snapshot_hash(run_snapshot(run=run))
+    ctx = decision_context(run_id=run.id)
+    snap = run_snapshot(run=run, ctx=ctx)
+    current = rules.snapshot_hash(snap)
     if current != seen_hash or run.version != seen_version:
         raise Conflict(
             "this run changed since you opened it; reload to see the current version",
             code="stale_view",
         )
+    # What the decision is made on is in the trace before the decision, even when the
+    # screen was never recorded at view time (a form posted from elsewhere).
+    review_shown_record(run=run, user=reviewer, snap=snap, digest=current, refs=ctx.refs)
     proposal = run.proposal or {}
     redactor = redactor_for(run.workflow)
     review = Review(run=run, reviewer=reviewer, seen_hash=seen_hash)

@@ -2,8 +2,9 @@
 service, respond; htmx requests get the page's partial, plain requests the page."""
 
 import json
+import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
@@ -19,7 +20,14 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from approvals import review as rules
 from approvals import selectors, services
-from approvals.roles import Role, access_for, people_with_roles, role_grant, role_revoke
+from approvals.roles import (
+    Role,
+    access_for,
+    people_with_roles,
+    role_changes,
+    role_grant,
+    role_revoke,
+)
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from traces.models import QueueKind, RunStatus
@@ -38,8 +46,12 @@ def _parse_after(raw: str):
         return None
     try:
         at, run_id = raw.rsplit("_", 1)
-        return datetime.fromisoformat(at), uuid.UUID(run_id)
-    except ValueError:
+        when = datetime.fromisoformat(at)
+        # In UTC, as the cursor was written: PostgreSQL refuses offsets past ±15:59, and
+        # 9999-12-31T23:59-23:59 is past the last datetime (OverflowError).
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        return when, uuid.UUID(run_id)
+    except (ValueError, OverflowError):
         return None
 
 
@@ -228,6 +240,8 @@ def _form_params(request: HttpRequest, original: dict) -> dict:
                 number = Decimal(raw)
             except InvalidOperation:
                 raise LadderError(f"'{key}' must be a number", code="invalid_params") from None
+            if not number.is_finite() or math.isinf(float(number)):  # "1e400" too
+                raise LadderError(f"'{key}' must be a finite number", code="invalid_params")
             params[key] = (
                 int(number) if isinstance(value, int) and number == int(number) else float(number)
             )
@@ -342,17 +356,22 @@ def workflow_roles(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST":
         username = request.POST.get("username", "").strip()
         role = request.POST.get("role", "")
+        revoke = request.POST.get("action") == "revoke"
         user = User.objects.filter(username=username).first()
         if user is None or role not in Role.values:
             messages.error(request, "Choose an existing person and a role.")
-        elif role == Role.ADMIN and not request.user.is_superuser:
-            messages.error(request, "Only an admin can grant the admin role.")
-        elif request.POST.get("action") == "revoke":
-            role_revoke(workflow=workflow, user=user, role=role)
-            messages.success(request, f"{username} is no longer {role} of {workflow.slug}.")
+            return redirect("workflow-roles", slug=slug)
+        change = role_revoke if revoke else role_grant
+        try:
+            changed = change(workflow=workflow, user=user, role=role, by=request.user)
+        except LadderError as exc:
+            messages.error(request, exc.message)
         else:
-            role_grant(workflow=workflow, user=user, role=role)
-            messages.success(request, f"{username} is now {role} of {workflow.slug}.")
+            if revoke:
+                done = "is no longer" if changed else "was not"
+            else:
+                done = "is now" if changed else "already was"
+            messages.success(request, f"{username} {done} {role} of {workflow.slug}.")
         return redirect("workflow-roles", slug=slug)
     holders = people_with_roles(workflow=workflow)
     return render(
@@ -365,6 +384,7 @@ def workflow_roles(request: HttpRequest, slug: str) -> HttpResponse:
                 for u, r in sorted(holders.items(), key=lambda item: item[0].username)
             ],
             "roles": Role.choices,
+            "changes": role_changes(workflow=workflow),
             "usernames": list(
                 User.objects.filter(is_active=True)
                 .order_by("username")

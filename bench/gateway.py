@@ -626,6 +626,8 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
             # and each replacement pays a connect and re-prepares its statements.
             "DB_CONN_MAX_AGE": "3600",
             "DJANGO_SETTINGS_MODULE": "ladder.settings",
+            # Plain http on loopback and the embedded keys; nothing measured depends on it.
+            "LADDER_DEV_MODE": "1",
             # One token drives every client: lift its per-token limits (the bucket is still
             # consulted on every request, so its cost is in the figures).
             "LADDER_RATE_LIMIT_PER_SECOND": "1000000",

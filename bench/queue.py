@@ -27,6 +27,7 @@ DB = "ladder_bench_queue"
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB}"
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ladder.settings")
+os.environ.setdefault("LADDER_DEV_MODE", "1")  # plain http, the embedded keys
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
 
 import psycopg  # noqa: E402
@@ -67,7 +68,7 @@ def seed(n: int) -> None:
                 "param_schema": {"amount": {"type": "number", "required": True}},
             },
         )
-        role_grant(workflow=wf, user=reviewer, role="reviewer")
+        role_grant(workflow=wf, user=reviewer, role="reviewer", by=None)
         flows.append((wf.id, at.id, rung, queue, i))
     # A reviewer who is not on these workflows and lots of other traffic: decided runs.
     with connection.cursor() as cur:

@@ -98,16 +98,53 @@ def _decimal(raw) -> Decimal | None:
     return value if value.is_finite() else None
 
 
+# The run row keeps the value as numeric(18, 4) (traces.Run.value): 14 digits before the
+# point, 4 after. A value it cannot hold exactly is refused here, naming the param, rather
+# than failing in the database or being rounded: a cap judged on a rounded value could let
+# 100.00004 pass a cap of 100.
+VALUE_INTEGER_DIGITS = 14
+VALUE_DECIMAL_PLACES = 4
+_VALUE_LIMIT = Decimal(10) ** VALUE_INTEGER_DIGITS
+_VALUE_QUANTUM = Decimal(1).scaleb(-VALUE_DECIMAL_PLACES)
+
+
+def _value_problem(raw) -> tuple[Decimal | None, str]:
+    """(the value, "") or (None, what is wrong with it)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return None, "must be a number or a decimal string"
+    try:
+        value = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):  # ValueError: an int too long to print
+        return None, "must be a number or a decimal string"
+    if not value.is_finite():
+        return None, "must be a finite number"
+    # copy_abs, not abs(): it ignores the context, which overflows on "1e999999999".
+    if value.copy_abs() >= _VALUE_LIMIT:
+        return None, f"must be below {_VALUE_LIMIT:,} in absolute value"
+    if value != value.quantize(_VALUE_QUANTUM):
+        return None, f"may have at most {VALUE_DECIMAL_PLACES} decimal places"
+    return value, ""
+
+
 def proposal_value(rules: ActionRules, params: dict) -> tuple[Decimal | None, str]:
-    """The value that matters for caps and for the reviewer (e.g. 120.00 EUR)."""
+    """The value that matters for caps and for the reviewer (e.g. 120.00 EUR).
+
+    A value param that is present must be a number the run row can hold exactly; anything
+    else is a 422 naming it (`proposal.params.amount: ...`).
+    """
     if not rules.value_param:
         return None, ""
     raw = params.get(rules.value_param)
-    if isinstance(raw, bool) or raw is None:
+    if raw is None:
         return None, ""
-    value = _decimal(raw)
-    if value is None:
-        return None, ""
+    value, problem = _value_problem(raw)
+    if problem:
+        field_name = f"proposal.params.{rules.value_param}"
+        raise Unprocessable(
+            f"{field_name}: {problem}",
+            code="invalid_params",
+            details={"field": field_name, "problem": problem},
+        )
     currency = params.get(rules.currency_param, "") if rules.currency_param else ""
     return value, currency if isinstance(currency, str) else ""
 

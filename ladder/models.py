@@ -10,6 +10,11 @@ action_name_validator = RegexValidator(
 )
 
 
+def linkage_domain(*, workflow_id: int, group: str) -> str:
+    """The pseudonym linkage domain of a workflow (see Workflow.linkage_group)."""
+    return f"group:{group}" if group else f"workflow:{workflow_id}"
+
+
 class Workflow(models.Model):
     """The unit of autonomy: every run belongs to one, and its rung decides what happens."""
 
@@ -25,6 +30,13 @@ class Workflow(models.Model):
     # Keys anywhere in a payload whose values are personal data (names, addresses...):
     # the gateway pseudonymises them whatever they contain.
     personal_fields = models.JSONField(default=list, blank=True)
+    # Where pseudonyms link: the same person gets the same pseudonym only within one
+    # linkage domain, keyed by its own HMAC key derived from LADDER_PSEUDONYM_KEY. Blank:
+    # this workflow alone (by its id, so a renamed slug keeps its links). Workflows that
+    # name the same group share one key, so their evidence about a person links.
+    linkage_group = models.CharField(
+        max_length=80, blank=True, default="", db_default="", validators=[slug_validator]
+    )
     gate_thresholds = models.JSONField(default=dict, blank=True)
     # Bumped by database triggers on every change to this row or to its action types
     # (migration 0002), whoever writes it. The gateway keeps the rules in memory and its
@@ -46,6 +58,10 @@ class Workflow(models.Model):
     @property
     def rung_label(self) -> str:
         return f"L{self.rung}"
+
+    @property
+    def linkage_domain(self) -> str:
+        return linkage_domain(workflow_id=self.pk, group=self.linkage_group)
 
 
 class ActionType(models.Model):

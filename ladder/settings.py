@@ -1,8 +1,10 @@
 """One settings module; every knob comes from the environment (see .env.example)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 from ladder.env import env_bool, env_int, env_list, env_str
@@ -10,17 +12,43 @@ from ladder.env import env_bool, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", default=False)
+
+# -- Keys and development mode (security review, finding 7) ------------------------------
+# LADDER_DEV_MODE=1 is what `make run` and `make test` set: the embedded development keys,
+# plain http, known demo passwords. Anything else is a deployment, and a deployment does
+# not start on a key that anyone can read in this file.
+LADDER_DEV_MODE = env_bool("LADDER_DEV_MODE", default=False)
 _INSECURE_DEV_KEY = "insecure-dev-key-only-for-make-run"
-SECRET_KEY = env_str("SECRET_KEY", _INSECURE_DEV_KEY)
+SECRET_KEY = env_str("SECRET_KEY", _INSECURE_DEV_KEY if LADDER_DEV_MODE else "")
 # Pseudonyms are HMAC-SHA256 keyed by this secret: the same person links across runs
 # without being readable. Rotating it breaks that linkage, so it is kept apart from SECRET_KEY.
 _INSECURE_PSEUDONYM_KEY = "insecure-dev-pseudonym-key"
-LADDER_PSEUDONYM_KEY = env_str("LADDER_PSEUDONYM_KEY", _INSECURE_PSEUDONYM_KEY)
+LADDER_PSEUDONYM_KEY = env_str(
+    "LADDER_PSEUDONYM_KEY", _INSECURE_PSEUDONYM_KEY if LADDER_DEV_MODE else ""
+)
+_MIN_KEY_CHARS = 32
+if not LADDER_DEV_MODE:
+    _weak = [
+        name
+        for name, value, dev in (
+            ("SECRET_KEY", SECRET_KEY, _INSECURE_DEV_KEY),
+            ("LADDER_PSEUDONYM_KEY", LADDER_PSEUDONYM_KEY, _INSECURE_PSEUDONYM_KEY),
+        )
+        if len(value) < _MIN_KEY_CHARS or value == dev
+    ]
+    if _weak:
+        raise ImproperlyConfigured(
+            f"{' and '.join(_weak)} must be set to a random secret of at least "
+            f"{_MIN_KEY_CHARS} characters (not the development default). Generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`. "
+            "For a local try-out on the development keys, set LADDER_DEV_MODE=1 "
+            "(what `make run` does)."
+        )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "ladder.adminsite.SuperuserAdminConfig",  # django.contrib.admin, superusers only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,6 +67,11 @@ MIDDLEWARE = [
     # Serves static/ from the app itself, so `make run` (DEBUG off) and gunicorn need no
     # separate web server for CSS and JS.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Security review, findings 9 and 10 (ladder/middleware.py): after WhiteNoise, so
+    # static files keep their caching; no-store outermost, so converted errors get it too.
+    "ladder.middleware.no_store",
+    "ladder.middleware.api_errors_as_json",
+    "ladder.middleware.refuse_nul",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -137,6 +170,22 @@ LADDER_PHONE_REGIONS = env_list("LADDER_PHONE_REGIONS", ["US", "GB", "DE", "FR",
 # How long "open by NAME" holds a run for one reviewer.
 LADDER_RESERVATION_SECONDS = env_int("LADDER_RESERVATION_SECONDS", 300)
 
+# -- bounds on one run's trace (security review, finding 5) ---------------------------
+# What agents may add to one run: events and stored bytes of canonical JSON. A
+# submission at the body limit fits, with room for events appended later.
+LADDER_MAX_RUN_EVENTS = env_int("LADDER_MAX_RUN_EVENTS", 1000)
+LADDER_MAX_RUN_TRACE_BYTES = env_int("LADDER_MAX_RUN_TRACE_BYTES", 2 * 1024 * 1024)
+# -- Security review findings 1 and 6: what one agent request may make the redactor do.
+# The most distinct personal values (emails, phones, IBANs, cards, IPs, declared fields)
+# one request may carry, and the redaction work one request may cost (units of about a
+# microsecond, traces/redaction.py; a typical run costs ~100-300). Over either: 422,
+# nothing stored.
+LADDER_MAX_PERSONAL_VALUES = env_int("LADDER_MAX_PERSONAL_VALUES", 200)
+LADDER_REDACTION_BUDGET = env_int("LADDER_REDACTION_BUDGET", 200_000)
+for _name in ("LADDER_MAX_PERSONAL_VALUES", "LADDER_REDACTION_BUDGET"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -156,7 +205,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF],
-    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],  # swagger-ui sets inline styles
+    # No 'unsafe-inline' (security review, finding 10): no page of ours has inline
+    # styles, and htmx's indicator <style> is off (templates/base.html, htmx-config).
+    "style-src": [CSP.SELF],
     "img-src": [CSP.SELF, "data:"],
     "object-src": [CSP.NONE],
     "base-uri": [CSP.NONE],
@@ -169,9 +220,73 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
+# -- HTTPS (security review, finding 7) ---------------------------------------------------
+# A deployment is HTTPS only by default: secure cookies, a redirect from http, and HSTS for
+# a year. Development mode keeps plain http on loopback working. Behind a proxy that ends
+# TLS, SECURE_PROXY_SSL_HEADER names the header it sets (HTTP_X_FORWARDED_PROTO), and the
+# proxy must overwrite that header on every request, or a client could claim https.
+_HTTPS = not LADDER_DEV_MODE
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", default=_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", default=_HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=_HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if _HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_HTTPS)
+# The preload token alone enrols nobody: a domain enters browsers' lists only when its owner
+# submits it. SECURE_HSTS_PRELOAD=0 for a domain that must never be submitted.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=_HTTPS)
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if len(_proxy_ssl_header) > 2 or (
+    _proxy_ssl_header and not _proxy_ssl_header[0].startswith("HTTP_")
+):
+    raise ImproperlyConfigured(
+        f"SECURE_PROXY_SSL_HEADER={','.join(_proxy_ssl_header)!r}: give the request.META name "
+        "of the proxy's header and optionally its https value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = (
+    (_proxy_ssl_header[0], _proxy_ssl_header[1] if len(_proxy_ssl_header) == 2 else "https")
+    if _proxy_ssl_header
+    else None
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
 }
+
+# -- Login (security review, finding 8) ---------------------------------------------------
+# django-axes counts failed sign-ins (the login page and /admin/login/ alike) per name and
+# per address: either one reaching LADDER_LOGIN_FAILURE_LIMIT within the cool-off refuses
+# every sign-in for it, right password or not, until LADDER_LOGIN_COOLOFF_MINUTES pass since
+# the last failure. Counts live in the database, so every server process shares them.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # turns a lockout into the 429 page
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", *AUTHENTICATION_BACKENDS]
+AXES_FAILURE_LIMIT = env_int("LADDER_LOGIN_FAILURE_LIMIT", 5)
+_cooloff_minutes = env_int("LADDER_LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
+if AXES_FAILURE_LIMIT < 1 or _cooloff_minutes < 1:
+    raise ImproperlyConfigured(
+        "LADDER_LOGIN_FAILURE_LIMIT and LADDER_LOGIN_COOLOFF_MINUTES must be at least 1"
+    )
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A success does not wipe the counts: it would wipe them for the whole address, and anyone
+# with an account of their own could then keep guessing someone else's password.
+AXES_RESET_ON_SUCCESS = False
+# Attempts refused during a lockout are not counted: the lockout ends when announced, and
+# a flood of refused attempts writes nothing.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "ladder.login.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "ladder.login.client_address"
+# Behind a reverse proxy REMOTE_ADDR is the proxy: name the request.META key of the header
+# it sets to the client's address (HTTP_X_REAL_IP), or every client shares one count.
+LADDER_CLIENT_IP_HEADER = env_str("LADDER_CLIENT_IP_HEADER", "")
+AXES_DISABLE_ACCESS_LOG = True  # no record of every successful sign-in's address
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]

@@ -35,9 +35,10 @@ class PendingDecision:
         self.run = run
         self.proposal = dict(proposal)
         self.decision: Decision | None = None
-        # What the gateway pseudonymised in our own submission: decided params come back
-        # with `<EMAIL:…>` tokens, and this turns them into the real values again, here in
-        # the agent's process only.
+        # What the gateway pseudonymised in our own proposal (params, alternatives,
+        # artifact): decided params come back with `<EMAIL:…>` tokens, and this turns them
+        # into the real values again, here in the agent's process only. Empty for a run
+        # that cannot be decided (recorded): the gateway then sends none.
         self.pseudonyms: dict[str, Any] = dict(run.raw.get("pseudonyms") or {})
 
     def __repr__(self) -> str:
@@ -120,7 +121,9 @@ class AgentRun:
     Use it as a context manager (`client.run(...)`). Record what the agent did with
     `tool_call`/`tool` and `output`, then either `propose(...)` an action (which submits
     the whole run and returns a `PendingDecision`) or `record()` it without one (L0).
-    After submission, further tool calls and outputs are appended to the run's trace.
+    After submission, further tool calls and outputs are appended to the run's trace:
+    before the decision as context (refused once a reviewer was shown the run), after an
+    approval as execution-phase events.
 
     Leaving the block:
 
@@ -229,7 +232,7 @@ class AgentRun:
         if self.info is None:
             self.tool_calls.append(call)
         else:
-            self.client.append_events(self.info.id, [{"type": "tool_call", **call}])
+            self.client.append_events(self.info.id, [self._after_submit("tool_call", call)])
         return result
 
     @overload
@@ -284,8 +287,20 @@ class AgentRun:
         if self.info is None:
             self.output_value = jsonable(value)
         else:
-            self.client.append_events(self.info.id, [{"type": "output", "output": value}])
+            self.client.append_events(
+                self.info.id, [self._after_submit("output", {"output": value})]
+            )
         return value
+
+    def _after_submit(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """An event sent after submitting. Once the decision is known, what the agent
+        records is about carrying out the decided action: the gateway takes it as
+        `"phase": "execution"` and keeps the context the decision was made on intact
+        (before the decision, a reviewer who was already shown the run freezes it too)."""
+        event = {"type": kind, **body}
+        if self.decision is not None and self.decision.approved:
+            event["phase"] = "execution"
+        return event
 
     def discard(self) -> None:
         """Leave the block without submitting anything."""
@@ -399,7 +414,8 @@ def _call_arguments(
     return arguments
 
 
-_TOKEN = re.compile(r"<[A-Z][A-Z0-9_]*:[0-9a-f]{8}>")
+# The gateway's pseudonyms: 16 hex characters since 2026-11, 8 before (both still seen).
+_TOKEN = re.compile(r"<[A-Z][A-Z0-9_]*:(?:[0-9a-f]{16}|[0-9a-f]{8})>")
 
 
 def restore(value: Any, pseudonyms: Mapping[str, Any]) -> Any:

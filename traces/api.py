@@ -6,8 +6,8 @@ source, with far less per-request overhead than DRF's serializers on the hot pat
 
 import logging
 import math
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -18,7 +18,7 @@ from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from ladder.errors import Forbidden, LadderError, NotFound
@@ -29,7 +29,7 @@ from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run
-from traces.selectors import run_replay
+from traces.selectors import run_replay_for_agent
 
 log = logging.getLogger(__name__)
 
@@ -417,9 +417,10 @@ def record_outcome(request, run_id: str, payload: OutcomeIn):
 
 @api.get("/runs/{run_id}/replay", response={200: dict, **ERRORS}, tags=["runs"])
 def replay_run(request, run_id: str):
-    """The run rebuilt from its trace events alone, with `complete` and `verified`."""
+    """The run rebuilt from its trace events alone, with `complete` and `verified`;
+    reviewers appear as "reviewer", never by name (the people's replay page names them)."""
     run = services.run_for_agent(auth=request.auth, run_id=run_id)
-    return run_replay(run=run)
+    return run_replay_for_agent(run=run)
 
 
 # -- workflows --------------------------------------------------------------------------
@@ -463,11 +464,24 @@ def get_workflow(request, slug: str):
     }
 
 
+def _storable_time(at: datetime) -> datetime:
+    """`at` in UTC, if PostgreSQL can store it and Python can read it back: an offset
+    past ±15:59 was a 500, and 0001-01-01T00:00+14:00 (a year before 1 in UTC) stored a
+    point no query could read."""
+    try:
+        utc = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not 1 < utc.year < 9999:
+        raise ValueError("must fall between the years 2 and 9998 in UTC")
+    return utc
+
+
 class MetricPointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metric: str = Field(..., min_length=1, max_length=100)
     value: float = Field(..., allow_inf_nan=False)
-    at: datetime
+    at: Annotated[datetime, AfterValidator(_storable_time)]
 
 
 class MetricsIn(BaseModel):

@@ -28,6 +28,7 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from ladder.decide import ActionRules, WorkflowRules
+from ladder.models import linkage_domain
 from traces.auth import AgentAuth
 from traces.models import Run, TraceEvent
 
@@ -135,6 +136,7 @@ class WorkflowRow:
     rung: int
     rules_version: int
     personal_fields: tuple[str, ...]
+    linkage: str  # the pseudonym linkage domain (ladder.models.linkage_domain)
     rules: WorkflowRules
     action_ids: dict[str, int]
 
@@ -150,8 +152,8 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         return known
     with _prepared_cursor() as cur:
         cur.execute(
-            "SELECT w.id, w.rung, w.personal_fields, w.rules_version, a.id, a.name, "
-            "a.param_schema, "
+            "SELECT w.id, w.rung, w.personal_fields, w.rules_version, w.linkage_group, "
+            "a.id, a.name, a.param_schema, "
             "a.value_param, a.currency_param FROM ladder_workflow w "
             "LEFT JOIN ladder_actiontype a ON a.workflow_id = w.id WHERE w.slug = %s",
             [slug],
@@ -161,7 +163,8 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
     if not rows:
         WORKFLOWS.drop(slug)
         return None
-    wf_id, rung, personal, version = rows[0][0], rows[0][1], _json(rows[0][2]) or [], rows[0][3]
+    wf_id, rung, personal, version, group = rows[0][:5]
+    personal = _json(personal) or []
     actions, ids = {}, {}
     for *_, action_id, name, schema, value_param, currency_param in rows:
         if action_id is None:
@@ -179,6 +182,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         rung=rung,
         rules_version=version,
         personal_fields=tuple(sorted(personal)),
+        linkage=linkage_domain(workflow_id=wf_id, group=group),
         rules=WorkflowRules(slug=slug, rung=rung, actions=actions),
         action_ids=ids,
     )

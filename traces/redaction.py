@@ -5,10 +5,18 @@ testable in isolation.
 
 Why these choices
 -----------------
-* Every value is replaced by ``<KIND:8 hex>``, the first 8 hex characters of
+* Every value is replaced by ``<KIND:16 hex>``, the first 16 hex characters (64 bits) of
   ``HMAC-SHA256(key, "KIND:normalized")``.  A keyed HMAC (not a plain hash) means nobody
   without the secret can confirm a guess ("is this alice@example.com?"), while the same
-  customer still links across runs.  Values are normalised first so that different
+  customer still links across runs.  64 bits because two different people must not share
+  a pseudonym by chance (that would silently merge their evidence): with 32 bits that
+  happens more often than not among 100,000 customers, with 64 bits the chance at that
+  size is about 3 in 10^10.  Tags of 8 hex (before 2026-11) are still recognised, so
+  stored text that carries them is left alone.  The key is per linkage domain
+  (``linkage_key``: the
+  gateway derives one per workflow, or per group of workflows meant to link, from its
+  master key), so the same person links only inside that domain.  Values are
+  normalised first so that different
   spellings of one identity link too: emails lower-cased, phones in E.164, IBANs compact
   upper-case, cards digits only, IPs in ``ipaddress`` compressed form, declared fields
   ``str(value).strip().casefold()``.
@@ -41,6 +49,20 @@ Why these choices
   and what a dict key declares.  All are pure functions of their arguments, so the memos
   never change a result; a round of detection is only repeated while a digit or "@" is
   left unmasked.
+* Linear work, bounded per request.  Every detector does work linear in its input: the
+  email scan looks at most 64 characters left and 256 right of each "@"; an IBAN-shaped
+  run validates only the cut of its country's length; card runs are listed once per
+  group that can start one (at most 19 digits each), kept longest-first through a mask
+  of taken characters; a phone candidate longer than 64 characters (a list of numbers,
+  not one number) is checked run of groups by run of groups (7 to 20 digits each),
+  never handed to phonenumbers whole; overlaps are resolved without comparing every
+  pair.  What remains is a constant per character, but a large one for the worst
+  shapes (about 250 units a character for 1-digit groups that many regions could read
+  as phones), and masking one value can uncover the next, one detection round each.  So
+  a ``Budget`` caps each request: units of work (about a microsecond each; every
+  detector charges what it does, on memo misses only) and distinct personal values.
+  Past either, redaction raises ``RedactionRefused`` and the caller stores nothing:
+  refusing is the only outcome that neither stores PII in clear nor spends unbounded CPU.
 * Idempotence: existing pseudonyms are masked before detection, and detection repeats on
   the masked text until nothing new is found.  Masks look like pseudonyms (``<___>``), so a
   second run over redacted output sees exactly what the last round saw and finds nothing:
@@ -63,7 +85,9 @@ Decisions worth knowing
 
 Not detected: names, postal addresses and other free-text identifiers (declare them as
 personal fields), national phone formats of regions that are not configured, phone
-numbers whose digits are glued to letters (``tel4930123456``), cards outside the 2-6
+numbers whose digits are glued to letters (``tel4930123456``), a phone number followed
+by more digit groups in a candidate of 64 characters or less (``+49 30 12345678
+2345678``: phonenumbers reads the whole run, which is no number), cards outside the 2-6
 issuer range or written with separators other than single spaces/dashes, IBANs split
 other than in groups of four, obfuscated emails (``alice at example dot com``).
 Over-detected: in regions without a required trunk prefix (US, ES, IT, …) a bare id that
@@ -72,11 +96,13 @@ is also a valid national number (``4155552671``, ``612345678``) is redacted as a
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import ipaddress
 import itertools
 import re
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -86,14 +112,19 @@ import phonenumbers
 from phonenumbers import Leniency, PhoneMetadata, PhoneNumberFormat, PhoneNumberMatcher
 from stdnum import iban as stdnum_iban
 from stdnum import isbn as stdnum_isbn
-from stdnum import luhn as stdnum_luhn
+from stdnum import numdb
 
 __all__ = [
     "KINDS",
     "PSEUDONYM_RE",
+    "Budget",
     "PiiMatch",
+    "RedactionRefused",
     "Redactor",
+    "TooManyPersonalValues",
+    "TooMuchWork",
     "find_pii",
+    "linkage_key",
     "make_redactor",
     "pseudonym",
 ]
@@ -105,7 +136,10 @@ CARD = "CARD"
 IP = "IP"
 KINDS = (EMAIL, PHONE, IBAN, CARD, IP)
 
-PSEUDONYM_RE = re.compile(r"<([A-Z0-9_]+):([0-9a-f]{8})>")
+# Tags are 16 hex characters (64 bits).  Tags of 8 (32 bits, before 2026-11) are still
+# recognised, so text stored with them is left alone and redaction stays idempotent.
+TAG_HEX = 16
+PSEUDONYM_RE = re.compile(r"<([A-Z0-9_]+):([0-9a-f]{16}|[0-9a-f]{8})>")
 
 
 class PiiMatch(NamedTuple):
@@ -121,10 +155,20 @@ type _Hit = tuple[str, int, int, str]
 
 def pseudonym(key: bytes, kind: str, normalized: str) -> str:
     digest = hmac.new(key, f"{kind}:{normalized}".encode(), hashlib.sha256).hexdigest()
-    return f"<{kind}:{digest[:8]}>"
+    return f"<{kind}:{digest[:TAG_HEX]}>"
 
 
-@lru_cache(maxsize=16)
+def linkage_key(master: str | bytes, domain: str) -> bytes:
+    """The pseudonym key of one linkage domain: HMAC-SHA256(master, "linkage:" + domain).
+
+    Values link (get the same pseudonym) only inside one domain; the master key never
+    keys a pseudonym itself, and one domain's key tells nothing about another's.
+    """
+    secret = master.encode() if isinstance(master, str) else bytes(master)
+    return hmac.new(secret, f"linkage:{domain}".encode(), hashlib.sha256).digest()
+
+
+@lru_cache(maxsize=256)
 def _keyed_hmac(key: bytes) -> hmac.HMAC:
     return hmac.new(key, digestmod=hashlib.sha256)
 
@@ -135,7 +179,85 @@ def _token(key: bytes, kind: str, normalized: str) -> str:
     miss computed from a copy of the keyed HMAC instead of keying a new one."""
     mac = _keyed_hmac(key).copy()
     mac.update(f"{kind}:{normalized}".encode())
-    return f"<{kind}:{mac.hexdigest()[:8]}>"
+    return f"<{kind}:{mac.hexdigest()[:TAG_HEX]}>"
+
+
+# ------------------------------------------------------------------------------ budget
+
+
+class RedactionRefused(ValueError):
+    """A body this redactor will not store: nothing of it may be kept."""
+
+    code = "redaction_refused"
+
+
+class TooManyPersonalValues(RedactionRefused):
+    code = "too_many_personal_values"
+
+
+class TooMuchWork(RedactionRefused):
+    code = "redaction_budget_exceeded"
+
+
+# One unit of work is roughly a microsecond of CPU on the 2-core machine of bench/README.md
+# (bench/redaction.py prints the ratio per input shape).  Each detector charges what it
+# does: every 16 characters of a detection round 1, a candidate address, IBAN shape,
+# card start, Luhn or numbering-plan check 2 (with its bookkeeping), an IBAN
+# validation 4, a call to phonenumbers' matcher 80.  Every detector is linear in its
+# input, so this is a constant-factor wall, not the fix: it caps what one body may cost,
+# whatever its shape.
+WORK_PER_SCANNED_CHARS = 16
+WORK_CHECK = 2
+WORK_IBAN = 4
+WORK_MATCHER = 80
+
+
+class Budget:
+    """What one request may make the redactor do: at most `max_values` distinct personal
+    values and `max_work` units of work (see above).  One per request; not shared
+    between threads.  Exceeding either raises a RedactionRefused subclass, and the caller
+    then stores nothing."""
+
+    __slots__ = ("max_values", "max_work", "values", "work")
+
+    def __init__(self, *, max_values: int | None = None, max_work: int | None = None) -> None:
+        self.max_values = max_values
+        self.max_work = max_work
+        self.values: set[str] = set()
+        self.work = 0
+
+    def spend(self, units: int) -> None:
+        self.work += units
+        if self.max_work is not None and self.work > self.max_work:
+            raise TooMuchWork(
+                "this request holds too much digit- or address-shaped text to redact "
+                f"(over a budget of {self.max_work:,} units); send it in smaller parts"
+            )
+
+    def value(self, token: str) -> None:
+        values = self.values
+        if token not in values:
+            values.add(token)
+            if self.max_values is not None and len(values) > self.max_values:
+                raise TooManyPersonalValues(
+                    f"this request carries more than {self.max_values} distinct personal "
+                    "values (emails, phone numbers, IBANs, cards, IP addresses, declared "
+                    "fields); send fewer per request"
+                )
+
+
+# The budget of the redaction under way in this thread (or task), if any: the detectors
+# are memoised pure functions, so it cannot travel as an argument.  Work is only charged
+# on memo misses, which is the work actually done.
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(
+    "redaction_budget", default=None
+)
+
+
+def _spend(units: int) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.spend(units)
 
 
 # --------------------------------------------------------------------------- detectors
@@ -163,6 +285,8 @@ _IBAN_MIN_LEN = 12  # the shortest text _IBAN can match
 # digit, which they then include, so that the pattern starts with a digit: see _IBAN.)
 _CARD_CHAIN = re.compile(r"[0-9](?<![0-9+][0-9])(?<![0-9]\.[0-9])[0-9]*(?:[ \-][0-9]+)*", re.ASCII)
 _CARD_GROUP = re.compile(r"[0-9]+", re.ASCII)
+# A group that can start a card: 4+ digits, the first an issuer digit (see _is_card).
+_CARD_START = re.compile(r"[2-6](?<![0-9][2-6])[0-9]{3}", re.ASCII)
 _CARD_MIN_DIGITS = 13  # see _is_card
 
 # "v1.2.3.4" is a version, so a letter before the quad disqualifies it.
@@ -207,6 +331,7 @@ def _email_hits(s: str) -> list[_Hit]:
     hits: list[_Hit] = []
     at = s.find("@")
     while at != -1:
+        _spend(WORK_CHECK)
         # The local part is the run of local-part characters ending at the "@", at most
         # 64 long: found as the first other character of the reversed 64 before it.
         lo = max(0, at - 64)
@@ -222,6 +347,21 @@ def _email_hits(s: str) -> list[_Hit]:
                 hits.append((EMAIL, start, domain.end(), raw.lower()))
         at = s.find("@", at + 1)
     return hits
+
+
+_IBAN_DB = numdb.get("iban")
+_BBAN_PART = re.compile(r"([1-9][0-9]*)!")
+
+
+@lru_cache(maxsize=512)
+def _iban_length(country: str) -> int | None:
+    """The length of a compact IBAN of `country` (upper case) in stdnum's registry, or
+    None if stdnum knows no IBAN format for it."""
+    info = _IBAN_DB.info(country)
+    structure = info[0][1].get("bban") if info and info[0][0] == country else None
+    if not structure:
+        return None
+    return 4 + sum(int(n) for n in _BBAN_PART.findall(structure))
 
 
 def _iban_hits(s: str) -> tuple[list[_Hit], list[tuple[int, int]]]:
@@ -240,18 +380,26 @@ def _iban_hits(s: str) -> tuple[list[_Hit], list[tuple[int, int]]]:
     while (m := _IBAN.search(s, pos + 2)) is not None:
         start = m.start() - 2
         raw = s[start : m.end()]
+        _spend(WORK_CHECK)
         # The pattern may have swallowed what follows ("… 7034 CH93 0076", "… 44 INST");
-        # give back trailing groups until the checksum agrees.
-        while True:
+        # give back trailing groups until the length is the country's, and validate that
+        # one cut only: an IBAN of a country has exactly one length, so no other cut can
+        # pass (and each position of the text costs at most one validation).
+        length = _iban_length(raw[:2].upper())
+        while raw:
             compact = raw.replace(" ", "").upper()
-            # check_country=False: the national checks also demand a bank code stdnum
-            # knows, and an outdated bank list must not turn into a leak.  Mod 97 plus the
-            # per-country length/format check is already a strong filter.
-            if len(compact) >= 15 and stdnum_iban.is_valid(compact, check_country=False):
-                hits.append((IBAN, start, start + len(raw), compact))
+            if len(compact) == length:
+                _spend(WORK_IBAN)
+                # check_country=False: the national checks also demand a bank code stdnum
+                # knows, and an outdated bank list must not turn into a leak.  Mod 97 plus
+                # the per-country length/format check is already a strong filter.
+                if len(compact) >= 15 and stdnum_iban.is_valid(compact, check_country=False):
+                    hits.append((IBAN, start, start + len(raw), compact))
+                else:
+                    raw = ""
                 break
             cut = raw.rfind(" ")
-            if cut <= 4:
+            if length is None or len(compact) < length or cut <= 4:
                 raw = ""
                 break
             raw = raw[:cut]
@@ -265,8 +413,19 @@ def _iban_hits(s: str) -> tuple[list[_Hit], list[tuple[int, int]]]:
     return hits, look_alikes
 
 
+# Doubling a digit and adding the digits of the result, as Luhn does: 0→0, 1→2, … 5→1, ….
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
+def _luhn_ok(digits: str) -> bool:
+    """The Luhn check of a string of ASCII digits (stdnum's luhn.is_valid, faster: this
+    runs once per run of digit groups that could be a card)."""
+    rev = digits[::-1]
+    return (sum(map(int, rev[::2])) + sum(map(int, rev[1::2].translate(_LUHN_DOUBLED)))) % 10 == 0
+
+
 def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and stdnum_luhn.is_valid(digits)
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_ok(digits)
 
 
 def _card_hits(s: str) -> list[_Hit]:
@@ -274,57 +433,70 @@ def _card_hits(s: str) -> list[_Hit]:
     for chain in _CARD_CHAIN.finditer(s):
         if chain.end() - chain.start() < 13:
             continue
-        groups = [(g.start(), g.end()) for g in _CARD_GROUP.finditer(s, chain.start(), chain.end())]
-        hits.extend(_cards_in_groups(s, groups))
+        hits.extend(_cards_in_chain(s, chain.start(), chain.end()))
     return hits
 
 
-def _cards_in_groups(s: str, groups: list[tuple[int, int]]) -> list[_Hit]:
-    # Cards are printed as one block or as groups of 4+ digits (4-4-4-4, Amex 4-6-5, Diners
-    # 4-6-4, 19-digit 4-4-4-4-3); the last group may be shorter.  Requiring that shape keeps
-    # lists of small numbers ("12 34 56 …") from producing Luhn-valid accidents.
-    n = len(groups)
-    best: tuple[int, int, int] | None = None  # (-digits, i, j)
-    for i in range(n):
-        # A card starts with an issuer digit (see _is_card): nothing else can start one.
-        if groups[i][1] - groups[i][0] < 4 or s[groups[i][0]] not in "23456":
-            continue
+def _cards_in_chain(s: str, c_start: int, c_end: int) -> list[_Hit]:
+    """The cards in one chain of digit groups, s[c_start:c_end], in order.
+
+    Cards are printed as one block or as groups of 4+ digits (4-4-4-4, Amex 4-6-5, Diners
+    4-6-4, 19-digit 4-4-4-4-3); the last group may be shorter.  Requiring that shape keeps
+    lists of small numbers ("12 34 56 …") from producing Luhn-valid accidents.
+
+    Every run of groups that is a card is listed, then kept longest first, then earliest,
+    unless it overlaps one already kept (a chain may hold two cards, or a card after an
+    unrelated number).  A run starts at a group of 4+ digits with an issuer digit (see
+    _is_card) and spans at most 19 digits, so each such group starts a bounded number of
+    runs and the work is linear in the chain.
+    """
+    runs: list[tuple[int, int, int, str]] = []  # (-digits, start, end, digits)
+    for first in _CARD_START.finditer(s, c_start, c_end):
+        _spend(WORK_CHECK)
+        start = first.start()
         total = 0
-        digits = ""
-        for j in range(i, n):
-            a, b = groups[j]
+        parts: list[str] = []
+        pos = start
+        while True:
+            group = _CARD_GROUP.match(s, pos, c_end)
+            if group is None:
+                break
+            a, b = group.span()
             size = b - a
-            if j > i and size < 2:
+            later = a > start
+            if later and size < 2:
                 break
             total += size
             if total > 19:
                 break
-            digits += s[a:b]
-            if total < 13:
-                if j > i and size < 3:
-                    break
-                continue
-            if _is_card(digits) and (best is None or (-total, i, j) < best):
-                best = (-total, i, j)
-            if j > i and size < 3:
+            parts.append(s[a:b])
+            if total >= 13:
+                _spend(WORK_CHECK)
+                digits = "".join(parts)
+                if _is_card(digits):
+                    runs.append((-total, start, b, digits))
+            if later and size < 3:
                 break
-    if best is None:
+            pos = b + 1  # groups are joined by exactly one space or dash
+    if not runs:
         return []
-    _, i, j = best
-    start, end = groups[i][0], groups[j][1]
-    digits = "".join(s[a:b] for a, b in groups[i : j + 1])
-    # A chain may hold two cards, or a card after an unrelated number: look either side.
-    return [
-        *_cards_in_groups(s, groups[:i]),
-        (CARD, start, end, digits),
-        *_cards_in_groups(s, groups[j + 1 :]),
-    ]
+    runs.sort()
+    taken = bytearray(c_end - c_start)
+    hits: list[_Hit] = []
+    for _, start, end, digits in runs:
+        if taken.find(1, start - c_start, end - c_start) != -1:
+            continue
+        taken[start - c_start : end - c_start] = b"\x01" * (end - start)
+        hits.append((CARD, start, end, digits))
+    hits.sort(key=_start)
+    return hits
 
 
 def _ip_hits(s: str) -> list[_Hit]:
     hits: list[_Hit] = []
     if s.count(".") >= 3:
         for m in _IPV4.finditer(s):
+            _spend(WORK_CHECK)
             try:
                 addr = ipaddress.IPv4Address(m.group())
             except ValueError:
@@ -335,6 +507,7 @@ def _ip_hits(s: str) -> list[_Hit]:
             raw = m.group()
             if not _ANY_DIGIT.search(raw):
                 continue
+            _spend(WORK_CHECK)
             try:
                 addr6 = ipaddress.IPv6Address(raw)
             except ValueError:
@@ -431,10 +604,20 @@ def _trim_brackets(raw: str, start: int, end: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=8192)
-def _phones_in_window(window: str, region: str | None) -> tuple[tuple[int, int, str], ...]:
+def _phones_in_window(
+    window: str, region: str | None, whole: bool = False
+) -> tuple[tuple[int, int, str], ...]:
+    """The phones phonenumbers' matcher finds in `window` for `region`.
+
+    `whole`: only whether the window's candidate is one number as a whole; the matcher
+    then gives up after its first failed try instead of trying every piece of it (each
+    piece of a long run is its own candidate there, see _long_candidate_phones).
+    """
+    _spend(WORK_MATCHER)
     plan = _region_plan(region) if region is not None else None
     found = []
-    for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID):
+    tries = 1 if whole else 65535
+    for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID, max_tries=tries):
         start, end = _trim_brackets(m.raw_string, m.start, m.end)
         if plan is not None and plan.prefix_required:
             digits = "".join(_DIGIT_GROUPS.findall(window[start:end]))
@@ -532,7 +715,7 @@ def _gate_could_match(gate: _RegionsGate, digits: str, starts: list[int]) -> boo
 
 @lru_cache(maxsize=16384)
 def _candidate_phones(
-    window: str, c_start: int, c_end: int, regions: tuple[str, ...]
+    window: str, c_start: int, c_end: int, regions: tuple[str, ...], whole: bool = False
 ) -> tuple[tuple[int, int, str], ...]:
     """Phones in the candidate window[c_start:c_end], as spans relative to the window.
 
@@ -545,6 +728,7 @@ def _candidate_phones(
     if _NOT_A_PHONE.fullmatch(text):
         return ()
     groups = _DIGIT_GROUPS.findall(text)
+    _spend(len(groups) * WORK_CHECK)
     digits = "".join(groups)
     total_digits = len(digits)
     # ISBN-13s and hyphenated ISBN-10s ("978-3-16-148410-0", "0-306-40615-2") carry a
@@ -565,9 +749,10 @@ def _candidate_phones(
             # is inside the window unless the "00" starts the whole text.)
             at = c_start + text.index("00")
             if at == 0 or not (window[at - 1].isalnum() or window[at - 1] == "_"):
-                covered += _accept(accepted, window, f"{window[:at]} +{window[at + 2 :]}", None)
+                rewritten = f"{window[:at]} +{window[at + 2 :]}"
+                covered += _accept(accepted, window, rewritten, None, whole)
         else:
-            covered += _accept(accepted, window, window, None)
+            covered += _accept(accepted, window, window, None, whole)
     starts: list[int] | None = None
     gate_open = True
     for plan in _region_plans(regions):
@@ -579,15 +764,21 @@ def _candidate_phones(
                 gate_open = _gate_could_match(_regions_gate(regions), digits, starts)
             if not gate_open or not _region_could_match(plan, digits, starts):
                 continue
-        covered += _accept(accepted, window, window, plan.region)
+        covered += _accept(accepted, window, window, plan.region, whole)
     return tuple(accepted)
 
 
-def _accept(accepted: list[tuple[int, int, str]], window: str, win: str, region: str | None) -> int:
+def _accept(
+    accepted: list[tuple[int, int, str]],
+    window: str,
+    win: str,
+    region: str | None,
+    whole: bool = False,
+) -> int:
     """Add the phones phonenumbers finds in `win` (`window`, or a rewrite of it with the
     same offsets) that overlap none already accepted; return how many digits they hold."""
     covered = 0
-    for start, end, e164 in _phones_in_window(win, region):
+    for start, end, e164 in _phones_in_window(win, region, whole):
         if win is not window and win[start] == "+" and window[start] == "0":
             start -= 1  # give back the first "0" of the "00" we rewrote
         if any(start < b and a < end for a, b, _ in accepted):
@@ -602,11 +793,89 @@ def _phone_hits(s: str, regions: tuple[str, ...]) -> list[_Hit]:
     candidates = _PHONE_CANDIDATE_ASCII if s.isascii() else _PHONE_CANDIDATE
     for cand in candidates.finditer(s):
         c_start, c_end = cand.span()
+        if c_end - c_start > _LONG_CANDIDATE:
+            hits.extend(_long_candidate_phones(s, c_start, c_end, regions))
+            continue
         lo = c_start - _CONTEXT_BEFORE if c_start > _CONTEXT_BEFORE else 0
         window = s[lo : c_end + _CONTEXT_AFTER]
         for start, end, e164 in _candidate_phones(window, c_start - lo, c_end - lo, regions):
             hits.append((PHONE, lo + start, lo + end, e164))
     return hits
+
+
+# A candidate longer than this is not one phone number written out (E.164 has at most 15
+# digits; with an international prefix, a trunk "(0)" and separators a real number stays
+# well under it) but a list or a table of numbers: see _long_candidate_phones.
+_LONG_CANDIDATE = 64
+# The most digits one phone number can be written with: 15 (E.164) + a 4-digit
+# international call prefix ("0011") + a trunk "0".
+_MAX_PHONE_DIGITS = 20
+
+
+def _long_candidate_phones(
+    s: str, c_start: int, c_end: int, regions: tuple[str, ...]
+) -> list[_Hit]:
+    """Phones in a long run of digit groups, s[c_start:c_end], in time linear in its length.
+
+    Handing the whole run to phonenumbers' matcher, as a short candidate is, costs time
+    with the square of its length here (every window is re-scanned per region) and, past
+    its 65,535 tries, silently stops looking.  Instead every run of whole groups that
+    could be one number (7 to 20 digits, so a bounded number per group) and that passes
+    the numbering-plan pre-check is checked on its own, exactly as a short candidate of
+    that text would be; overlaps go to the longest, then the earliest.  A number in a
+    list of numbers is found wherever it starts (the matcher, given the whole list, only
+    finds one that happens to start one of its own chunks).
+    """
+    groups = [m.span() for m in _DIGIT_GROUPS.finditer(s, c_start, c_end)]
+    _spend(len(groups) // 2)  # listing them is work too (a run of 1-digit groups)
+    gate = _regions_gate(regions)
+    always = any(plan.pattern is None for plan in _region_plans(regions))
+    hits: list[_Hit] = []
+    n = len(groups)
+    for i in range(n):
+        first = groups[i][0]
+        lead = first
+        while lead > c_start and s[lead - 1] in "+(":
+            lead -= 1
+        # Only the candidate's own start has text before it worth showing the matcher
+        # (a letter glued to the number); inside the run, what is before is more digits.
+        lo = max(0, c_start - _CONTEXT_BEFORE) if i == 0 else lead
+        # Read internationally whatever the regions ("+49 …", "0049 …"), as a short
+        # candidate always is.
+        international = _INTERNATIONAL_START.match(s, lead) is not None
+        digits = ""
+        for j in range(i, n):
+            a, b = groups[j]
+            digits += s[a:b]
+            if len(digits) > _MAX_PHONE_DIGITS:
+                break
+            if len(digits) < _PHONE_MIN_DIGITS:
+                continue
+            _spend(WORK_CHECK)
+            if not (international or always or _run_could_match(gate, digits)):
+                continue
+            hi = c_end + _CONTEXT_AFTER if j == n - 1 else b
+            window = s[lo:hi]
+            for start, end, e164 in _candidate_phones(window, lead - lo, b - lo, regions, True):
+                hits.append((PHONE, lo + start, lo + end, e164))
+    return _resolve(hits)
+
+
+def _run_could_match(gate: _RegionsGate, digits: str) -> bool:
+    """`_gate_could_match` for exactly one run of digits (not its sub-runs)."""
+    if gate.international is not None and gate.international.match(digits):
+        return True
+    n = len(digits)
+    if gate.bare is not None and n in gate.bare_lengths and gate.bare.fullmatch(digits):
+        return True
+    for prefix, lengths, pattern in gate.prefixed:
+        if (
+            n - len(prefix) in lengths
+            and digits.startswith(prefix)
+            and pattern.fullmatch(digits, len(prefix))
+        ):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------- orchestration
@@ -621,14 +890,43 @@ def _resolve(hits: list[_Hit]) -> list[_Hit]:
     if len(hits) < 2:
         return hits
     kept: list[_Hit] = []
-    for hit in sorted(hits, key=_longest_first):
-        start, end = hit[1], hit[2]
-        for k in kept:
-            if start < k[2] and k[1] < end:
-                break
-        else:
+    ordered = sorted(hits, key=_longest_first)
+    if len(hits) <= 16:
+        for hit in ordered:
+            start, end = hit[1], hit[2]
+            for k in kept:
+                if start < k[2] and k[1] < end:
+                    break
+            else:
+                kept.append(hit)
+        return kept
+    # Many hits: mark the characters already taken, so each hit costs its own length
+    # rather than one comparison per hit kept so far.
+    base = min(hit[1] for hit in hits)
+    taken = bytearray(max(hit[2] for hit in hits) - base)
+    for hit in ordered:
+        start, end = hit[1] - base, hit[2] - base
+        if taken.find(1, start, end) == -1:
+            taken[start:end] = b"\x01" * (end - start)
             kept.append(hit)
     return kept
+
+
+def _outside(spans: list[tuple[int, int]]):
+    """A test of whether a span lies inside none of `spans`, in O(log n) a question."""
+    if not spans:
+        return lambda start, end: True
+    ordered = sorted(spans)
+    starts = [a for a, _ in ordered]
+    reach = list(itertools.accumulate((b for _, b in ordered), max))
+
+    def outside(start: int, end: int) -> bool:
+        # Some span contains [start, end) iff the furthest end of those starting at or
+        # before `start` reaches `end`.
+        k = bisect_right(starts, start)
+        return k == 0 or reach[k - 1] < end
+
+    return outside
 
 
 def _mask(s: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -652,11 +950,8 @@ def _structured_hits(s: str) -> list[_Hit]:
         ibans, look_alikes = _iban_hits(s)
         hits.extend(ibans)
         if _ENOUGH_DIGITS_FOR_A_CARD.match(s):
-            hits.extend(
-                card
-                for card in _card_hits(s)
-                if not any(a <= card[1] and card[2] <= b for a, b in look_alikes)
-            )
+            outside = _outside(look_alikes)
+            hits.extend(card for card in _card_hits(s) if outside(card[1], card[2]))
         hits.extend(_ip_hits(s))
     return _resolve(hits)
 
@@ -714,6 +1009,9 @@ def _scan(text: str, regions: tuple[str, ...]) -> tuple[_Hit, ...]:
         masked = _mask(masked, (m.span() for m in PSEUDONYM_RE.finditer(text)))
     found: list[_Hit] = []
     while True:
+        # A round costs its length: what masking one value uncovers is only seen by the
+        # next round, so an adversary can chain values to force many rounds.
+        _spend(len(masked) // WORK_PER_SCANNED_CHARS)
         structured = _structured_hits(masked)
         if structured:
             masked = _mask(masked, ((h[1], h[2]) for h in structured))
@@ -776,20 +1074,31 @@ class Redactor:
     personal_fields: frozenset[str] = frozenset()  # already casefolded by make_redactor
     phone_regions: tuple[str, ...] = ()
 
-    def redact_text(self, text: str, found: dict[str, str] | None = None) -> str:
+    def redact_text(
+        self, text: str, found: dict[str, str] | None = None, budget: Budget | None = None
+    ) -> str:
         if not _needs_scan(text):
             return text
-        return self._redact_scanned(text, found)
+        if budget is None:
+            return self._redact_scanned(text, found)
+        reset = _BUDGET.set(budget)
+        try:
+            return self._redact_scanned(text, found)
+        finally:
+            _BUDGET.reset(reset)
 
     def _redact_scanned(self, text: str, found: dict[str, str] | None) -> str:
         hits = _detect_scanned(text, self.phone_regions)
         if not hits:
             return text
+        budget = _BUDGET.get()
         parts: list[str] = []
         pos = 0
         for kind, start, end, normalized in hits:
             parts.append(text[pos:start])
             token = _token(self.key, kind, normalized)
+            if budget is not None:
+                budget.value(token)
             if found is not None:
                 found.setdefault(token, text[start:end])
             parts.append(token)
@@ -797,17 +1106,30 @@ class Redactor:
         parts.append(text[pos:])
         return "".join(parts)
 
-    def redact(self, value: Any, found: dict[str, str] | None = None) -> Any:
+    def redact(
+        self, value: Any, found: dict[str, str] | None = None, budget: Budget | None = None
+    ) -> Any:
         """Deep-copy a JSON value with every string (and dict key) redacted.
 
         `found`, when given, collects pseudonym → the text it replaced, so the caller
         can hand the map back to whoever sent the values (and to no one else).
+        `budget`, when given, bounds the work and the distinct personal values (shared
+        by every call made for one request); past either it raises a RedactionRefused.
         """
-        # The collector travels as an argument: one Redactor serves many threads.
-        return self._walk(value, None, found)
+        # The collector and the budget are per call: one Redactor serves many threads.
+        if budget is None:
+            return self._walk(value, None, found)
+        reset = _BUDGET.set(budget)
+        try:
+            return self._walk(value, None, found)
+        finally:
+            _BUDGET.reset(reset)
 
     def _pseudonym(self, kind: str, normalized: str, original: Any, found) -> str:
         token = _token(self.key, kind, normalized)
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.value(token)
         if found is not None:
             found.setdefault(token, original)
         return token

@@ -3,6 +3,8 @@ under a row lock, so retries, double clicks and concurrent duplicates are harmle
 
 import hashlib
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -10,11 +12,18 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Func, IntegerField, Sum
 from django.utils import timezone
 
 from ladder.decide import Decision, Route, decide
-from ladder.errors import Conflict, Forbidden, LadderError, NotFound, Unprocessable
+from ladder.errors import (
+    Conflict,
+    Forbidden,
+    LadderError,
+    NotFound,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from ladder.models import Workflow
 from ladder.rungs import Executor
 from traces import fastpath, redaction
@@ -22,10 +31,21 @@ from traces.auth import AgentAuth, authenticate_hash, hash_token, new_token
 from traces.chain import GENESIS, EventFrame, canonical_json, canonical_json_of_parsed, link_hash
 from traces.ids import uuid7
 from traces.models import AgentToken, MetricPoint, Run, RunStatus, TraceEvent
+from traces.replay import EXECUTION_PHASE, FREEZING_TYPES
 
 # Statuses in which a human may still decide.
 WAITING = RunStatus.PENDING_REVIEW
 AGENT_EVENT_TYPES = {TraceEvent.Type.INPUT, TraceEvent.Type.TOOL_CALL, TraceEvent.Type.OUTPUT}
+
+
+class OctetLength(Func):
+    """A text's size in UTF-8 bytes (PostgreSQL octet_length; SQLite counts a blob)."""
+
+    function = "OCTET_LENGTH"
+    output_field = IntegerField()
+
+    def as_sqlite(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="LENGTH(CAST(%(expressions)s AS BLOB))")
 
 
 @dataclass(frozen=True)
@@ -55,16 +75,59 @@ def token_create(*, name: str, workflows: list[Workflow]) -> tuple[AgentToken, s
 
 
 @lru_cache(maxsize=256)
-def _redactor(personal_fields: tuple[str, ...]) -> redaction.Redactor:
+def _redactor(personal_fields: tuple[str, ...], linkage: str) -> redaction.Redactor:
+    # One key per linkage domain (Workflow.linkage_group), derived from the master key:
+    # a person's pseudonyms link inside the domain and nowhere else.
     return redaction.make_redactor(
-        key=settings.LADDER_PSEUDONYM_KEY,
+        key=redaction.linkage_key(settings.LADDER_PSEUDONYM_KEY, linkage),
         personal_fields=personal_fields,
         phone_regions=tuple(settings.LADDER_PHONE_REGIONS),
     )
 
 
 def redactor_for(workflow: Workflow) -> redaction.Redactor:
-    return _redactor(tuple(sorted(workflow.personal_fields or ())))
+    return _redactor(tuple(sorted(workflow.personal_fields or ())), workflow.linkage_domain)
+
+
+@contextmanager
+def agent_redaction_budget() -> Iterator[redaction.Budget]:
+    """The redaction budget of one agent request (every value it sends counts against
+    one budget); a body over it is refused with a 422 and nothing of it is stored."""
+    try:
+        yield redaction.Budget(
+            max_values=settings.LADDER_MAX_PERSONAL_VALUES,
+            max_work=settings.LADDER_REDACTION_BUDGET,
+        )
+    except redaction.RedactionRefused as exc:
+        raise Unprocessable(str(exc), code=exc.code) from None
+
+
+def _proposal_pseudonyms(found: dict[str, Any], proposal: dict | None) -> dict[str, Any]:
+    """The part of `found` (pseudonym → value sent) that a decision can hand back: the
+    pseudonyms in the proposal's params, alternatives and artifact. The rest of the body
+    (input, tool calls, output) never comes back in a decision, so its values are not
+    echoed: the answer is not an oracle for whatever an agent cares to send."""
+    if not found or not proposal:
+        return {}
+    tokens: set[str] = set()
+    _collect_tokens(
+        [proposal.get("params"), proposal.get("alternatives"), proposal.get("artifact")],
+        tokens,
+    )
+    return {token: found[token] for token in tokens if token in found}
+
+
+def _collect_tokens(value: Any, into: set[str]) -> None:
+    if isinstance(value, str):
+        if "<" in value:
+            into.update(m.group(0) for m in redaction.PSEUDONYM_RE.finditer(value))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _collect_tokens(k, into)
+            _collect_tokens(v, into)
+    elif isinstance(value, list):
+        for v in value:
+            _collect_tokens(v, into)
 
 
 # -- the chain --------------------------------------------------------------------------
@@ -112,10 +175,11 @@ def _build_events(
 
 
 def trace_append(
-    *, run: Run, specs: list[EventSpec], bump_version: bool = False
+    *, run: Run, specs: list[EventSpec], bump_version: bool = False, bounded: bool = False
 ) -> list[TraceEvent]:
     """Append events to a run's chain. The caller holds the run's row lock (or created it
-    in this transaction): the lock is what keeps two appends from forking the chain."""
+    in this transaction): the lock is what keeps two appends from forking the chain.
+    `bounded`: an agent's write, refused when the run's trace would outgrow its limits."""
     events = _build_events(
         run_id=run.id,
         specs=specs,
@@ -123,6 +187,8 @@ def trace_append(
         start_seq=run.trace_length + 1,
         at=timezone.now(),
     )
+    if bounded:
+        _check_trace_room(run=run, events=events)
     TraceEvent.objects.bulk_create(events)
     run.trace_head = events[-1].hash
     run.trace_length += len(events)
@@ -208,7 +274,9 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
     """Take one run from an agent: redact, decide by rung, store run + trace.
 
     Returns (run, created); `pseudonyms`, when given, is filled with pseudonym → the value
-    it replaced in this body (for the response to the agent only; never stored). The
+    it replaced, for the pseudonyms a decision can hand back (those in the proposal's
+    params, alternatives and artifact) of a run that waits for a decision; for the
+    response to the agent only, never stored. The
     same idempotency key on the same workflow returns the stored run and stores nothing,
     also when duplicates race: the unique constraint decides (INSERT … ON CONFLICT DO
     NOTHING), and the loser reads the winner's row.
@@ -221,14 +289,25 @@ def run_submit(*, auth: AgentAuth, body: dict, pseudonyms: dict | None = None) -
     if fastpath.memo_enabled():
         try:
             return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=True)
-        except (LadderError, _Stale):
+        except (LadderError, _Stale) as exc:
             auth = _fresh(auth)
+            if getattr(exc, "code", None) == redaction.TooMuchWork.code and _may_submit(
+                auth, body["workflow"]
+            ):
+                # The body alone decides this (the work does not depend on the workflow's
+                # rules): with the token and scope confirmed, no second redaction.
+                raise
     for _ in range(3):
         try:
             return _submit_once(auth=auth, body=body, pseudonyms=pseudonyms, memo=False)
         except _Stale:  # the rules changed between the read and the insert: read again
             auth = _fresh(auth)
     raise Conflict("the workflow kept changing while this run was stored; retry", code="retry")
+
+
+def _may_submit(auth: AgentAuth, slug: str) -> bool:
+    workflow = fastpath.workflow_row(slug, memo=False)
+    return workflow is not None and workflow.id in auth.workflow_ids
 
 
 def _fresh(auth: AgentAuth) -> AgentAuth:
@@ -252,11 +331,17 @@ def _submit_once(
             f"this token is not scoped to workflow '{workflow.slug}'",
             code="workflow_not_allowed",
         )
-    key = body["idempotency_key"]
-    # Redact before anything else touches the payload: nothing below sees raw PII.
-    redacted = _redactor(workflow.personal_fields).redact(
-        {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")}, pseudonyms
-    )
+    redactor = _redactor(workflow.personal_fields, workflow.linkage)
+    # Redact before anything else touches the payload: nothing below sees raw PII. The
+    # key too: agents build keys from what they handle ("refund-ana@example.com-1").
+    key = stored_idempotency_key(redactor, body["idempotency_key"])
+    found: dict[str, Any] = {}
+    with agent_redaction_budget() as budget:
+        redacted = redactor.redact(
+            {k: body.get(k) for k in ("input", "tool_calls", "output", "proposal")},
+            found,
+            budget,
+        )
     parts = submission_json(redacted)
     request_hash = hashlib.sha256(parts.text.encode("utf-8")).hexdigest()
     proposal = redacted["proposal"]
@@ -265,6 +350,8 @@ def _submit_once(
         status, queue = RunStatus.RECORDED, ""
     else:
         status, queue = RunStatus.PENDING_REVIEW, decision.queue or ""
+        if pseudonyms is not None:  # a recorded run is never decided: nothing to restore
+            pseudonyms.update(_proposal_pseudonyms(found, proposal))
     now = timezone.now()
     run_id = uuid7()
     specs = _creation_specs(body=redacted, parts=parts, decision=decision, actor=auth.actor)
@@ -302,6 +389,28 @@ def _submit_once(
     if existing is None:  # the key's owner vanished between the two statements: retry
         raise Conflict("a concurrent duplicate was being stored; retry", code="retry")
     return _same_request(existing, request_hash), False
+
+
+_KEY_MAX = Run._meta.get_field("idempotency_key").max_length
+
+
+def stored_idempotency_key(redactor: redaction.Redactor, raw: str) -> str:
+    """The idempotency key as stored: redacted like any string the agent sends.
+
+    Pseudonyms are deterministic (HMAC), so a retry with the same raw key finds its run,
+    and keys differing in the person they name stay different keys. A pseudonym can be
+    longer than what it replaced; a key that grows past the column keeps its start and
+    ends in the sha256 of the whole redacted key, still one stored key per raw key.
+    """
+    return _fit(redactor.redact_text(raw), _KEY_MAX)
+
+
+def _fit(text: str, limit: int) -> str:
+    """`text`, or when longer than `limit`, its start and the sha256 of all of it."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return f"{text[: limit - len(digest) - 1]}~{digest}"
 
 
 def _same_request(run: Run, request_hash: str) -> Run:
@@ -344,10 +453,53 @@ def run_for_agent(*, auth: AgentAuth, run_id: str) -> Run:
     return run
 
 
+# Agent context sent after the decision is accepted only as a report on carrying out the
+# decided action ({"type": "tool_call", "phase": "execution", ...}), and only once there
+# is something to carry out.
+_EXECUTABLE = (RunStatus.APPROVED, RunStatus.EXECUTING, RunStatus.EXECUTED, RunStatus.FAILED)
+_UNDECIDED = (RunStatus.RECEIVED, RunStatus.PENDING_REVIEW, RunStatus.RECORDED)
+
+
+def _context_frozen(run: Run) -> bool:
+    """A reviewer was shown the run, or a person or the policy decided on it."""
+    if run.status not in _UNDECIDED:
+        return True
+    return TraceEvent.objects.filter(run_id=run.id, type__in=FREEZING_TYPES).exists()
+
+
+def _check_trace_room(*, run: Run, events: list[TraceEvent]) -> None:
+    """Bound what an agent may add to one run's trace (events and stored bytes), so that
+    no run, page or replay grows without limit. Only agents' writes are bounded: the
+    gateway's own events (reviews, policy, execution) are few per run and always kept."""
+    max_events = settings.LADDER_MAX_RUN_EVENTS
+    if run.trace_length + len(events) > max_events:
+        raise Conflict(
+            f"this run's trace is full: {run.trace_length} events, at most {max_events} per run "
+            "(LADDER_MAX_RUN_EVENTS); nothing was added",
+            code="trace_full",
+        )
+    max_bytes = settings.LADDER_MAX_RUN_TRACE_BYTES
+    adding = sum(len(ev.document.encode("utf-8")) for ev in events)
+    stored = (
+        TraceEvent.objects.filter(run_id=run.id).aggregate(n=Sum(OctetLength("document")))["n"] or 0
+    )
+    if stored + adding > max_bytes:
+        raise PayloadTooLarge(
+            f"this run's trace would hold {stored + adding} bytes, at most {max_bytes} per run "
+            "(LADDER_MAX_RUN_TRACE_BYTES); nothing was added",
+            code="trace_too_large",
+        )
+
+
 @transaction.atomic
 def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[TraceEvent]:
     """Agents may add context (input, tool calls, output) to their own runs; the evidence
-    steps (reviews, policy, execution) are written by the gateway only."""
+    steps (reviews, policy, execution) are written by the gateway only.
+
+    Once a reviewer was shown the run, or a person or the policy decided on it, the
+    context that decision rests on is closed: more input, tool calls or output would
+    rewrite the evidence after the fact. What the agent reports about carrying out the
+    decided action comes after the decision, marked `"phase": "execution"`."""
     for ev in events:
         if ev["type"] not in AGENT_EVENT_TYPES:
             raise Unprocessable(
@@ -355,16 +507,52 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
                 f"(agents may send: {', '.join(sorted(AGENT_EVENT_TYPES))})",
                 code="event_type_not_allowed",
             )
+        phase = ev.get("phase")
+        if phase is not None and phase != EXECUTION_PHASE:
+            raise Unprocessable(
+                f"phase must be '{EXECUTION_PHASE}' or absent, not {phase!r}", code="invalid_phase"
+            )
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
-    redactor = redactor_for(run.workflow)
-    specs = [
-        EventSpec(
-            ev["type"], redactor.redact({k: v for k, v in ev.items() if k != "type"}), auth.actor
+    execution = [ev.get("phase") == EXECUTION_PHASE for ev in events]
+    if any(execution):
+        if locked.status not in _EXECUTABLE:
+            raise Conflict(
+                f"run is {locked.status}: execution-phase events are accepted only after the "
+                "action was approved",
+                code="not_approved",
+            )
+        if not all(execution):
+            raise Conflict(
+                "the decision on this run was made on the context it had; only execution-phase "
+                'events ("phase": "execution") can be added now',
+                code="context_frozen",
+            )
+    elif _context_frozen(locked):
+        decided = locked.status not in _UNDECIDED
+        raise Conflict(
+            (
+                f"run is {locked.status}: its decision was made on the context it had"
+                if decided
+                else "a reviewer has been shown this run: its context can no longer change"
+            )
+            + '; report on carrying out an approved action with "phase": "execution" '
+            "events or POST /runs/{id}/result",
+            code="context_frozen",
         )
-        for ev in events
-    ]
+    redactor = redactor_for(run.workflow)
+    with agent_redaction_budget() as budget:
+        specs = [
+            EventSpec(
+                ev["type"],
+                redactor.redact({k: v for k, v in ev.items() if k != "type"}, budget=budget),
+                auth.actor,
+            )
+            for ev in events
+        ]
     # New context on a waiting run changes what a reviewer must see: older views go stale.
-    return trace_append(run=locked, specs=specs, bump_version=locked.status == WAITING)
+    return trace_append(
+        run=locked, specs=specs, bump_version=locked.status == WAITING, bounded=True
+    )
 
 
 @transaction.atomic
@@ -391,15 +579,17 @@ def run_report_result(
             "this action is executed by the server, not the agent", code="server_executor"
         )
     redactor = redactor_for(locked.workflow)
-    payload = redactor.redact(
-        {
-            "phase": "finished",
-            "status": "succeeded" if succeeded else "failed",
-            "output": output,
-            "error": error,
-            "executor": "agent",
-        }
-    )
+    with agent_redaction_budget() as budget:
+        payload = redactor.redact(
+            {
+                "phase": "finished",
+                "status": "succeeded" if succeeded else "failed",
+                "output": output,
+                "error": error,
+                "executor": "agent",
+            },
+            budget=budget,
+        )
     locked.status = new_status
     locked.result = payload
     locked.executed_at = timezone.now()
@@ -449,19 +639,39 @@ def run_claim(*, auth: AgentAuth, run: Run) -> Run:
 
 
 @transaction.atomic
-def run_record_outcome(*, actor: str, run: Run, label: str, source: str, note: str = "") -> Run:
+def run_record_outcome(
+    *, actor: str, run: Run, label: str, source: str, note: str = "", by_agent: bool = True
+) -> Run:
+    """Add an outcome label to the run's trace. Labels accumulate and never replace one
+    another: once any source said `wrong`, the run stays `wrong` (a silent failure for
+    the gates), whatever is labelled after."""
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
-    payload = redactor_for(run.workflow).redact({"label": label, "source": source, "note": note})
-    locked.outcome = label
-    locked.save(update_fields=["outcome", "updated_at"])
-    trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.OUTCOME, payload, actor)])
+    with agent_redaction_budget() as budget:
+        payload = redactor_for(run.workflow).redact(
+            {"label": label, "source": source, "note": note}, budget=budget
+        )
+    specs = [EventSpec(TraceEvent.Type.OUTCOME, payload, actor)]
+    trace_append(run=locked, specs=specs, bounded=by_agent)
+    if locked.outcome != "wrong" and locked.outcome != label:
+        locked.outcome = label
+        locked.save(update_fields=["outcome", "updated_at"])
     return locked
 
 
+_METRIC_MAX = MetricPoint._meta.get_field("metric").max_length
+
+
 def metric_record(*, workflow: Workflow, points: list[dict]) -> list[MetricPoint]:
+    # Metric names are agent-sent free text like any other: redacted before they are stored.
+    redactor = redactor_for(workflow)
     return MetricPoint.objects.bulk_create(
         [
-            MetricPoint(workflow=workflow, metric=p["metric"], value=p["value"], at=p["at"])
+            MetricPoint(
+                workflow=workflow,
+                metric=_fit(redactor.redact_text(p["metric"]), _METRIC_MAX),
+                value=p["value"],
+                at=p["at"],
+            )
             for p in points
         ]
     )

@@ -41,11 +41,11 @@ def flows(db, people):
         param_schema={"amount": {"type": "number", "required": True}},
     )
     for wf in (l1, l2, l3):
-        role_grant(workflow=wf, user=people["rev"], role="reviewer")
-        role_grant(workflow=wf, user=people["rev2"], role="reviewer")
-        role_grant(workflow=wf, user=people["owner"], role="owner")
-        role_grant(workflow=wf, user=people["compliance"], role="compliance")
-        role_grant(workflow=wf, user=people["admin"], role="admin")
+        role_grant(workflow=wf, user=people["rev"], role="reviewer", by=None)
+        role_grant(workflow=wf, user=people["rev2"], role="reviewer", by=None)
+        role_grant(workflow=wf, user=people["owner"], role="owner", by=None)
+        role_grant(workflow=wf, user=people["compliance"], role="compliance", by=None)
+        role_grant(workflow=wf, user=people["admin"], role="admin", by=None)
     return {"l1": l1, "l2": l2, "l3": l3}
 
 

@@ -35,7 +35,7 @@ MATRIX = {view: dict(zip(ROLES, codes, strict=True)) for view, codes in EXPECTED
 def other_reviewer(db):
     other = WorkflowFactory(slug="elsewhere", rung=3)
     user = UserFactory(username="other_reviewer")
-    role_grant(workflow=other, user=user, role="reviewer")
+    role_grant(workflow=other, user=user, role="reviewer", by=None)
     return user
 
 
@@ -134,6 +134,8 @@ def test_the_roles_page_lists_holders_in_a_constant_number_of_queries(
         assert f"<td>{name}</td>" in page
     assert "<td>stranger</td>" not in page
     for i in range(10):
-        role_grant(workflow=flows["l3"], user=UserFactory(username=f"extra{i}"), role="reviewer")
+        role_grant(
+            workflow=flows["l3"], user=UserFactory(username=f"extra{i}"), role="reviewer", by=None
+        )
     with django_assert_max_num_queries(len(few.captured_queries)):
         client.get(f"/workflows/{flows['l3'].slug}/roles/")

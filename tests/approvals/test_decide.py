@@ -8,6 +8,7 @@ from approvals import services
 from approvals.models import Review
 from ladder.errors import Conflict, Forbidden, Unprocessable
 from traces.models import Run, TraceEvent
+from traces.selectors import run_replay
 from traces.services import EventSpec, trace_append
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +33,16 @@ def test_opening_a_run_puts_what_was_shown_in_the_trace_once(submit, people):
     shown = TraceEvent.objects.filter(run=run, type="review_shown")
     assert shown.count() == 1
     assert shown.get().payload["hash"] == first.hash == again.hash
-    assert shown.get().payload["snapshot"]["proposal"]["params"]["amount"] == 42.0
+    # The screen is referred to by the chain events it was built from, not copied again,
+    # and the replay rebuilds it to the very hash the reviewer's form carries.
+    assert "snapshot" not in shown.get().payload
+    referred = {ref["seq"] for ref in shown.get().payload["events"]}
+    proposal = TraceEvent.objects.get(run=run, type="proposal")
+    assert proposal.seq in referred
+    replayed = run_replay(run=Run.objects.get(pk=run.pk))
+    assert replayed["run"]["shown"] == [
+        {"seq": shown.get().seq, "by": "rev", "hash": first.hash, "matches": True}
+    ]
 
 
 def test_an_l1_draft_edit_stores_the_version_diff_and_distance(submit, people):
@@ -218,7 +228,7 @@ def test_twenty_concurrent_decisions_make_exactly_one(flows, submit, people):
     run = submit("l3")
     reviewers = [User.objects.create_user(f"racer{i}") for i in range(20)]
     for user in reviewers:
-        role_grant(workflow=flows["l3"], user=user, role="reviewer")
+        role_grant(workflow=flows["l3"], user=user, role="reviewer", by=None)
     views = {u.pk: opened(run, u)[1].hash for u in reviewers}
     version = Run.objects.get(pk=run.pk).version
     barrier = threading.Barrier(len(reviewers))

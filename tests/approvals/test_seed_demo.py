@@ -1,3 +1,5 @@
+from io import StringIO
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -37,3 +39,27 @@ def test_seed_demo_creates_the_contract_workflows_people_and_history_once(
     assert {"pending_review", "recorded", "approved", "executed", "rejected"} <= statuses
     # The demo history went through redaction like any agent traffic.
     assert not any("@example.com" in str(r.proposal) for r in Run.objects.all())
+
+
+def test_outside_development_mode_the_demo_people_get_no_known_password(settings):
+    settings.LADDER_DEV_MODE = False
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    for name in ("reviewer", "owner", "compliance", "admin"):
+        user = User.objects.get(username=name)
+        assert not user.has_usable_password()
+        assert not user.check_password(f"{name}-ladder-demo")
+    printed = out.getvalue()
+    assert "changepassword" in printed
+    assert "ladder-demo" not in printed
+
+
+def test_a_deployment_reseeding_a_development_database_takes_the_known_passwords_away(settings):
+    call_command("seed_demo", stdout=StringIO())  # development mode, as `make run` seeds
+    owner = User.objects.get(username="owner")
+    owner.set_password("a password the owner chose 7")
+    owner.save(update_fields=["password"])
+    settings.LADDER_DEV_MODE = False
+    call_command("seed_demo", stdout=StringIO())
+    assert not User.objects.get(username="reviewer").has_usable_password()
+    assert User.objects.get(username="owner").check_password("a password the owner chose 7")

@@ -75,6 +75,8 @@ def test_params_are_checked_against_the_schema(params, problem):
         validate_params(REFUND.param_schema, params)
 
 
-def test_a_non_numeric_value_leaves_the_value_empty():
-    decision = decide(rules(3), {"action": "refund.issue", "params": {"amount": float("nan")}})
-    assert decision.value is None
+def test_a_non_finite_value_is_refused_naming_the_param():
+    # Once left empty; a value param that is present must now be a number the run can hold
+    # (tests/ladder/test_decide_value.py).
+    with pytest.raises(Unprocessable, match=r"^proposal\.params\.amount: must be a finite"):
+        decide(rules(3), {"action": "refund.issue", "params": {"amount": float("nan")}})

@@ -43,6 +43,8 @@ def test_every_guard_trigger_exists_after_migrating(sqlite_db):
         "ladder_actiontype_rules_version_ins",
         "ladder_actiontype_rules_version_upd",
         "ladder_actiontype_rules_version_del",
+        "approvals_rolechange_no_update",
+        "approvals_rolechange_no_delete",
     } <= names
 
 

@@ -5,11 +5,12 @@ import time
 
 import httpx
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections
 
 from ladder_client import LadderClient
 from traces.models import Run
-from traces.services import token_create
+from traces.services import DecisionInput, run_decide, token_create
 
 
 @pytest.fixture
@@ -31,8 +32,8 @@ def connect(live_server):
 
 
 class Reviewer:
-    """Decides the next waiting run of a workflow from a background thread, the way the
-    approvals app would (by updating the run row), after a short delay."""
+    """Decides the next waiting run of a workflow from a background thread, after a short
+    delay, through the service the reviewer's pages call (traces.services.run_decide)."""
 
     def __init__(self):
         self.threads = []
@@ -53,14 +54,21 @@ class Reviewer:
                 if run is None:
                     raise AssertionError(f"no run of {workflow.slug} waited for review")
                 time.sleep(delay)
-                decision = {
-                    "verdict": verdict,
-                    "action": action or run.proposal["action"],
-                    "params": run.proposal["params"] if params is None else params,
-                    "reason": reason,
-                    "by": "reviewer",
-                }
-                Run.objects.filter(pk=run.pk).update(status=verdict, decision=decision)
+                person, _ = User.objects.get_or_create(username="reviewer")
+                run_decide(
+                    run_id=run.pk,
+                    user_id=person.pk,
+                    actor_name=person.username,
+                    seen_version=run.version,
+                    seen_hash="sdk-test-reviewer",
+                    decision=DecisionInput(
+                        verdict=verdict,
+                        action=action or run.proposal["action"],
+                        params=run.proposal["params"] if params is None else params,
+                        extra={},
+                        reason=reason,
+                    ),
+                )
                 self.decided.append(str(run.pk))
             except Exception as exc:  # surfaced by join()
                 self.errors.append(exc)

@@ -9,6 +9,7 @@ from django.db import connections
 from ladder.rungs import Executor
 from ladder_client import ActionFailed, ActionRejected, current_run
 from tests.factories import UserFactory
+from traces.executors import executor
 from traces.models import DemoLedgerEntry, Run
 from traces.services import DecisionInput, run_decide
 
@@ -146,38 +147,28 @@ def test_a_server_executed_action_is_not_run_by_the_agent(make_workflow, connect
     assert Run.objects.get(workflow=wf).status == "executed"
 
 
+@executor(idempotent=True)
+def refusing_bank(*, action, params, idempotency_key):
+    raise RuntimeError("bank refused")
+
+
 def test_a_failed_server_execution_raises_action_failed(make_workflow, connect, reviewer):
     wf = make_workflow(rung=3)
-    wf.action_types.update(executor=Executor.SERVER, executor_path="no.such.executor")
+    wf.action_types.update(
+        executor=Executor.SERVER, executor_path=f"{__name__}.{refusing_bank.__name__}"
+    )
     client = connect(wf)
 
     @client.gated(wf.slug, "refund.issue")
     def issue_refund(order_id, amount, currency="EUR"):
         raise AssertionError("never called")
 
-    def fail_it():
-        try:
-            for _ in range(250):
-                run = Run.objects.filter(workflow=wf, status="approved").first()
-                if run:
-                    break
-                time.sleep(0.02)
-            Run.objects.filter(pk=run.pk).update(status="executing")
-            time.sleep(0.1)
-            Run.objects.filter(pk=run.pk).update(
-                status="failed", result={"status": "failed", "error": "bank refused"}
-            )
-        finally:
-            connections.close_all()
-
     reviewer.decide_soon(wf, delay=0)
-    thread = threading.Thread(target=fail_it, daemon=True)
-    thread.start()
     with pytest.raises(ActionFailed) as caught:
         issue_refund(order_id="A-1", amount=30.0)
-    thread.join(timeout=10)
 
-    assert caught.value.error == "bank refused"
+    assert caught.value.error == "RuntimeError: bank refused"
+    assert Run.objects.get(workflow=wf).status == "failed"
 
 
 def test_a_retry_after_a_crash_mid_action_does_not_do_the_action_again(

@@ -167,3 +167,23 @@ def test_tool_calls_after_submitting_are_appended_to_the_trace(make_workflow, co
 
     assert info.trace_events == 1
     assert [p["name"] for p in payloads(info.id, "tool_call")] == ["mail.send"]
+
+
+def test_what_the_agent_records_after_an_approval_is_an_execution_report(
+    make_workflow, connect, reviewer
+):
+    wf = make_workflow(rung=3)
+    client = connect(wf)
+    with client.run(wf.slug, input={"message": "Refund order A-1"}) as run:
+        pending = run.propose("refund.issue", REFUND)
+        reviewer.decide_soon(wf)
+        assert pending.wait(timeout=10).approved
+        run.claim()
+        run.tool_call("payments.refund", {"order_id": "A-1"}, {"refund_id": "R-9"})
+        run.report({"refund_id": "R-9"})
+
+    last_call = payloads(pending.id, "tool_call")[-1]
+    assert last_call["phase"] == "execution"
+    rebuilt = client.replay(pending.id)["run"]
+    assert [e["name"] for e in rebuilt["after_decision"]] == ["payments.refund"]
+    assert rebuilt["input"] == {"message": "Refund order A-1"}

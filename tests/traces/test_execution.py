@@ -117,7 +117,7 @@ def test_approving_in_the_ui_queues_execution_after_commit(django_capture_on_com
     run = approved_run()
     Run.objects.filter(pk=run.pk).update(status=RunStatus.PENDING_REVIEW, decision=None)
     user = UserFactory(username="approver")
-    role_grant(workflow=run.workflow, user=user, role="reviewer")
+    role_grant(workflow=run.workflow, user=user, role="reviewer", by=None)
     fresh = Run.objects.select_related("workflow").get(pk=run.pk)
     opened = approvals.review_open(run=fresh, user=user)
     with django_capture_on_commit_callbacks(execute=True):

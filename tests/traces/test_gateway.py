@@ -49,8 +49,10 @@ def test_the_submit_answer_is_exactly_the_documented_schema(make_workflow, agent
 
     wf = make_workflow(rung=3)
     a = agent(wf)
-    first = a.post("/runs", body(wf, key="once", input={"email": "ada@example.com"}))
-    again = a.post("/runs", body(wf, key="once", input={"email": "ada@example.com"}))
+    params = {"order_id": "A-1", "amount": 5, "to": "ada@example.com"}
+    proposal = {"action": "refund.issue", "params": params}
+    first = a.post("/runs", body(wf, key="once", proposal=proposal))
+    again = a.post("/runs", body(wf, key="once", proposal=proposal))
     assert (first.status_code, again.status_code) == (201, 200)
     for resp in (first, again):
         assert resp["Content-Type"] == "application/json; charset=utf-8"
@@ -450,22 +452,70 @@ def test_the_portable_insert_path_stores_runs_and_refuses_duplicates(
     assert Run.objects.count() == 1 and TraceEvent.objects.count() == 4
 
 
-def test_the_agent_gets_its_own_pseudonyms_back_and_nothing_raw_is_stored(make_workflow, agent):
+def test_the_agent_gets_back_the_pseudonyms_of_its_proposal_and_nothing_raw_is_stored(
+    make_workflow, agent
+):
     wf = make_workflow()
+    proposal = {
+        "action": "refund.issue",
+        "params": {"order_id": "A-1", "amount": 5, "notify": "ana.lopez@example.com"},
+        "alternatives": [
+            {
+                "action": "refund.issue",
+                "params": {"order_id": "A-1", "amount": 5, "call": "+49 1512 3456610"},
+            }
+        ],
+        "artifact": {"text": "Card 4111 1111 1111 1111 refunded"},
+    }
     data = (
         agent(wf)
         .post(
             "/runs",
-            body(wf, input={"message": "Mail ana.lopez@example.com or call +49 1512 3456610"}),
+            body(
+                wf,
+                input={"message": "Mail ana.lopez@example.com, from 203.0.113.9"},
+                proposal=proposal,
+            ),
         )
         .json()
     )
     back = {v: k for k, v in data["pseudonyms"].items()}
+    assert set(back) == {"ana.lopez@example.com", "+49 1512 3456610", "4111 1111 1111 1111"}
     assert back["ana.lopez@example.com"].startswith("<EMAIL:")
     assert back["+49 1512 3456610"].startswith("<PHONE:")
     stored = Run.objects.get(pk=data["id"])
     rows = [e.document for e in stored.events.all()] + [str(stored.proposal)]
     assert not any("ana.lopez" in row or "3456610" in row for row in rows)
+    assert not any("203.0.113.9" in row for row in rows)
+
+
+def test_values_outside_the_proposal_are_not_echoed_back(make_workflow, agent):
+    # The answer is not an oracle: what the input, tool calls and output carry never
+    # comes back in a decision, so its pseudonyms are not handed out.
+    wf = make_workflow()
+    phones = [f"+49 1512 34566{n:02d}" for n in range(20)]
+    resp = agent(wf).post(
+        "/runs",
+        body(
+            wf,
+            input={"phones": phones},
+            tool_calls=[{"name": "crm.find", "arguments": {"q": "x"}, "result": phones}],
+            output={"text": "; ".join(phones)},
+        ),
+    )
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["pseudonyms"] == {}
+
+
+def test_a_recorded_run_gets_no_pseudonyms_back(make_workflow, agent):
+    wf = make_workflow(rung=0)
+    proposal = {"action": "refund.issue", "params": {"to": "ana.lopez@example.com"}}
+    resp = agent(wf).post("/runs", body(wf, input={"m": "+49 1512 3456610"}, proposal=None))
+    assert resp.status_code == 201, resp.content
+    assert resp.json()["status"] == "recorded"
+    assert resp.json()["pseudonyms"] == {}
+    # An L0 workflow refuses proposals outright, so nothing can be learnt that way either.
+    assert agent(wf).post("/runs", body(wf, key="k-2", proposal=proposal)).status_code == 409
 
 
 def test_awkward_text_is_stored_byte_for_byte_and_its_chain_verifies(make_workflow, agent):

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import re
 from pathlib import Path
 
@@ -280,7 +281,7 @@ def test_a_text_that_is_only_pseudonyms_comes_out_unchanged(redactor):
 
 
 def test_a_pseudonym_is_the_keyed_hmac_of_kind_and_normalized_value():
-    expected = hmac.new(KEY, b"EMAIL:alice@example.com", hashlib.sha256).hexdigest()[:8]
+    expected = hmac.new(KEY, b"EMAIL:alice@example.com", hashlib.sha256).hexdigest()[:16]
     assert pseudonym(KEY, "EMAIL", "alice@example.com") == f"<EMAIL:{expected}>"
     assert PSEUDONYM_RE.fullmatch(pseudonym(KEY, "CUSTOMER_NAME", "x"))
 
@@ -624,3 +625,169 @@ def test_redaction_is_idempotent_on_pii_glued_to_noise(parts):
     assert r.redact_text(once) == once
     matches = find_pii(text, phone_regions=REGIONS)
     assert all(a.end <= b.start for a, b in itertools.pairwise(matches))
+
+
+# --------------------------------------------- linear work and its budget (finding 1)
+# Never timed: the redactor counts its work (Budget.work, units of about a microsecond)
+# and these hold the counts, and the library calls behind them, to linear growth.
+
+
+def _random_digits(seed: int, n: int) -> str:
+    return "".join(random.Random(seed).choices("0123456789", k=n))
+
+
+def _groups(seed: int, size: int, width: int, sep: str = " ", first: str = "") -> str:
+    rng = random.Random(seed)
+    count = size // (width + len(sep))
+    if first:
+        return sep.join(
+            rng.choice(first) + "".join(rng.choices("0123456789", k=width - 1))
+            for _ in range(count)
+        )
+    return sep.join("".join(rng.choices("0123456789", k=width)) for _ in range(count))
+
+
+# name -> (text of about n characters, n for the small size): the costliest shapes (small
+# groups that many regions could read as phone numbers) are measured smaller.
+ADVERSARIAL = {
+    "7-digit groups": (lambda n: _groups(1, n, 7), 4_000),
+    "4-digit groups": (lambda n: _groups(2, n, 4), 4_000),
+    "issuer groups": (lambda n: _groups(3, n, 4, first="23456"), 4_000),
+    "2-digit groups": (lambda n: _groups(4, n, 2), 1_000),
+    "1-digit dashes": (lambda n: _groups(5, n, 1, "-"), 1_000),
+    "dotted digits": (lambda n: _groups(6, n, 1, "."), 1_000),
+    "phone punctuation": (lambda n: _groups(7, n, 1, " (). -/"), 1_000),
+    "IBAN groups": (lambda n: "DE12 " + _groups(8, n, 4), 4_000),
+    "IBAN shapes": (lambda n: " ".join(["AB12"] * (n // 5)), 4_000),
+    "00 prefixes": (lambda n: "00 " * (n // 3), 4_000),
+    "at signs": (lambda n: "a@" * (n // 2), 4_000),
+    "dotted domain": (lambda n: "x@" + "a." * (n // 2), 4_000),
+    "colons": (lambda n: "1:" * (n // 2), 4_000),
+    "one digit run": (lambda n: _random_digits(9, n), 4_000),
+}
+
+
+def _work(text: str, **limits) -> int:
+    redaction._clear_caches()
+    budget = redaction.Budget(**limits)
+    make_redactor(key=KEY, phone_regions=REGIONS).redact_text(text, budget=budget)
+    return budget.work
+
+
+@pytest.mark.parametrize("shape", ADVERSARIAL, ids=str)
+def test_redaction_work_grows_linearly_with_the_input(shape):
+    text_of, n = ADVERSARIAL[shape]
+    small, large = _work(text_of(n)), _work(text_of(4 * n))
+    # Four times the text, about four times the work: random content varies the cost a
+    # character by ~20 %, while anything quadratic would show as sixteen times.
+    assert large <= 5 * small + 500, (small, large)
+
+
+def _counting(monkeypatch, name: str) -> list[int]:
+    calls = [0]
+    real = getattr(redaction, name)
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(redaction, name, counted)
+    return calls
+
+
+def _cards_chain(count: int) -> str:
+    cards = []
+    for k in range(count):
+        body = f"4{k:014d}"
+        cards.append(body + luhn.calc_check_digit(body))
+    return " ".join(c[i : i + 4] for c in cards for i in range(0, 16, 4))
+
+
+def test_cards_in_one_chain_cost_luhn_checks_linear_in_the_chain(monkeypatch):
+    checks = _counting(monkeypatch, "_is_card")
+    counts = []
+    for count in (50, 200):
+        redaction._clear_caches()
+        text = _cards_chain(count)
+        assert [kind for kind, _ in found(text)] == ["CARD"] * count
+        counts.append(checks[0])
+        checks[0] = 0
+    # The old recursion re-checked the rest of the chain after every card found.
+    assert counts[1] <= 4.4 * counts[0], counts
+
+
+def test_phonenumbers_is_called_linearly_in_a_long_list_of_numbers(monkeypatch):
+    calls = _counting(monkeypatch, "PhoneNumberMatcher")
+    counts = []
+    for size in (4_000, 16_000):
+        redaction._clear_caches()
+        find_pii(_groups(11, size, 7), phone_regions=REGIONS)
+        counts.append(calls[0])
+        calls[0] = 0
+    assert counts[1] <= 4.4 * counts[0] + 20, counts
+
+
+def test_a_number_inside_a_long_list_of_numbers_is_found_wherever_it_starts():
+    # One candidate over 64 characters: the matcher, given it whole, found nothing.
+    ids = " ".join(f"1{k:06d}" for k in range(4_711, 4_719))  # no issuer digit: no cards
+    assert found(f"ids {ids} 030 12345678 {ids}") == [("PHONE", "030 12345678")]
+    assert found(f"call +49 30 12345678 {ids}") == [("PHONE", "+49 30 12345678")]
+    assert found(f"{ids} 0049 30 12345678 {ids}", regions=()) == [("PHONE", "0049 30 12345678")]
+
+
+def test_a_mebibyte_of_digit_groups_exhausts_the_default_budget_without_overrunning_it():
+    limit = 200_000
+    text = _groups(12, 1024 * 1024, 7)
+    budget = redaction.Budget(max_work=limit)
+    redaction._clear_caches()
+    with pytest.raises(redaction.TooMuchWork):
+        make_redactor(key=KEY, phone_regions=REGIONS).redact_text(text, budget=budget)
+    # Work stops as soon as the budget is gone (one charge may overshoot it a little).
+    assert limit < budget.work <= limit + 70_000
+
+
+def test_a_chain_of_values_each_hiding_the_next_is_refused_by_the_budget():
+    # Each card is only found once the value before it is masked: one round per card.
+    text = "+1 212-555-0100" + ".4111111111111111" * 4_000
+    budget = redaction.Budget(max_work=200_000)
+    with pytest.raises(redaction.TooMuchWork):
+        make_redactor(key=KEY, phone_regions=REGIONS).redact_text(text, budget=budget)
+
+
+def test_the_corpus_and_a_typical_body_cost_a_small_fraction_of_the_budget():
+    assert _work("\n".join(row["text"] for row in CORPUS)) < 10_000
+    assert _work(" ".join(row["text"] for row in CORPUS[:5])) < 2_000
+
+
+def test_distinct_personal_values_are_counted_over_one_budget():
+    r = make_redactor(key=KEY, personal_fields=["name"], phone_regions=REGIONS)
+    budget = redaction.Budget(max_values=3)
+    r.redact({"a": "x@y.io", "b": ["x@y.io", "+49 30 12345678"]}, budget=budget)
+    r.redact({"name": "Ann"}, budget=budget)  # a declared field is a personal value too
+    assert len(budget.values) == 3
+    with pytest.raises(redaction.TooManyPersonalValues):
+        r.redact_text("and z@y.io", budget=budget)
+
+
+@PROPERTY
+@given(text=st.text(alphabet="0123456789 -+().@a:/", max_size=3_000))
+def test_work_is_bounded_by_a_constant_per_character(text):
+    # The worst shapes (1-digit groups that many regions could read as phones) cost about
+    # 250 units a character; nothing may grow faster than a constant per character.
+    assert _work(text) <= 400 * len(text) + 2_000
+
+
+# ----------------------------------------------------------- pseudonym tags (finding 6)
+
+
+def test_pseudonyms_carry_64_bit_tags():
+    token = pseudonym(KEY, "EMAIL", "a@b.co")
+    assert re.fullmatch(r"<EMAIL:[0-9a-f]{16}>", token)
+    assert make_redactor(key=KEY).redact_text("a@b.co") == token
+
+
+def test_stored_8_hex_and_16_hex_pseudonyms_are_both_left_alone(redactor):
+    text = "<EMAIL:3f9a1c2b> and <PHONE:0123456789abcdef> and <CARD:00aa11bb22cc33dd>"
+    assert find_pii(text, phone_regions=REGIONS) == []
+    assert redactor.redact_text(text) == text
+    assert redactor.redact({"x": text, "<IP:3f9a1c2b>": 1}) == {"x": text, "<IP:3f9a1c2b>": 1}

@@ -1,5 +1,6 @@
 import os
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -105,17 +106,30 @@ def demo_password(username: str) -> str:
     return os.environ.get("LADDER_DEMO_PASSWORD") or f"{username}-ladder-demo"
 
 
+def _set_demo_password(user: User, *, dev_mode: bool) -> None:
+    """Development mode: the known demo password. A deployment: no usable password for a new
+    demo account, and none left for an old one still on the known password (a database
+    seeded in development mode, then deployed)."""
+    if dev_mode:
+        user.set_password(demo_password(user.username))
+    elif not user.pk or user.check_password(demo_password(user.username)):
+        user.set_unusable_password()
+
+
 class Command(BaseCommand):
     help = "Create (or refresh) the demo people, workflows and a little history. Idempotent."
 
     @transaction.atomic
     def handle(self, *args, **options):
+        dev_mode = settings.LADDER_DEV_MODE
         people = {}
         for name in PEOPLE:
-            user, _ = User.objects.get_or_create(
-                username=name, defaults={"email": f"{name}@demo.invalid"}
+            user = User.objects.filter(username=name).first() or User(
+                username=name, email=f"{name}@demo.invalid"
             )
-            user.set_password(demo_password(name))
+            _set_demo_password(user, dev_mode=dev_mode)
+            if not user.pk:
+                user.save()
             user.is_staff = name == "admin"
             user.is_superuser = name == "admin"
             user.save(update_fields=["password", "is_staff", "is_superuser"])
@@ -157,12 +171,18 @@ class Command(BaseCommand):
                     },
                 )
             for name in PEOPLE:
-                role_grant(workflow=wf, user=people[name], role=Role(name))
+                role_grant(workflow=wf, user=people[name], role=Role(name), by=None)
         from approvals.demo import seed_history
 
         counts = seed_history(people=people)
         self.stdout.write("Demo workflows: " + ", ".join(w["slug"] for w in WORKFLOWS))
         self.stdout.write(f"Demo history: {counts}")
-        self.stdout.write("Demo logins (http://127.0.0.1:8000/accounts/login/):")
-        for name in PEOPLE:
-            self.stdout.write(f"  {name:<11} password: {demo_password(name)}")
+        if dev_mode:
+            self.stdout.write("Demo logins (http://127.0.0.1:8000/accounts/login/):")
+            for name in PEOPLE:
+                self.stdout.write(f"  {name:<11} password: {demo_password(name)}")
+            return
+        self.stdout.write(
+            "Demo people: " + ", ".join(PEOPLE) + ". Outside development mode they get no "
+            "known password; give one a password with `manage.py changepassword NAME`."
+        )
