@@ -128,7 +128,7 @@ def submission(workflow, key):
 def l3(make_workflow):
     workflow = make_workflow(rung=3)
     reviewer = User.objects.create_user("rev")
-    role_grant(workflow=workflow, user=reviewer, role="reviewer")
+    role_grant(workflow=workflow, user=reviewer, role="reviewer", by=None)
     return workflow, reviewer
 
 
