@@ -18,7 +18,7 @@ help:
 	@echo "make run    - install, migrate, seed the demo and serve http://127.0.0.1:8000"
 	@echo "make test   - install and run the whole suite on PostgreSQL + Redis"
 	@echo "make lint   - ruff check + ruff format --check"
-	@echo "make bench  - bench/gateway.py and bench/queue.py (PostgreSQL)"
+	@echo "make bench  - bench/gateway.py, bench/queue.py and bench/longpoll.py (PostgreSQL)"
 
 $(UV):
 	@test -n "$(PYTHON_BIN)" || { echo "error: no Python >= 3.12 (see scripts/find-python)"; exit 1; }
@@ -71,3 +71,4 @@ worker: install
 bench: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/gateway.py
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/queue.py
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/longpoll.py

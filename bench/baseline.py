@@ -68,3 +68,9 @@ urlpatterns = [
     path("bench/worker", worker),
     path("", include("ladder.urls")),
 ]
+
+# The same app under ASGI, only to compare servers (`bench/gateway.py --worker-class asgi
+# --app bench.baseline:asgi_application`); the deployment is WSGI (bench/README.md).
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+asgi_application = get_asgi_application()

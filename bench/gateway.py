@@ -1,6 +1,7 @@
 """Gateway benchmark: POST /api/v1/runs against a minimal insert-one-row endpoint.
 
-Both endpoints are served by the same gunicorn server (gthread, 2 workers x 8 threads,
+Both endpoints are served by the same gunicorn server (the documented deployment:
+traces.server.LongPollWorker, gthread with parked long polls, 2 workers x 8 threads,
 DEBUG off, PostgreSQL + Redis), from bench/baseline.py, which is the project's own WSGI
 app plus `POST /bench/baseline`. So the gap measured is the gateway's own work (auth,
 validation, redaction, idempotency, decision, hash chain, a run and its trace events),
@@ -627,6 +628,11 @@ def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "ladder.settings",
             # Plain http on loopback and the embedded keys; nothing measured depends on it.
             "LADDER_DEV_MODE": "1",
+            # One token drives every client: lift its per-token limits (the bucket is still
+            # consulted on every request, so its cost is in the figures).
+            "LADDER_RATE_LIMIT_PER_SECOND": "1000000",
+            "LADDER_RATE_LIMIT_BURST": "1000000",
+            "LADDER_MAX_WAITS_PER_TOKEN": "10000",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": os.pathsep.join(
                 [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -720,6 +726,15 @@ def checkpoint(database_url: str) -> None:
         pass  # needs superuser or pg_checkpoint; only a noise reducer
 
 
+# "longpoll" is the documented deployment (gunicorn.conf.py); "gthread" is gunicorn's own
+# worker, as before long polls were parked; "asgi" serves --app bench.baseline:asgi_application.
+WORKER_CLASSES = {
+    "longpoll": "traces.server.LongPollWorker",
+    "gthread": "gthread",
+    "asgi": "asgi",
+}
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -727,10 +742,11 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn bench.baseline:application, gthread, on a free 127.0.0.1 port."""
+    """gunicorn bench.baseline:application on a free 127.0.0.1 port."""
 
-    def __init__(self, env: dict, workers: int, threads: int, app: str):
+    def __init__(self, env: dict, workers: int, threads: int, app: str, worker_class: str):
         self.env, self.workers, self.threads, self.app = env, workers, threads, app
+        self.worker_class = worker_class
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
@@ -751,11 +767,10 @@ class Server:
             "--bind",
             f"{HOST}:{self.port}",
             "--worker-class",
-            "gthread",
+            WORKER_CLASSES[self.worker_class],
             "--workers",
             str(self.workers),
-            "--threads",
-            str(self.threads),
+            *(["--threads", str(self.threads)] if self.worker_class != "asgi" else []),
             "--timeout",
             "60",
             "--graceful-timeout",
@@ -892,7 +907,8 @@ def markdown(report: dict) -> str:
     rounds = f" (each figure: the median of {m['rounds']} rounds)" if m["rounds"] > 1 else ""
     lines = [
         f"Measured {m['date']} on {m['cpus']} CPUs (load avg before: {m['loadavg']}), "
-        f"gunicorn gthread {m['server']['workers']}x{m['server']['threads']}, "
+        f"gunicorn {m['server']['worker_class']} {m['server']['workers']}x"
+        f"{m['server']['threads']}, "
         f"PostgreSQL `{m['database']}`, {m['warmup_s']:g} s warm-up + {m['duration_s']:g} s "
         f"per phase{rounds}, redaction: {m['redaction']}, request body {m['body_bytes']} B, "
         f"connections split {m['split']} over the workers.",
@@ -989,6 +1005,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     ap.add_argument(
+        "--worker-class",
+        choices=sorted(WORKER_CLASSES),
+        default="longpoll",
+        help="gunicorn worker: longpoll (the deployment, gunicorn.conf.py), gthread, asgi",
+    )
+    ap.add_argument(
         "--only", choices=["gateway", "baseline"], help="run the phases of one endpoint only"
     )
     ap.add_argument(
@@ -1038,8 +1060,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"preparing {args.database_url} (migrate, seed)")
         token = prepare_database(args.database_url, env, args.keep_data)
-        server = Server(env, args.workers, args.threads, args.app)
-        log(f"starting gunicorn on {HOST}:{server.port} ({args.workers}x{args.threads} gthread)")
+        server = Server(env, args.workers, args.threads, args.app, args.worker_class)
+        log(
+            f"starting gunicorn on {HOST}:{server.port} "
+            f"({args.workers}x{args.threads} {args.worker_class})"
+        )
         server.start(token)
         run_nonce = f"{int(time.time())}-{os.getpid()}"
         plan = []
@@ -1128,7 +1153,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "server": {
                 "app": args.app,
-                "worker_class": "gthread",
+                "worker_class": args.worker_class,
                 "workers": args.workers,
                 "threads": args.threads,
             },

@@ -50,3 +50,14 @@ class PayloadTooLarge(LadderError):
 class Unprocessable(LadderError):
     code = "unprocessable"
     status = 422
+
+
+class TooManyRequests(LadderError):
+    """429: the API adds `Retry-After` (whole seconds, rounded up) from `retry_after`."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after

@@ -153,6 +153,18 @@ LADDER_MAX_BODY_BYTES = env_int("LADDER_MAX_BODY_BYTES", 1024 * 1024)
 LADDER_MAX_JSON_DEPTH = env_int("LADDER_MAX_JSON_DEPTH", 64)
 DATA_UPLOAD_MAX_MEMORY_SIZE = LADDER_MAX_BODY_BYTES
 LADDER_MAX_WAIT_SECONDS = env_int("LADDER_MAX_WAIT_SECONDS", 30)
+# -- Security review finding 2: long polls, waits per token, request rates ------------
+# A `?wait=` poll is parked by the server (traces/server.py), not held in a thread. Each
+# token may keep LADDER_MAX_WAITS_PER_TOKEN polls open at once (split between the server
+# processes) and send LADDER_RATE_LIMIT_PER_SECOND requests a second to /api/v1, bursts up
+# to LADDER_RATE_LIMIT_BURST, counted in each server process (0 turns a limit off).
+# Parked polls re-read their run every LADDER_WAIT_RECHECK_SECONDS even when no
+# notification came (PostgreSQL LISTEN/NOTIFY wakes them at once).
+LADDER_MAX_WAITS_PER_TOKEN = env_int("LADDER_MAX_WAITS_PER_TOKEN", 10)
+LADDER_RATE_LIMIT_PER_SECOND = env_int("LADDER_RATE_LIMIT_PER_SECOND", 50)
+LADDER_RATE_LIMIT_BURST = env_int("LADDER_RATE_LIMIT_BURST", 100)
+LADDER_WAIT_RECHECK_SECONDS = env_int("LADDER_WAIT_RECHECK_SECONDS", 5)
+# -- end finding 2 ----------------------------------------------------------------------
 # Regions whose national-format phone numbers (no +country prefix) are also redacted.
 LADDER_PHONE_REGIONS = env_list("LADDER_PHONE_REGIONS", ["US", "GB", "DE", "FR", "NL", "ES"])
 # How long "open by NAME" holds a run for one reviewer.

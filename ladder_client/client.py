@@ -10,6 +10,8 @@ Retry rules, in one place (`LadderClient._send`):
 - Requests that would append twice if repeated (events, outcomes, metric points) are
   retried only when they cannot have reached the gateway: the connection was never made,
   or the gateway said 503. Otherwise `LadderUnavailable(maybe_applied=True)` is raised.
+- 429 (the token's request rate or open waits, refused before anything is done) is
+  retried for every request, after the gateway's Retry-After.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ladder_client")
 
-RETRY_STATUSES = frozenset({502, 503, 504})
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Answers that say the request was refused before it did anything: safe to repeat any.
+NOT_APPLIED_STATUSES = frozenset({429, 503})
 # The request cannot have reached the server: safe to retry anything.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAX_ERROR_TEXT = 10_000  # the gateway's cap on a result's error text
@@ -168,7 +172,7 @@ class LadderClient:
             if status not in RETRY_STATUSES:
                 return response
             response.close()
-            if status != 503 and not idempotent:
+            if status not in NOT_APPLIED_STATUSES and not idempotent:
                 raise LadderUnavailable(
                     f"{what}: HTTP {status}; the request may or may not have been applied",
                     attempts=attempt,

@@ -31,6 +31,15 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_limits():
+    # Request buckets and wait slots are per process; each test starts with full ones.
+    from traces import limits
+
+    limits.RATE.reset()
+    yield
+
+
 @pytest.fixture
 def make_workflow(db):
     def make(*, rung=3, actions=("refund.issue",), **kwargs):

@@ -5,7 +5,7 @@ source, with far less per-request overhead than DRF's serializers on the hot pat
 """
 
 import logging
-import time
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -26,7 +26,9 @@ from ladder.models import Workflow
 from traces import services
 from traces.auth import AgentAuth, authenticate
 from traces.jsonbody import parse_json_body
-from traces.models import Run, RunStatus
+from traces.limits import rate_check
+from traces.longpoll import ENVIRON_KEY, run_wait
+from traces.models import Run
 from traces.selectors import run_replay_for_agent
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,11 @@ class AgentBearer(HttpBearer):
         self.memo = memo
 
     def authenticate(self, request: HttpRequest, token: str) -> AgentAuth:
-        return authenticate(token.strip(), memo=self.memo)
+        auth = authenticate(token.strip(), memo=self.memo)
+        hook = request.META.get(ENVIRON_KEY)
+        if hook is None or not hook.resumed:  # a parked poll run again is not a new request
+            rate_check(auth.token_id)  # 429 rate_limited (traces/limits.py)
+        return auth
 
 
 api = NinjaAPI(
@@ -70,7 +76,10 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 
 @api.exception_handler(LadderError)
 def _ladder_error(request, exc: LadderError):
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    response = error_response(exc.status, exc.code, exc.message, exc.details)
+    if (retry_after := getattr(exc, "retry_after", None)) is not None:
+        response["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
 
 
 @api.exception_handler(AuthenticationError)
@@ -187,6 +196,7 @@ ERRORS = {
     409: ErrorOut,
     413: ErrorOut,
     422: ErrorOut,
+    429: ErrorOut,
 }
 
 
@@ -318,14 +328,11 @@ class WaitQuery(BaseModel):
 def get_run(request, run_id: str, query: Query[WaitQuery]):
     """Status and decision; `?wait=S` long-polls up to S seconds for a decision."""
     run = services.run_for_agent(auth=request.auth, run_id=run_id)
-    deadline = time.monotonic() + min(query.wait, settings.LADDER_MAX_WAIT_SECONDS)
-    delay = 0.1
-    while run.status in (RunStatus.RECEIVED, RunStatus.PENDING_REVIEW):
-        if time.monotonic() + delay > deadline:
-            break
-        time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
-        run.refresh_from_db()
+    seconds = min(query.wait, settings.LADDER_MAX_WAIT_SECONDS)
+    # Without holding this thread under the documented server (traces/longpoll.py).
+    run = run_wait(request, auth=request.auth, run=run, seconds=seconds)
+    if run is None:  # parked: the server drops this answer and calls the view again
+        return HttpResponse(status=202)
     return run_out(run)
 
 

@@ -101,6 +101,27 @@ def test_a_503_on_a_read_is_retried_after_the_servers_retry_after():
     assert pauses == [2.0]
 
 
+def test_a_429_is_retried_after_the_servers_retry_after_even_for_an_append():
+    # The gateway refuses an over-rate token before doing anything: nothing can double.
+    limited = {"error": {"code": "rate_limited", "message": "over 50 requests a second"}}
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "3"}, json=limited),
+        httpx.Response(201, json={"appended": 1, "trace": {"events": 2, "head": "h"}}),
+    ]
+    seen, pauses = [], []
+
+    def handler(request):
+        seen.append(request)
+        return answers.pop(0)
+
+    client = mock_client(handler)
+    client._sleep = pauses.append
+    client.append_events("r", [{"type": "output", "output": "x"}])
+
+    assert len(seen) == 2
+    assert pauses == [3.0]
+
+
 def test_agent_values_are_sent_as_plain_json():
     value = {
         "amount": Decimal("12.50"),
