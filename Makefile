@@ -12,12 +12,13 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ladder
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test lint fmt services-check chromium bench worker
+.PHONY: help install run test lint fmt services-check chromium bench worker screenshots
 
 help:
 	@echo "make run    - install, migrate, seed the demo and serve http://127.0.0.1:8000"
 	@echo "make test   - install and run the whole suite on PostgreSQL + Redis"
 	@echo "make lint   - ruff check + ruff format --check"
+	@echo "make screenshots - refresh docs/screenshots/ from the browser tests"
 	@echo "make bench  - bench/gateway.py, bench/queue.py and bench/longpoll.py (PostgreSQL)"
 
 $(UV):
@@ -56,6 +57,11 @@ chromium:
 
 test: install services-check chromium
 	$(DEV_MODE) DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Refresh the screenshots the README shows (test runs write theirs to test-results/).
+screenshots: install services-check chromium
+	LADDER_DEV_MODE=1 LADDER_SCREENSHOTS=docs/screenshots DATABASE_URL=$(TEST_DATABASE_URL) \
+	  REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -q -m browser
 
 lint: install
 	$(VENV)/bin/ruff check .

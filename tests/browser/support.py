@@ -1,6 +1,7 @@
 """Helpers for the browser tests: the chromium to drive, signing in, screenshots, and runs
 submitted through the real gateway over HTTP."""
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Test runs write their screenshots to an ignored folder, so `make test` leaves the tree
+# clean; `make screenshots` runs the browser tests with LADDER_SCREENSHOTS=docs/screenshots
+# to refresh the ones the README shows.
+_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = _ROOT / os.environ.get("LADDER_SCREENSHOTS", "test-results/screenshots")
 VIEWPORT = {"width": 1280, "height": 900}
 PASSWORD = "browser-test-pw"
 
