@@ -125,7 +125,15 @@ class BenchError(Exception):
 
 # -- request bodies ---------------------------------------------------------------------
 
-FIRST_NAMES = ["jane", "omar", "li", "sofia", "tom", "ines", "pieter", "amara", "luca", "mia"]
+FIRST_NAMES = [
+    "Jane", "Omar", "Li", "Sofia", "Tom", "Inês", "Pieter", "Amara", "Luca", "Mia", "Mehmet",
+    "Priya", "Olga", "Sven", "Aylin", "João", "Fatima", "Hiroshi", "Zofia", "Kwame",
+]  # fmt: skip
+LAST_NAMES = [
+    "Silva", "Müller", "Yılmaz", "Sharma", "Johansson", "Ivanova", "Nowak", "García",  # noqa: RUF001
+    "Okafor", "Rossi", "de Vries", "Dubois", "Tanaka", "O'Brien", "Hansen", "Kowalski",
+]  # fmt: skip
+STREETS = ["Elm Street", "High Street", "Hauptstraße", "Kerkstraat", "Oak Avenue"]
 PHONE_FORMATS = [
     lambda r: f"+44 20 7946 {r.randrange(10_000):04d}",
     lambda r: f"+1 212-{r.randrange(200, 1000)}-{r.randrange(10_000):04d}",
@@ -148,9 +156,10 @@ def body_template(workflow: str) -> str:
             "locale": "en-GB",
             "customer_name": "@NAME@ Example",
             "customer_message": (
-                "Hello, my order @ORDER@ arrived today but one of the two mugs was "
-                "shattered in the box. I would like a refund for it please. You can reach "
-                "me at @EMAIL@ or call @PHONE@ after 5pm. Thanks!"
+                "Hello, I am @FULLNAME@ (ticket @TICKET@). My order @ORDER@ arrived today "
+                "but one of the two mugs was shattered in the box. I would like a refund "
+                "for it please. You can reach me at @EMAIL@ or call @PHONE@ after 5pm, "
+                "or write to @STREET@. Thanks, @FIRST@"
             ),
             "received_at": "2025-03-14T17:02:11Z",
         },
@@ -182,8 +191,9 @@ def body_template(workflow: str) -> str:
         ],
         "output": {
             "reply": (
-                "Hi, I'm sorry your mug arrived broken. I've asked for a refund of 21.75 EUR "
-                "to your original payment method; you will get a confirmation email shortly."
+                "Hi @FIRST@, I'm sorry your mug arrived broken (ticket @TICKET@). I've asked "
+                "for a refund of 21.75 EUR to your original payment method; you will get a "
+                "confirmation email shortly."
             ),
             "confidence": 0.91,
         },
@@ -213,20 +223,27 @@ def body_template(workflow: str) -> str:
     }
     text = json.dumps(body).replace("%", "%%")
     text = text.replace('"@AMOUNT@"', "%(amount)s")
-    for slot in ("KEY", "NAME", "ORDER", "EMAIL", "PHONE"):
+    for slot in ("KEY", "NAME", "FULLNAME", "FIRST", "TICKET", "STREET", "ORDER", "EMAIL", "PHONE"):
         text = text.replace(f"@{slot}@", f"%({slot.lower()})s")
     return text
 
 
 def make_body(template: str, rng: random.Random, key: str) -> bytes:
-    name = rng.choice(FIRST_NAMES)
+    """Every request its own text: a name, a street, an email, a phone number and its own
+    ticket and order ids inside the free text, so no per-string memo hides any detector."""
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    login = "".join(ch for ch in first.lower() if ch.isascii() and ch.isalpha()) or "c"
     return (
         template
         % {
             "key": key,
-            "name": name.title(),
+            "name": first,
+            "fullname": f"{first} {last}",
+            "first": first,
+            "ticket": f"T-{rng.randrange(10**6):06d}",
+            "street": f"{rng.randrange(1, 300)} {rng.choice(STREETS)}",
             "order": f"ORD-{rng.randrange(10**7):07d}",
-            "email": f"{name}.{rng.randrange(10**6)}@example.com",
+            "email": f"{login}.{rng.randrange(10**6)}@example.com",
             "phone": rng.choice(PHONE_FORMATS)(rng),
             "amount": f"{rng.randrange(100, 10_000) / 100:.2f}",
         }

@@ -83,8 +83,13 @@ Decisions worth knowing
   under the innermost declared key's kind; ``None`` stays ``None``.  Dict keys are
   redacted like any string; if two keys collapse into one pseudonym, the later one wins.
 
-Not detected: names, postal addresses and other free-text identifiers (declare them as
-personal fields), national phone formats of regions that are not configured, phone
+Names and street addresses in free text are found by traces/names.py (gazetteer + cues,
+see its docstring for what it does and does not find), after the structured detectors,
+on the text with every pseudonym and structured value masked, in up to four rounds (a
+masked name can change how the words around it read). A redactor made `without_people()`
+(what reviewers type) skips them.
+
+Not detected: other free-text identifiers (declare them as personal fields), national phone formats of regions that are not configured, phone
 numbers whose digits are glued to letters (``tel4930123456``), a phone number followed
 by more digit groups in a candidate of 64 characters or less (``+49 30 12345678
 2345678``: phonenumbers reads the whole run, which is no number), cards outside the 2-6
