@@ -33,6 +33,14 @@ def _use_bench_urls() -> None:
 _use_bench_urls()
 application = get_wsgi_application()
 
+if os.environ.get("BENCH_WITHOUT_NAMES") == "1":
+    # `bench/gateway.py --without-names`: the "before" half of an A/B on the same machine,
+    # minutes apart: the gateway with name/address detection switched off in this bench
+    # server only. The product has no such switch.
+    from traces import names as _names
+
+    _names.find_people_and_addresses = lambda text: []
+
 # Below here Django is set up (get_wsgi_application ran django.setup()).
 from django.db import connection  # noqa: E402
 from django.http import JsonResponse  # noqa: E402

@@ -631,8 +631,9 @@ def run_phase(*, name, path, clients, args, server, token, dbname, run_nonce) ->
 # -- setup ------------------------------------------------------------------------------
 
 
-def bench_env(database_url: str, redis_url: str) -> dict[str, str]:
+def bench_env(database_url: str, redis_url: str, *, without_names: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    env["BENCH_WITHOUT_NAMES"] = "1" if without_names else "0"
     env.update(
         {
             "DATABASE_URL": database_url,
@@ -999,6 +1000,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--high", type=int, default=32, help="clients in the high phases")
     ap.add_argument("--low", type=int, default=4, help="clients in the low phases")
     ap.add_argument(
+        "--without-names",
+        action="store_true",
+        help="switch name/address detection off in the bench server (the 'before' of an A/B)",
+    )
+    ap.add_argument(
         "--client-procs",
         type=int,
         default=2,
@@ -1065,7 +1071,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for url in (args.database_url, args.redis_url):
         _check_local(url)
-    env = bench_env(args.database_url, args.redis_url)
+    env = bench_env(args.database_url, args.redis_url, without_names=args.without_names)
     loadavg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     server = None
     completed = False
@@ -1180,7 +1186,8 @@ def main(argv: list[str] | None = None) -> int:
             "client_procs": args.client_procs,
             "rounds": args.rounds,
             "split": args.split,
-            "redaction": redaction_version(),
+            "redaction": redaction_version()
+            + (", names/addresses OFF (--without-names)" if args.without_names else ""),
             "body_bytes": len(make_body(body_template(WORKFLOW), random.Random(0), "k" * 40)),
             "runs_stored": stored,
         },
