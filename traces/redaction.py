@@ -89,8 +89,8 @@ on the text with every pseudonym and structured value masked, in up to four roun
 masked name can change how the words around it read). A redactor made `without_people()`
 (what reviewers type) skips them.
 
-Not detected: other free-text identifiers (declare them as personal fields), national phone formats of regions that are not configured, phone
-numbers whose digits are glued to letters (``tel4930123456``), a phone number followed
+Not detected: other free-text identifiers (declare them as personal fields), national
+phone formats of regions that are not configured, phone numbers whose digits are glued to letters (``tel4930123456``), a phone number followed
 by more digit groups in a candidate of 64 characters or less (``+49 30 12345678
 2345678``: phonenumbers reads the whole run, which is no number), cards outside the 2-6
 issuer range or written with separators other than single spaces/dashes, IBANs split
