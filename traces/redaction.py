@@ -90,11 +90,12 @@ masked name can change how the words around it read). A redactor made `without_p
 (what reviewers type) skips them.
 
 Not detected: other free-text identifiers (declare them as personal fields), national
-phone formats of regions that are not configured, phone numbers whose digits are glued to letters (``tel4930123456``), a phone number followed
-by more digit groups in a candidate of 64 characters or less (``+49 30 12345678
-2345678``: phonenumbers reads the whole run, which is no number), cards outside the 2-6
-issuer range or written with separators other than single spaces/dashes, IBANs split
-other than in groups of four, obfuscated emails (``alice at example dot com``).
+phone formats of regions that are not configured, phone numbers whose digits are glued
+to letters (``tel4930123456``), a phone number followed by more digit groups in a
+candidate of 64 characters or less (``+49 30 12345678 2345678``: phonenumbers reads the
+whole run, which is no number), cards outside the 2-6 issuer range or written with
+separators other than single spaces/dashes, IBANs split other than in groups of four,
+obfuscated emails (``alice at example dot com``).
 Over-detected: in regions without a required trunk prefix (US, ES, IT, …) a bare id that
 is also a valid national number (``4155552671``, ``612345678``) is redacted as a phone.
 """
