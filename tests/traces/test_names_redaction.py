@@ -203,3 +203,17 @@ def test_pseudonyms_already_present_are_left_alone(text):
     present = PSEUDONYM_RE.findall(text)
     redacted = REDACTOR.redact_text(text)
     assert [m for m in PSEUDONYM_RE.findall(redacted) if m in present] == present
+
+
+def test_a_process_without_the_name_lists_refuses_to_start(monkeypatch, tmp_path):
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    from traces import names
+
+    # As on a machine where `make install` never built the lists: the path holds nothing.
+    monkeypatch.setattr(names, "DATA_PATH", tmp_path / "names.tsv")
+    monkeypatch.setattr(names, "_GAZETTEER", None)
+
+    with pytest.raises(ImproperlyConfigured, match="traces.names_build"):
+        apps.get_app_config("traces").ready()
