@@ -215,5 +215,5 @@ def test_a_process_without_the_name_lists_refuses_to_start(monkeypatch, tmp_path
     monkeypatch.setattr(names, "DATA_PATH", tmp_path / "names.tsv")
     monkeypatch.setattr(names, "_GAZETTEER", None)
 
-    with pytest.raises(ImproperlyConfigured, match="traces.names_build"):
+    with pytest.raises(ImproperlyConfigured, match=r"traces\.names_build"):
         apps.get_app_config("traces").ready()
