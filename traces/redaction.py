@@ -1042,11 +1042,37 @@ def _scan(text: str, regions: tuple[str, ...], people: bool = True) -> tuple[_Hi
                 break
             found.extend((span.kind, span.start, span.end, span.normalized) for span in spans)
             masked = _mask(masked, ((span.start, span.end) for span in spans))
+            if all(_settled(masked, span.start, span.end) for span in spans):
+                break  # no capitalised word beside any of them: another look finds nothing
     found.sort(key=_start)
     return tuple(found)
 
 
 _NAME_ROUNDS = 4
+# Words that may stand beside a found name without another round: cues and function words
+# ("Hi Omar,", "I am Omar Silva (ticket", "Thanks, Ana") read the same once it is masked.
+_QUIET_NEIGHBOURS = (
+    names._GREETINGS | names._SIGNOFFS | names._TITLES | names._FUNCTION | names._INTRO_LAST
+)
+_WORD_BEFORE = re.compile(r"([^\W\d_][\w'\u2019.-]*)[ \t]*[,;:.!?()\[\]\"\u2013\u2014-]?[ \t]*\Z")
+_WORD_AFTER = re.compile(r"[ \t]*[,;:.!?()\[\]\"\u2013\u2014-]?[ \t]*([^\W\d_][\w'\u2019-]*)")
+
+
+def _settled(masked: str, start: int, end: int) -> bool:
+    """Whether the words right beside a masked name leave nothing for another round: a
+    capitalised word next to it (other than a cue or function word), or a name particle
+    ("de", "van"), may read differently once the name is masked ("Ana Ana Lima", runs
+    longer than a name), so it needs one."""
+    for found in (
+        _WORD_BEFORE.search(masked, max(0, start - 40), start),
+        _WORD_AFTER.match(masked, end, end + 40),
+    ):
+        if found is not None:
+            word = found.group(1)
+            key = word.casefold().rstrip(".")
+            if key in names._PARTICLES or (word[0].isupper() and key not in _QUIET_NEIGHBOURS):
+                return False
+    return True
 
 
 def _scan_structured(masked: str, regions: tuple[str, ...], found: list[_Hit]) -> str:
