@@ -11,6 +11,7 @@ from django.utils import timezone
 from ladder.errors import Conflict, NotFound
 from ladder.rungs import Executor
 from traces.models import Run, RunStatus, TraceEvent
+from traces.services.execution import execution_enqueue
 from traces.services.trace import EventSpec, trace_append
 
 # Statuses in which a human may still decide.
@@ -83,9 +84,7 @@ def run_decide(
             and run.action_type
             and (run.action_type.executor == Executor.SERVER)
         ):
-            from traces.tasks import execute_run
-
-            transaction.on_commit(lambda: execute_run.delay(str(run_id)))
+            execution_enqueue(run_id=run_id)
     return run
 
 

@@ -13,6 +13,14 @@ from traces.services.redactors import redactor_for
 from traces.services.trace import EventSpec, trace_append
 
 
+def execution_enqueue(*, run_id: uuid.UUID) -> None:
+    """Queue an approved run's server executor for when the approval commits. A second
+    delivery is harmless: run_execute claims the run with a guarded UPDATE."""
+    from traces.tasks import execute_run  # traces.tasks imports this module
+
+    transaction.on_commit(lambda: execute_run.delay(str(run_id)))
+
+
 def run_execute(*, run_id: uuid.UUID) -> Run:
     """Run an approved action's server executor at most once.
 

@@ -3,17 +3,19 @@ traces.fastpath), redaction before anything reads the body, the chain of the fir
 events, the ladder's decision, then one INSERT of the run and its events."""
 
 import hashlib
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.utils import timezone
 
-from ladder.decide import Decision, Route, decide
+from ladder.decide import Decision, Queue, Route, decide
 from ladder.errors import Conflict, Forbidden, LadderError, NotFound
 from traces import fastpath, redaction
 from traces.auth import AgentAuth, authenticate_hash
 from traces.chain import GENESIS, canonical_json_of_parsed
 from traces.ids import uuid7
 from traces.models import Run, RunStatus, TraceEvent
+from traces.services.execution import execution_enqueue
 from traces.services.redactors import agent_redaction_budget, fit, proposal_pseudonyms, redactor_of
 from traces.services.trace import EventSpec, chain_links
 
@@ -46,8 +48,58 @@ def submission_json(redacted: dict) -> Submission:
     return Submission(text, input_json, output_json, proposal_json, call_jsons)
 
 
+class Placement(NamedTuple):
+    """Where the ladder's decision puts a new run."""
+
+    status: RunStatus
+    queue: str  # the review queue a person decides in; "" when no person is asked
+    escalation_reason: str
+    policy: str  # the verdict of the run's policy_decision event; "" when there is none
+
+
+def run_placement(decision: Decision) -> Placement:
+    """How a new run is stored, for every route `ladder.decide` can return.
+
+    Total on purpose: a route (or a queue on a route) this does not know is an error,
+    never a run parked where nobody looks, as EXECUTE and DENY once were in the review
+    queue. Allowed (EXECUTE) and denied (DENY) runs are decided at submission: the policy
+    is their decider, named in the decision and in a policy_decision event.
+    """
+    route, queue = decision.route, decision.queue
+    if route == Route.RECORD and queue is None:
+        return Placement(RunStatus.RECORDED, "", "", "")
+    if route == Route.REVIEW and queue is not None:
+        if queue == Queue.ESCALATED:
+            # The reviewer and the trace both learn why a person is asked.
+            policy = "escalate" if decision.reason else ""
+            return Placement(RunStatus.PENDING_REVIEW, queue, decision.reason[:300], policy)
+        return Placement(RunStatus.PENDING_REVIEW, queue, "", "")
+    if route == Route.EXECUTE and queue is None:
+        return Placement(RunStatus.APPROVED, "", "", "allow")
+    if route == Route.DENY and queue is None:
+        return Placement(RunStatus.DENIED, "", "", "deny")
+    raise ValueError(f"the gateway has no place for route {route!r} with queue {queue!r}")
+
+
+def _policy_decision(
+    *, place: Placement, decision: Decision, proposal: dict, at: datetime
+) -> dict | None:
+    """The run's `decision` when the policy decided at submission (allowed or denied):
+    what the agent reads back, and what run_execute carries out (the proposal as sent)."""
+    if place.policy not in ("allow", "deny"):
+        return None
+    return {
+        "verdict": "approved" if place.policy == "allow" else "denied",
+        "action": proposal["action"],
+        "params": proposal["params"],
+        "reason": decision.reason,
+        "by": "policy",
+        "at": at.isoformat(),
+    }
+
+
 def _creation_specs(
-    *, body: dict, parts: Submission, decision: Decision, actor: str
+    *, body: dict, parts: Submission, decision: Decision, place: Placement, actor: str
 ) -> list[EventSpec]:
     specs = [
         EventSpec(
@@ -74,11 +126,11 @@ def _creation_specs(
                 TraceEvent.Type.PROPOSAL, body["proposal"], actor, payload_json=parts.proposal
             )
         )
-    if decision.reason and decision.queue == "escalated":
+    if place.policy:
         specs.append(
             EventSpec(
                 TraceEvent.Type.POLICY_DECISION,
-                {"decision": "escalate", "reason": decision.reason, "policy_version": None},
+                {"decision": place.policy, "reason": decision.reason, "policy_version": None},
                 "system",
             )
         )
@@ -161,16 +213,17 @@ def _submit_once(
     request_hash = hashlib.sha256(parts.text.encode("utf-8")).hexdigest()
     proposal = redacted["proposal"]
     decision = decide(workflow.rules, proposal)
-    if decision.route == Route.RECORD:
-        status, queue = RunStatus.RECORDED, ""
-    else:
-        status, queue = RunStatus.PENDING_REVIEW, decision.queue or ""
-        if pseudonyms is not None:  # a recorded run is never decided: nothing to restore
-            pseudonyms.update(proposal_pseudonyms(found, proposal))
+    place = run_placement(decision)
+    if place.status != RunStatus.RECORDED and pseudonyms is not None:
+        # A recorded run is never decided: nothing to restore.
+        pseudonyms.update(proposal_pseudonyms(found, proposal))
     now = timezone.now()
     run_id = uuid7()
-    specs = _creation_specs(body=redacted, parts=parts, decision=decision, actor=auth.actor)
+    specs = _creation_specs(
+        body=redacted, parts=parts, decision=decision, place=place, actor=auth.actor
+    )
     links = chain_links(run_id=run_id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
+    decided = _policy_decision(place=place, decision=decision, proposal=proposal, at=now)
     run = fastpath.new_run(
         {
             "id": run_id,
@@ -178,15 +231,17 @@ def _submit_once(
             "idempotency_key": key,
             "request_hash": request_hash,
             "rung": workflow.rung,
-            "status": status,
-            "queue": queue,
+            "status": place.status,
+            "queue": place.queue,
             "action_type_id": workflow.action_ids[proposal["action"]] if proposal else None,
             "proposal": proposal,
             "summary": _summary(proposal),
             "value": decision.value,
             "currency": decision.currency[:8],
             "flags": _flags(proposal),
-            "escalation_reason": decision.reason[:300] if queue == "escalated" else "",
+            "escalation_reason": place.escalation_reason,
+            "decision": decided,
+            "decided_at": now if decided else None,
             "trace_head": links[-1].hash,
             "trace_length": len(links),
             "created_at": now,
@@ -197,6 +252,10 @@ def _submit_once(
         run, links, at=now, auth=auth, workflow=workflow, proposal_json=parts.proposal
     )
     if stored is fastpath.Stored.NEW:
+        if place.status == RunStatus.APPROVED and proposal["action"] in workflow.server_actions:
+            # The same at-most-once path as a person's approval; an agent executor's run
+            # is claimed by its agent, who reads `approved` in this very answer.
+            execution_enqueue(run_id=run_id)
         return run, True
     if stored is fastpath.Stored.STALE:
         raise _Stale
