@@ -13,9 +13,9 @@ from ladder.rungs import Executor
 from traces.auth import AgentAuth
 from traces.models import MetricPoint, Run, RunStatus, TraceEvent
 from traces.replay import EXECUTION_PHASE, FREEZING_TYPES
-from traces.services.decisions import WAITING
 from traces.services.redactors import agent_redaction_budget, fit, redactor_for
 from traces.services.trace import EventSpec, trace_append
+from traces.status import APPROVED_STATUSES, DECIDED_STATUSES, FINISHED_STATUSES
 
 AGENT_EVENT_TYPES = {TraceEvent.Type.INPUT, TraceEvent.Type.TOOL_CALL, TraceEvent.Type.OUTPUT}
 
@@ -38,14 +38,13 @@ def run_for_agent(*, auth: AgentAuth, run_id: str) -> Run:
 
 # Agent context sent after the decision is accepted only as a report on carrying out the
 # decided action ({"type": "tool_call", "phase": "execution", ...}), and only once there
-# is something to carry out.
-_EXECUTABLE = (RunStatus.APPROVED, RunStatus.EXECUTING, RunStatus.EXECUTED, RunStatus.FAILED)
-_UNDECIDED = (RunStatus.RECEIVED, RunStatus.PENDING_REVIEW, RunStatus.RECORDED)
+# is something to carry out and until it was rolled back.
+_EXECUTABLE = APPROVED_STATUSES - {RunStatus.ROLLED_BACK}
 
 
 def _context_frozen(run: Run) -> bool:
     """A reviewer was shown the run, or a person or the policy decided on it."""
-    if run.status not in _UNDECIDED:
+    if run.status in DECIDED_STATUSES:
         return True
     return TraceEvent.objects.filter(run_id=run.id, type__in=FREEZING_TYPES).exists()
 
@@ -87,7 +86,7 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
                 code="context_frozen",
             )
     elif _context_frozen(locked):
-        decided = locked.status not in _UNDECIDED
+        decided = locked.status in DECIDED_STATUSES
         raise Conflict(
             (
                 f"run is {locked.status}: its decision was made on the context it had"
@@ -110,7 +109,10 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
         ]
     # New context on a waiting run changes what a reviewer must see: older views go stale.
     return trace_append(
-        run=locked, specs=specs, bump_version=locked.status == WAITING, bounded=True
+        run=locked,
+        specs=specs,
+        bump_version=locked.status == RunStatus.PENDING_REVIEW,
+        bounded=True,
     )
 
 
@@ -177,7 +179,7 @@ def run_claim(*, auth: AgentAuth, run: Run) -> Run:
             "doing it again",
             code="already_claimed",
         )
-    if locked.status in (RunStatus.EXECUTED, RunStatus.FAILED, RunStatus.ROLLED_BACK):
+    if locked.status in FINISHED_STATUSES:
         raise Conflict(f"a result was already reported ({locked.status})", code="already_reported")
     if locked.status != RunStatus.APPROVED:
         raise Conflict(

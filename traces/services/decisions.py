@@ -14,9 +14,6 @@ from traces.models import Run, RunStatus, TraceEvent
 from traces.services.execution import execution_enqueue
 from traces.services.trace import EventSpec, trace_append
 
-# Statuses in which a human may still decide.
-WAITING = RunStatus.PENDING_REVIEW
-
 
 @dataclass(frozen=True)
 class DecisionInput:
@@ -54,7 +51,9 @@ def run_decide(
     }
     status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
     with transaction.atomic():
-        changed = Run.objects.filter(pk=run_id, status=WAITING, version=seen_version).update(
+        changed = Run.objects.filter(
+            pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version
+        ).update(
             status=status,
             decision=stored,
             decided_by_id=user_id,
@@ -92,7 +91,7 @@ def _explain_lost_decision(run_id: uuid.UUID) -> None:
     current = Run.objects.filter(pk=run_id).select_related("decided_by").first()
     if current is None:
         raise NotFound("no such run", code="unknown_run")
-    if current.status != WAITING:
+    if current.status != RunStatus.PENDING_REVIEW:
         who = current.decided_by.get_username() if current.decided_by else "the system"
         raise Conflict(
             f"already decided by {who} ({current.get_status_display().lower()})",
