@@ -82,12 +82,14 @@ def run_placement(decision: Decision) -> Placement:
 
 
 def _policy_decision(
-    *, place: Placement, decision: Decision, proposal: dict, at: datetime
+    *, place: Placement, decision: Decision, proposal: dict | None, at: datetime
 ) -> dict | None:
     """The run's `decision` when the policy decided at submission (allowed or denied):
     what the agent reads back, and what run_execute carries out (the proposal as sent)."""
     if place.policy not in ("allow", "deny"):
         return None
+    if proposal is None:  # ladder.decide records a run without one; anything else is a bug
+        raise ValueError(f"the policy cannot {place.policy} a run that proposes nothing")
     return {
         "verdict": "approved" if place.policy == "allow" else "denied",
         "action": proposal["action"],
