@@ -17,7 +17,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 help:
 	@echo "make run    - install, migrate, seed the demo and serve http://127.0.0.1:8000"
 	@echo "make test   - install and run the whole suite on PostgreSQL + Redis"
-	@echo "make lint   - ruff check + ruff format --check"
+	@echo "make lint   - ruff check + ruff format --check + lint-imports (pyproject.toml)"
 	@echo "make screenshots - refresh docs/screenshots/ from the browser tests"
 	@echo "make bench  - bench/gateway.py, bench/queue.py and bench/longpoll.py (PostgreSQL)"
 
@@ -66,6 +66,7 @@ screenshots: install services-check chromium
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 fmt: install
 	$(VENV)/bin/ruff check --fix .

@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from ladder.models import Workflow
 from traces.auth import AgentAuth
 from traces.models import AgentToken
-from traces.services import run_submit
+from traces.services.gateway import run_submit
 
 CUSTOMERS = [
     ("Maria Novak", "maria.novak@example.com", "+49 1512 3456610"),

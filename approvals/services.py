@@ -17,7 +17,9 @@ from ladder.errors import Conflict, Forbidden, Unprocessable
 from traces.models import Run, RunStatus, TraceEvent
 from traces.replay import shown_payload
 from traces.selectors import DecisionContext, decision_context
-from traces.services import DecisionInput, EventSpec, redactor_for, run_decide, trace_append
+from traces.services.decisions import DecisionInput, run_decide
+from traces.services.redactors import redactor_for
+from traces.services.trace import EventSpec, trace_append
 
 # -- what the reviewer saw ----------------------------------------------------------------
 
@@ -48,7 +50,7 @@ def review_open(*, run: Run, user: User) -> OpenedReview:
     this screen, and take the "open by NAME" reservation if nobody else holds it.
 
     The first showing freezes the agent's context: from then on the gateway refuses new
-    input, tool calls and output for the run (traces.services.run_append_events)."""
+    input, tool calls and output for the run (traces.services.agent.run_append_events)."""
     ctx = decision_context(run_id=run.id)
     snap = run_snapshot(run=run, ctx=ctx)
     digest = rules.snapshot_hash(snap)

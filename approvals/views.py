@@ -30,7 +30,8 @@ from approvals.roles import (
 )
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
-from traces.models import QueueKind, RunStatus
+from ladder.rungs import Queue
+from traces.models import RunStatus
 from traces.selectors import run_replay
 
 
@@ -106,7 +107,7 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 def _facets(counts: dict, base: dict) -> list[dict]:
     groups = []
-    labels = dict(QueueKind.choices)
+    labels = dict(Queue.choices)
     for key, title in (("workflow", "Workflow"), ("queue", "Rung"), ("action", "Action")):
         items = []
         for value, n in sorted(counts[key].items()):
@@ -252,7 +253,7 @@ def _decision_from_form(request: HttpRequest, run) -> object:
     post = request.POST
     proposal = run.proposal or {}
     reason = post.get("reason", "")[:2000]
-    if run.queue == QueueKind.L1:
+    if run.queue == Queue.L1:
         artifact = proposal.get("artifact")
         if isinstance(artifact, str) and "artifact" in post:
             artifact = post["artifact"].replace("\r\n", "\n")
@@ -262,7 +263,7 @@ def _decision_from_form(request: HttpRequest, run) -> object:
             discard=post.get("verdict") == "discard",
             reason=reason,
         )
-    if run.queue == QueueKind.L2:
+    if run.queue == Queue.L2:
         verdict = post.get("verdict", "")
         if verdict == "reject":
             return services.Pick(option=None, reject=True, reason=reason)

@@ -96,7 +96,7 @@ import django
 django.setup()
 from ladder.models import ActionType, Workflow
 from traces.models import AgentToken
-from traces.services import token_create
+from traces.services.tokens import token_create
 
 slug, token_name, refund_schema, credit_schema = sys.argv[1:5]
 wf, _ = Workflow.objects.update_or_create(

@@ -145,7 +145,7 @@ def main() -> None:
     from approvals.review import snapshot_hash
     from traces.auth import AgentAuth
     from traces.models import Run, RunStatus
-    from traces.services import run_submit
+    from traces.services.gateway import run_submit
 
     reviewer = User.objects.get(username="bench-reviewer")
     client = Client()

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from ladder.errors import Conflict, Unprocessable
-from ladder.rungs import Rung
+from ladder.rungs import Queue, Rung
 
 
 class Route(StrEnum):
@@ -17,14 +17,6 @@ class Route(StrEnum):
     REVIEW = "review"  # a human decides (L1 draft, L2 pick, L3 approve, escalation)
     EXECUTE = "execute"  # policy allowed it (L4/L5, once the policy envelope exists)
     DENY = "deny"
-
-
-class Queue(StrEnum):
-    L1 = "l1"
-    L2 = "l2"
-    L3 = "l3"
-    ESCALATED = "escalated"
-    AUDIT = "audit"
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,9 @@ class Workflow(models.Model):
     )
     gate_thresholds = models.JSONField(default=dict, blank=True)
     # Bumped by database triggers on every change to this row or to its action types
-    # (migration 0002), whoever writes it. The gateway keeps the rules in memory and its
-    # insert re-checks this number, so a change applies to the very next run.
+    # (migration 0002; the tables are listed in ladder/rules.py), whoever writes it. The
+    # gateway keeps the rules in memory and its insert re-checks this number, so a change
+    # applies to the very next run.
     rules_version = models.PositiveBigIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

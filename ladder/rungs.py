@@ -21,6 +21,16 @@ class RiskClass(models.TextChoices):
     CONSEQUENTIAL = "consequential", "Consequential"
 
 
+class Queue(models.TextChoices):
+    """Where a person decides a run: what ladder.decide routes a proposal to for review."""
+
+    L1 = "l1", "L1 draft"
+    L2 = "l2", "L2 pick"
+    L3 = "l3", "L3 approve"
+    ESCALATED = "escalated", "Escalated"
+    AUDIT = "audit", "Audit sample"
+
+
 class Executor(models.TextChoices):
     AGENT = "agent", "Agent reports the result"
     SERVER = "server", "Registered callable run by a worker"

@@ -3,7 +3,7 @@ from django.conf import settings
 
 from ladder.celery import app as celery_app
 from tests.factories import ActionTypeFactory, WorkflowFactory
-from traces.services import token_create
+from traces.services.tokens import token_create
 
 
 def pytest_configure(config):

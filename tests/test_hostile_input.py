@@ -9,7 +9,7 @@ from django.test import Client
 
 from approvals.roles import role_grant
 from tests.factories import ActionTypeFactory, UserFactory, WorkflowFactory
-from traces.services import token_create
+from traces.services.tokens import token_create
 
 pytestmark = pytest.mark.django_db
 

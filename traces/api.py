@@ -23,13 +23,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ladder.errors import Forbidden, LadderError, NotFound
 from ladder.models import Workflow
-from traces import services
 from traces.auth import AgentAuth, authenticate
 from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run
 from traces.selectors import run_replay_for_agent
+from traces.services import agent, gateway
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def submit_run(request, payload: RunIn):
     """Submit one run. 201 when stored; 200 when this idempotency key was already seen."""
     body = payload.model_dump(mode="json", exclude_unset=False)
     pseudonyms: dict = {}
-    run, created = services.run_submit(auth=request.auth, body=body, pseudonyms=pseudonyms)
+    run, created = gateway.run_submit(auth=request.auth, body=body, pseudonyms=pseudonyms)
     out = run_out(run, workflow_slug=payload.workflow)
     out["pseudonyms"] = pseudonyms
     # Rendered here rather than re-validated against RunOut: run_out() builds exactly its
@@ -327,7 +327,7 @@ class WaitQuery(BaseModel):
 @api.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, tags=["runs"])
 def get_run(request, run_id: str, query: Query[WaitQuery]):
     """Status and decision; `?wait=S` long-polls up to S seconds for a decision."""
-    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    run = agent.run_for_agent(auth=request.auth, run_id=run_id)
     seconds = min(query.wait, settings.LADDER_MAX_WAIT_SECONDS)
     # Without holding this thread under the documented server (traces/longpoll.py).
     run = run_wait(request, auth=request.auth, run=run, seconds=seconds)
@@ -354,10 +354,10 @@ class AppendedOut(BaseModel):
 def append_events(request, run_id: str, payload: EventIn | EventsIn):
     """Append one `{type, …}` event, or `{"events": [...]}`; agents may add input,
     tool_call and output events."""
-    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    run = agent.run_for_agent(auth=request.auth, run_id=run_id)
     items = payload.events if isinstance(payload, EventsIn) else [payload]
     events = [item.model_dump(mode="json") for item in items]
-    created = services.run_append_events(auth=request.auth, run=run, events=events)
+    created = agent.run_append_events(auth=request.auth, run=run, events=events)
     run.refresh_from_db(fields=["trace_head", "trace_length"])
     return Status(
         201,
@@ -369,8 +369,8 @@ def append_events(request, run_id: str, payload: EventIn | EventsIn):
 def claim_run(request, run_id: str):
     """Take an approved action before carrying it out (agent executors). Exactly one
     claim succeeds; a second gets 409 `already_claimed`, so the action is done once."""
-    run = services.run_for_agent(auth=request.auth, run_id=run_id)
-    return run_out(services.run_claim(auth=request.auth, run=run))
+    run = agent.run_for_agent(auth=request.auth, run_id=run_id)
+    return run_out(agent.run_claim(auth=request.auth, run=run))
 
 
 class ResultIn(BaseModel):
@@ -383,8 +383,8 @@ class ResultIn(BaseModel):
 @api.post("/runs/{run_id}/result", response={200: RunOut, **ERRORS}, tags=["runs"])
 def report_result(request, run_id: str, payload: ResultIn):
     """The agent reports how its approved (ideally claimed) action went (agent executors)."""
-    run = services.run_for_agent(auth=request.auth, run_id=run_id)
-    run = services.run_report_result(
+    run = agent.run_for_agent(auth=request.auth, run_id=run_id)
+    run = agent.run_report_result(
         auth=request.auth,
         run=run,
         succeeded=payload.status == "succeeded",
@@ -404,8 +404,8 @@ class OutcomeIn(BaseModel):
 @api.post("/runs/{run_id}/outcome", response={200: RunOut, **ERRORS}, tags=["runs"])
 def record_outcome(request, run_id: str, payload: OutcomeIn):
     """Label how a run turned out; a wrong executed run is a silent failure."""
-    run = services.run_for_agent(auth=request.auth, run_id=run_id)
-    run = services.run_record_outcome(
+    run = agent.run_for_agent(auth=request.auth, run_id=run_id)
+    run = agent.run_record_outcome(
         actor=request.auth.actor,
         run=run,
         label=payload.label,
@@ -419,7 +419,7 @@ def record_outcome(request, run_id: str, payload: OutcomeIn):
 def replay_run(request, run_id: str):
     """The run rebuilt from its trace events alone, with `complete` and `verified`;
     reviewers appear as "reviewer", never by name (the people's replay page names them)."""
-    run = services.run_for_agent(auth=request.auth, run_id=run_id)
+    run = agent.run_for_agent(auth=request.auth, run_id=run_id)
     return run_replay_for_agent(run=run)
 
 
@@ -493,7 +493,7 @@ def post_metrics(request, slug: str, payload: MetricPointIn | MetricsIn):
     """Business outcome points: one `{metric, value, at}` or `{"points": [...]}`."""
     workflow = _workflow_for(request.auth, slug)
     points = payload.points if isinstance(payload, MetricsIn) else [payload]
-    stored = services.metric_record(workflow=workflow, points=[p.model_dump() for p in points])
+    stored = agent.metric_record(workflow=workflow, points=[p.model_dump() for p in points])
     return Status(201, {"stored": len(stored)})
 
 

@@ -29,6 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from ladder.decide import ActionRules, WorkflowRules
 from ladder.models import linkage_domain
+from ladder.rungs import Executor
 from traces.auth import AgentAuth
 from traces.models import Run, TraceEvent
 
@@ -139,6 +140,9 @@ class WorkflowRow:
     linkage: str  # the pseudonym linkage domain (ladder.models.linkage_domain)
     rules: WorkflowRules
     action_ids: dict[str, int]
+    # Actions a worker carries out (Executor.SERVER): a run the policy allows is queued
+    # for it at once; the rest wait for their agent's claim.
+    server_actions: frozenset[str] = frozenset()
 
 
 def _json(value):
@@ -154,7 +158,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         cur.execute(
             "SELECT w.id, w.rung, w.personal_fields, w.rules_version, w.linkage_group, "
             "a.id, a.name, a.param_schema, "
-            "a.value_param, a.currency_param FROM ladder_workflow w "
+            "a.value_param, a.currency_param, a.executor FROM ladder_workflow w "
             "LEFT JOIN ladder_actiontype a ON a.workflow_id = w.id WHERE w.slug = %s",
             [slug],
             prepare=True,
@@ -165,10 +169,12 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         return None
     wf_id, rung, personal, version, group = rows[0][:5]
     personal = _json(personal) or []
-    actions, ids = {}, {}
-    for *_, action_id, name, schema, value_param, currency_param in rows:
+    actions, ids, server = {}, {}, set()
+    for *_, action_id, name, schema, value_param, currency_param, executor in rows:
         if action_id is None:
             continue
+        if executor == Executor.SERVER:
+            server.add(name)
         actions[name] = ActionRules(
             name=name,
             param_schema=_json(schema) or {},
@@ -185,6 +191,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         linkage=linkage_domain(workflow_id=wf_id, group=group),
         rules=WorkflowRules(slug=slug, rung=rung, actions=actions),
         action_ids=ids,
+        server_actions=frozenset(server),
     )
     if memo_enabled():
         WORKFLOWS.put(slug, row)

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from traces.limits import WAITS
+from traces.status import WAITING_STATUSES
 
 if TYPE_CHECKING:  # the server's worker imports this module before Django is set up
     from traces.auth import AgentAuth
@@ -27,12 +28,6 @@ if TYPE_CHECKING:  # the server's worker imports this module before Django is se
 
 ENVIRON_KEY = "ladder.longpoll"
 CHANNEL = "ladder_run_status"  # NOTIFY channel, payload the run id (traces migration 0008)
-
-
-def _undecided() -> tuple[str, ...]:
-    from traces.models import RunStatus
-
-    return (RunStatus.RECEIVED, RunStatus.PENDING_REVIEW)
 
 
 @dataclass
@@ -62,7 +57,7 @@ class LongPoll:
 def run_wait(request: HttpRequest, *, auth: AgentAuth, run: Run, seconds: float) -> Run | None:
     """The run once decided or at the deadline; None when the server parked the request
     (the view's answer is then discarded and the view is called again later)."""
-    if run.status not in _undecided() or seconds <= 0:
+    if run.status not in WAITING_STATUSES or seconds <= 0:
         return run
     hook: LongPoll | None = request.META.get(ENVIRON_KEY)
     if hook is None:
@@ -83,7 +78,7 @@ def _wait_in_thread(*, auth: AgentAuth, run: Run, seconds: float) -> Run:
     try:
         deadline = time.monotonic() + seconds
         delay = 0.1
-        while run.status in _undecided():
+        while run.status in WAITING_STATUSES:
             if time.monotonic() + delay > deadline:
                 break
             time.sleep(delay)

@@ -4,7 +4,9 @@ from django.conf import settings
 from django.db import models
 
 from ladder.models import ActionType, Workflow
+from ladder.rungs import Queue
 from traces.ids import uuid7
+from traces.status import RunStatus
 
 
 class AgentToken(models.Model):
@@ -19,27 +21,6 @@ class AgentToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
-
-
-class RunStatus(models.TextChoices):
-    RECEIVED = "received", "Received"
-    RECORDED = "recorded", "Recorded"
-    PENDING_REVIEW = "pending_review", "Waiting for review"
-    APPROVED = "approved", "Approved"
-    REJECTED = "rejected", "Rejected"
-    EXECUTING = "executing", "Executing"
-    EXECUTED = "executed", "Executed"
-    FAILED = "failed", "Failed"
-    DENIED = "denied", "Denied"
-    ROLLED_BACK = "rolled_back", "Rolled back"
-
-
-class QueueKind(models.TextChoices):
-    L1 = "l1", "L1 draft"
-    L2 = "l2", "L2 pick"
-    L3 = "l3", "L3 approve"
-    ESCALATED = "escalated", "Escalated"
-    AUDIT = "audit", "Audit sample"
 
 
 class Run(models.Model):
@@ -57,7 +38,7 @@ class Run(models.Model):
     # Indexed only through the partial queue indexes and run_wf_status_idx: every extra
     # index is paid on each insert by the gateway.
     status = models.CharField(max_length=20, choices=RunStatus.choices)
-    queue = models.CharField(max_length=12, choices=QueueKind.choices, blank=True)
+    queue = models.CharField(max_length=12, choices=Queue.choices, blank=True)
     action_type = models.ForeignKey(
         ActionType,
         null=True,

@@ -10,10 +10,7 @@ import hashlib
 from typing import Any
 
 from traces.chain import canonical_json, verify_chain
-
-# Which steps a run must have in its trace, by the status its row claims.
-_DECIDED = {"approved", "rejected", "executing", "executed", "failed", "denied", "rolled_back"}
-_EXECUTED = {"executed", "failed", "rolled_back"}
+from traces.status import DECIDED_STATUSES, FINISHED_STATUSES, RunStatus
 
 # The agent's context for a decision: what it read, called and wrote before anyone decided.
 CONTEXT_TYPES = ("input", "tool_call", "output")
@@ -195,11 +192,12 @@ def missing_steps(run: dict[str, Any], *, status: str, has_proposal: bool) -> li
         missing.append("input")
     if has_proposal and run["proposal"] is None:
         missing.append("proposal")
-    if status in _DECIDED and run["decision"] is None and run["policy"] is None:
+    # Which steps a run must have in its trace, by the status its row claims.
+    if status in DECIDED_STATUSES and run["decision"] is None and run["policy"] is None:
         missing.append("review_decision or policy_decision")
-    if status in _EXECUTED and not run["execution"]:
+    if status in FINISHED_STATUSES and not run["execution"]:
         missing.append("execution")
-    if status == "rolled_back" and run["rollback"] is None:
+    if status == RunStatus.ROLLED_BACK and run["rollback"] is None:
         missing.append("rollback")
     return missing
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ladder.models import Workflow
 from traces.chain import ChainProblem, verify_chain
-from traces.models import Run, RunStatus, TraceEvent
+from traces.models import Run, TraceEvent
 from traces.replay import (
     CONTEXT_TYPES,
     FREEZING_TYPES,
@@ -14,8 +14,8 @@ from traces.replay import (
     decision_context_events,
     replay,
 )
+from traces.status import FINISHED_STATUSES
 
-EXECUTED_STATUSES = (RunStatus.EXECUTED, RunStatus.FAILED, RunStatus.ROLLED_BACK)
 _EVENT_FIELDS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
 
 
@@ -144,7 +144,7 @@ class Coverage:
 
 def replay_coverage(*, workflow: Workflow, since=None) -> Coverage:
     """Complete-and-verified executed runs / executed runs (the gate's replay coverage)."""
-    runs = Run.objects.filter(workflow=workflow, status__in=EXECUTED_STATUSES)
+    runs = Run.objects.filter(workflow=workflow, status__in=sorted(FINISHED_STATUSES))
     if since is not None:
         runs = runs.filter(created_at__gte=since)
     covered = executed = 0

@@ -5,7 +5,7 @@ from approvals.roles import role_grant
 from ladder.models import ActionType
 from tests.factories import UserFactory, WorkflowFactory
 from traces.auth import AgentAuth
-from traces.services import run_submit
+from traces.services.gateway import run_submit
 
 REPLY_SCHEMA = {"to": {"type": "string", "required": True}, "body": {"type": "string"}}
 

@@ -9,7 +9,7 @@ from approvals.models import Review
 from ladder.errors import Conflict, Forbidden, Unprocessable
 from traces.models import Run, TraceEvent
 from traces.selectors import run_replay
-from traces.services import EventSpec, trace_append
+from traces.services.trace import EventSpec, trace_append
 
 pytestmark = pytest.mark.django_db
 

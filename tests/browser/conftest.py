@@ -14,7 +14,7 @@ from ladder.models import ActionType, Workflow
 from ladder.rungs import Executor, RiskClass, Rung
 from tests.browser import support
 from tests.browser.support import PASSWORD, VIEWPORT, Ladder
-from traces.services import token_create
+from traces.services.tokens import token_create
 
 ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 

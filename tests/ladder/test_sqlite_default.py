@@ -107,3 +107,18 @@ def test_rules_version_moves_on_sqlite_too(sqlite_db):
         [wf],
     )
     assert version() == start + 3
+
+
+def test_every_rule_table_has_its_rules_version_triggers_on_sqlite_too(sqlite_db):
+    from ladder.rules import RULE_TABLES
+
+    triggers = sqlite_db.execute(
+        "SELECT tbl_name, upper(sql) FROM sqlite_master WHERE type = 'trigger'"
+    ).fetchall()
+    for table in RULE_TABLES:
+        sqls = [sql for name, sql in triggers if name == table and "RULES_VERSION" in sql]
+        needed = ["UPDATE"] if table == "ladder_workflow" else ["INSERT", "UPDATE", "DELETE"]
+        for event in needed:
+            assert any(f"AFTER {event} ON {table.upper()}" in sql for sql in sqls), (
+                f"{table}: no trigger bumps rules_version after {event}"
+            )

@@ -10,7 +10,8 @@ from django.db import connections
 
 from ladder_client import LadderClient
 from traces.models import Run
-from traces.services import DecisionInput, run_decide, token_create
+from traces.services.decisions import DecisionInput, run_decide
+from traces.services.tokens import token_create
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def connect(live_server):
 
 class Reviewer:
     """Decides the next waiting run of a workflow from a background thread, after a short
-    delay, through the service the reviewer's pages call (traces.services.run_decide)."""
+    delay, through the service the reviewer's pages call (traces.services.decisions.run_decide)."""
 
     def __init__(self):
         self.threads = []

@@ -11,7 +11,7 @@ from ladder_client import ActionFailed, ActionRejected, current_run
 from tests.factories import UserFactory
 from traces.executors import executor
 from traces.models import DemoLedgerEntry, Run
-from traces.services import DecisionInput, run_decide
+from traces.services.decisions import DecisionInput, run_decide
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

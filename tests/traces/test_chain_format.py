@@ -90,7 +90,7 @@ def test_a_known_document_keeps_its_exact_bytes():
 def test_a_submission_serialised_in_parts_is_its_canonical_json(
     input_, output, proposal, tool_calls
 ):
-    from traces.services import submission_json
+    from traces.services.gateway import submission_json
 
     redacted = {"input": input_, "tool_calls": tool_calls, "output": output, "proposal": proposal}
     parts = submission_json(redacted)

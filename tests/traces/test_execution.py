@@ -6,10 +6,11 @@ from django.utils import timezone
 from ladder.models import ActionType
 from ladder.rungs import Executor
 from tests.factories import WorkflowFactory
-from traces import services
 from traces.auth import AgentAuth
 from traces.executors import executor
 from traces.models import DemoLedgerEntry, Run, RunStatus, TraceEvent
+from traces.services.execution import run_execute
+from traces.services.gateway import run_submit
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +39,7 @@ def approved_run(path="traces.demo_executors.refund_issue"):
         workflow=wf, name="refund.issue", executor=Executor.SERVER, executor_path=path
     )
     auth = AgentAuth(token_id=0, prefix="lat_t", workflow_ids=frozenset([wf.id]))
-    run, _ = services.run_submit(
+    run, _ = run_submit(
         auth=auth,
         body={
             "workflow": wf.slug,
@@ -57,7 +58,7 @@ def approved_run(path="traces.demo_executors.refund_issue"):
 
 def test_an_approved_server_action_executes_with_the_final_params():
     run = approved_run()
-    result = services.run_execute(run_id=run.id)
+    result = run_execute(run_id=run.id)
     assert result.status == RunStatus.EXECUTED
     entry = DemoLedgerEntry.objects.get()
     assert entry.params == {"amount": 7}
@@ -67,8 +68,8 @@ def test_an_approved_server_action_executes_with_the_final_params():
 
 def test_running_the_task_twice_executes_once():
     run = approved_run()
-    services.run_execute(run_id=run.id)
-    services.run_execute(run_id=run.id)
+    run_execute(run_id=run.id)
+    run_execute(run_id=run.id)
     assert DemoLedgerEntry.objects.count() == 1
     assert Run.objects.get(pk=run.pk).execution_attempts == 1
 
@@ -80,7 +81,7 @@ def test_a_redelivery_after_a_crash_retries_an_idempotent_executor_without_repea
     DemoLedgerEntry.objects.create(
         idempotency_key=f"refund.issue:{run.id}", action="refund.issue", params={"amount": 7}
     )
-    result = services.run_execute(run_id=run.id)
+    result = run_execute(run_id=run.id)
     assert result.status == RunStatus.EXECUTED
     assert result.result["output"]["replayed"] is True
     assert DemoLedgerEntry.objects.count() == 1
@@ -89,7 +90,7 @@ def test_a_redelivery_after_a_crash_retries_an_idempotent_executor_without_repea
 def test_a_redelivery_after_a_crash_never_repeats_a_non_idempotent_executor():
     run = approved_run("tests.traces.test_execution.fragile_executor")
     Run.objects.filter(pk=run.pk).update(status=RunStatus.EXECUTING, execution_attempts=1)
-    result = services.run_execute(run_id=run.id)
+    result = run_execute(run_id=run.id)
     assert result.status == RunStatus.FAILED
     assert "reconcile by hand" in result.result["error"]
     assert CALLS == []
@@ -97,7 +98,7 @@ def test_a_redelivery_after_a_crash_never_repeats_a_non_idempotent_executor():
 
 def test_an_executor_error_fails_the_run_visibly():
     run = approved_run("tests.traces.test_execution.exploding_executor")
-    result = services.run_execute(run_id=run.id)
+    result = run_execute(run_id=run.id)
     assert result.status == RunStatus.FAILED
     assert "bank timeout" in result.result["error"]
 
@@ -105,7 +106,7 @@ def test_an_executor_error_fails_the_run_visibly():
 def test_a_run_that_is_not_approved_is_never_executed():
     run = approved_run("tests.traces.test_execution.fragile_executor")
     Run.objects.filter(pk=run.pk).update(status=RunStatus.REJECTED)
-    services.run_execute(run_id=run.id)
+    run_execute(run_id=run.id)
     assert CALLS == []
 
 

@@ -26,7 +26,7 @@ from django.db import connection
 from approvals import services as review
 from approvals.roles import role_grant
 from traces.models import Run
-from traces.services import token_create
+from traces.services.tokens import token_create
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from ladder.models import Workflow
-from traces.services import token_create
+from traces.services.tokens import token_create
 
 
 class Command(BaseCommand):

@@ -1,0 +1,12 @@
+"""The tables a workflow's rules live in: what the gateway decides a run by.
+
+The gateway keeps each workflow's rules in memory (traces.fastpath) and acts on them only
+while `Workflow.rules_version` still has the value it read them at; database triggers
+bump that number on every change to a row of these tables (migration 0002), whoever
+writes it. A table the gateway starts to read to decide (policy versions, say) goes in
+this list together with its trigger, or the memo would go on deciding by stale rules:
+tests/ladder/test_rule_tables.py derives the tables from the gateway's own read and
+fails until both are done.
+"""
+
+RULE_TABLES = ("ladder_workflow", "ladder_actiontype")

@@ -1,0 +1,104 @@
+"""Decisions by people (approvals calls run_decide): a waiting run becomes approved or
+rejected exactly once, and an approved server action is queued for execution."""
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ladder.errors import Conflict, NotFound
+from ladder.rungs import Executor
+from traces.models import Run, RunStatus, TraceEvent
+from traces.services.execution import execution_enqueue
+from traces.services.trace import EventSpec, trace_append
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    verdict: str  # "approved" | "rejected"
+    action: str
+    params: dict
+    extra: dict  # what the review stored (edit distance, match, chosen option...)
+    reason: str = ""
+
+
+def run_decide(
+    *,
+    run_id: uuid.UUID,
+    user_id: int,
+    actor_name: str,
+    seen_version: int,
+    seen_hash: str,
+    decision: DecisionInput,
+) -> Run:
+    """Move a waiting run to approved/rejected exactly once.
+
+    The guarded UPDATE is the arbiter: it matches only while the run still waits and is
+    still the version the reviewer saw, so of two racing reviewers exactly one row
+    changes. The loser learns who won (or that the run changed under them).
+    """
+    now = timezone.now()
+    stored = {
+        "verdict": decision.verdict,
+        "action": decision.action,
+        "params": decision.params,
+        "reason": decision.reason,
+        "by": actor_name,
+        "at": now.isoformat(),
+        **decision.extra,
+    }
+    status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
+    with transaction.atomic():
+        changed = Run.objects.filter(
+            pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version
+        ).update(
+            status=status,
+            decision=stored,
+            decided_by_id=user_id,
+            decided_at=now,
+            version=F("version") + 1,
+            updated_at=now,
+        )
+        if changed != 1:
+            _explain_lost_decision(run_id)
+        run = (
+            Run.objects.select_for_update(of=("self",))
+            .select_related("action_type", "workflow")
+            .get(pk=run_id)
+        )
+        trace_append(
+            run=run,
+            specs=[
+                EventSpec(
+                    TraceEvent.Type.REVIEW_DECISION,
+                    {**stored, "seen_hash": seen_hash},
+                    f"user:{user_id}",
+                )
+            ],
+        )
+        if (
+            status == RunStatus.APPROVED
+            and run.action_type
+            and (run.action_type.executor == Executor.SERVER)
+        ):
+            execution_enqueue(run_id=run_id)
+    return run
+
+
+def _explain_lost_decision(run_id: uuid.UUID) -> None:
+    current = Run.objects.filter(pk=run_id).select_related("decided_by").first()
+    if current is None:
+        raise NotFound("no such run", code="unknown_run")
+    if current.status != RunStatus.PENDING_REVIEW:
+        who = current.decided_by.get_username() if current.decided_by else "the system"
+        raise Conflict(
+            f"already decided by {who} ({current.get_status_display().lower()})",
+            code="already_decided",
+            details={"decided_by": who, "status": current.status},
+        )
+    raise Conflict(
+        "this run changed since you opened it; reload to see the current version",
+        code="stale_view",
+    )
