@@ -251,6 +251,24 @@ _PLACE_NOUNS = _words(
 _GEO_SECOND = _words(
     "beach bay island islands valley springs falls heights harbor harbour airport station"
 )
+# A nationality before a word makes a company or a thing ("Deutsche Telekom", "Swiss Re").
+_DEMONYMS = _words(
+    """
+    american british english scottish welsh irish deutsche deutscher french
+    swiss dutch belgian austrian italian spanish portuguese swedish norwegian danish
+    finnish polish czech turkish greek russian chinese japanese korean indian canadian
+    australian mexican brazilian argentine european asian african nordic scandinavian
+    """
+)
+# Second words (or words right after a pair) that name an organisation or an event.
+_ORG_WORDS = _words(
+    """
+    inn hotels airways airlines bank banking group holdings motors foods labs insurance
+    energy media systems solutions consulting partners capital pharma telecom telekom
+    networks software technologies industries inc ltd llc gmbh plc corp co company
+    dinner lunch breakfast party festival awards foundation
+    """
+)
 # Brands that names-dataset also lists as names: only consulted for names without a cue
 # ("Dear Hilton" is still a greeting).
 _BRANDS = _words(
@@ -730,6 +748,8 @@ class _Scan:
             starts += [i for i in range(n) if "--" in self.gap(i) or "—" in self.gap(i)]
         if len(starts) > 1:
             starts = sorted(set(starts))
+        text = self.text
+        spans = self.toks.spans
         found: list[Span] = []
         resume = self.resume = 0
         for i in starts:
@@ -754,7 +774,7 @@ class _Scan:
                     span = self.reversed_name(i) or self.full_name(i) or self.vietnamese(i)
             if span is None and i + 1 < n and words[i + 1] == "here":
                 span = self.before_here(i)
-            if span is None and w[0].isupper() and i > 0:
+            if span is None and w[0].isupper() and i > 0 and text.startswith(", ", spans[i][0] - 2):
                 span = self.vocative(i)
             if span is not None:
                 found.append(span[0])
@@ -1047,9 +1067,13 @@ class _Scan:
         nxt = toks[i + 1]
         if nxt.num or len(nxt.key) < 2 or nxt.low in _NOT_NAMES or _is_title(self, i + 1):
             return None
-        if nxt.low in _PLACES or _camel(nxt.text) or _camel(t.text):  # "Real Madrid", "SoundLink"
+        if nxt.low in _PLACES:  # "Real Madrid"
             return None
+        if not (nxt.text.istitle() and t.text.istitle()) and (_camel(nxt.text) or _camel(t.text)):
+            return None  # "Bose SoundLink"
         if t.low in _BRANDS or nxt.key in _GEO_SECOND:  # "Hilton Honors", "Long Beach"
+            return None
+        if t.key in _DEMONYMS or nxt.key in _ORG_WORDS:  # "British Airways", "Premier Inn"
             return None
         if nxt.low in _FUNCTION:  # "END IF", "If Ana"
             return None
@@ -1066,6 +1090,14 @@ class _Scan:
             # too often a brand: "Deutsche Telekom", "Vodafone Red")
         elif nxt.cap and _looks_like_surname(nxt.key) and _script(t.key) == _script(nxt.key):
             pass  # "Иларион Красильникова", "Κλεόβουλος Δάρας"
+        elif (
+            nxt.cap
+            and not t.caps
+            and nxt.key in self.surname
+            and t.low not in _BRANDS
+            and self._person_context(i)
+        ):
+            pass  # "spoke with Minjun Choi", "assignee: Irmengard Meister"
         else:
             return None
         if t.caps:
@@ -1099,6 +1131,16 @@ class _Scan:
             return None
         return self.person(i, j), j
 
+    def _person_context(self, i: int) -> bool:
+        """The word before token i says a person follows ("spoke with", "assigned to",
+        "customer:"), on the same line."""
+        if i == 0:
+            return False
+        gap = self.gap(i)
+        if len(gap) > 4 or "\n" in gap:
+            return False
+        return self.toks[i - 1].low in _PERSON_CONTEXT
+
     def _thing_word(self, t: _Tok, street: bool = True) -> bool:
         """A capitalised word that, next to a name without a cue, makes it a thing.
 
@@ -1108,6 +1150,7 @@ class _Scan:
         return (
             t.low in _NOT_NAMES
             or t.key in _PLACE_NOUNS
+            or t.key in _ORG_WORDS
             or (street and _is_en_street_type(t.key))
             or not self.is_name(t)
         )
@@ -1341,6 +1384,16 @@ class _Scan:
             k -= 1
         return None
 
+
+# Words right before a name that say a person follows: an unknown first name before a
+# known surname counts after them ("spoke with Minjun Choi", "requester: Vahittin Çetin").
+_PERSON_CONTEXT = _words(
+    """
+    with by called emailed contacted messaged phoned cc attn name contact to for from
+    owner requester reporter assignee recipient sender passenger guest patient tenant
+    cardholder signed approved spoke
+    """
+)
 
 # Vietnamese family names (together ~95% of people), as name_key forms.
 _VI_FAMILY = _words(

@@ -348,6 +348,10 @@ def test_a_name_stops_where_a_street_address_starts():
         ("Account owner changed to Nguyen Van An on request.", "Nguyen Van An"),
         ("Assigned to Le Minh Tuan (Tier 2).", "Le Minh Tuan"),
         ("Kind regards,\nTran Thi Mai", "Tran Thi Mai"),
+        # an unknown first name before a known surname, after a word that says a person
+        # follows
+        ("Left a message for Minjun Choi re: overdue invoice.", "Minjun Choi"),
+        ('{"assignee": "Minjun Choi", "priority": "high"}', "Minjun Choi"),
     ],
 )
 def test_names_in_agent_traffic_shapes_are_found(text, name):
@@ -402,6 +406,10 @@ def test_street_lines_in_more_formats_are_found_whole(text, address):
         "Shipment from Long Beach port delayed.",
         "The Victoria Station kiosk is closed.",
         "Store opening in Kuala Lumpur pushed to spring.",
+        "Escalated to Deutsche Telekom support.",
+        "Travel with British Airways was cancelled.",
+        "Thanks for choosing Premier Inn.",
+        "Book a table for Valentine Dinner.",
     ],
 )
 def test_products_places_and_headings_that_look_like_names_are_left_alone(text):
