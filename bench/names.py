@@ -284,7 +284,8 @@ _SALAD_TEXT = (
     "SHIP TO: <PERSON:0123456789abcdef> <ADDRESS:fedcba9876543210> <EMAIL:0011223344556677> "
     "ana@example.com van der de la Customer customer: Le Creuset Edition Release Candidate "
     "Tier 2 the a Samsung Galaxy Long Beach spoke with for to Minjun Choi British Airways "
-    "Premier Inn assignee: Deutsche"
+    "Premier Inn assignee: Deutsche sou a m'appelle nombre es ist Name - ELIF KAYA Gran Vía je "
+    "mi"
 )
 _SALAD = [*_SALAD_TEXT.split(" "), "\n", "\n", ", ", "!", "'s"]
 

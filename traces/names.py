@@ -305,7 +305,8 @@ _SIGNOFFS = _words(
 # Words that end a self-introduction cue ("my name is", "i am", "its", "this is", ...).
 _INTRO_LAST = _words(
     """
-    is am im i'm it's its soy bin suis sono ben jestem llamo chiamo heter name's
+    is am im i'm it's its soy sou bin suis sono ben jestem llamo chiamo chamo heter name's
+    m'appelle ist es
     """
 )
 _PARTICLES = _words(
@@ -323,6 +324,7 @@ _FUNCTION = _words(
     must this that these those what when where who why how if then than as about
     im i'm it's its ive i've id i'd ill i'll
     contacting writing calling back new order account card refund sorry glad happy
+    je ich io yo eu ik jag jeg mi mein meine mon ma meu minha mijn
     """
 )
 
@@ -577,10 +579,16 @@ def _has_cue(words: list[str]) -> bool:
     if _CUE_SET.isdisjoint(words):
         return False
     found = _CUE_SET.intersection(words)
-    # "is" and "am" are cues only in "this is", "name is" and "i am".
-    if found <= {"is", "am"}:
+    # "is", "am", "ist", "es" are cues only in "this is", "name is", "i am", "name ist",
+    # "nombre es".
+    if found <= {"is", "am", "ist", "es"}:
         ws = set(words)
-        return ("is" in found and ("this" in ws or "name" in ws)) or ("am" in found and "i" in ws)
+        return (
+            ("is" in found and ("this" in ws or "name" in ws))
+            or ("am" in found and "i" in ws)
+            or ("ist" in found and "name" in ws)
+            or ("es" in found and "nombre" in ws)
+        )
     return True
 
 
@@ -816,8 +824,8 @@ class _Scan:
             return None
         k = i + 1
         nxt = self.toks[k]
-        if nxt.low in _NOT_NAMES or nxt.key in _GREETINGS:
-            return None
+        if nxt.low in _NOT_NAMES or nxt.key in _GREETINGS or nxt.key in _INTRO_LAST:
+            return None  # ("Olá, sou a Beatriz": the introduction names her)
         if not nxt.cap and not (
             self.is_first(nxt) and nxt.low not in _FUNCTION and nxt.low not in _COMMON_WORDS
         ):
@@ -868,12 +876,16 @@ class _Scan:
             return None
         before = self.prev_keys(i, 2)
         ok = (
-            t.key in ("im", "i'm", "it's", "its", "soy", "suis", "sono", "ben", "jestem", "heter")
+            t.key
+            in ("im", "i'm", "it's", "its", "soy", "sou", "suis", "sono", "ben", "jestem", "heter")
+            or t.key in ("m'appelle", "m\u2019appelle")
+            or (t.key == "ist" and before[-1:] == ("name",))
+            or (t.key == "es" and before[-1:] == ("nombre",))
             or (t.key == "am" and before[-1:] == ("i",))
             or (t.key == "is" and before[-1:] in (("name",), ("this",)))
             or (t.key == "bin" and before[-1:] == ("ich",))
             or (t.key == "name's" and before[-1:] == ("my",))
-            or (t.key in ("llamo", "chiamo") and before[-1:] in (("me",), ("mi",)))
+            or (t.key in ("llamo", "chiamo", "chamo") and before[-1:] in (("me",), ("mi",)))
         )
         if not ok:
             return None
@@ -890,6 +902,10 @@ class _Scan:
         if gap not in (" ", ", "):
             return None
         k = i + 1
+        if t.key == "sou" and toks[k].key in ("a", "o") and k + 1 < len(toks):
+            if self.gap(k + 1) != " ":
+                return None
+            k += 1  # "sou a Beatriz", "sou o João"
         nxt = toks[k]
         if nxt.num or nxt.low in _NOT_NAMES or nxt.low in _FUNCTION:
             return None
@@ -1081,7 +1097,7 @@ class _Scan:
             return None
         if t.caps != nxt.caps and nxt.cap:
             return None
-        if t.caps and not self._shouted(i):
+        if t.caps and not self._shouted(i) and not self._labelled(i):
             return None
         if self.is_first(t):
             pass  # "Omar Silva", "Karsten Wieloch-Bolnbach", "DANTE CRISPI"
@@ -1130,6 +1146,15 @@ class _Scan:
         if j < i + 2 or toks[j - 1].key in _PARTICLES:
             return None
         return self.person(i, j), j
+
+    def _labelled(self, i: int) -> bool:
+        """A label names what follows ("Customer Name - ELIF KAYA", "Recipient: OMAR")."""
+        if i == 0:
+            return False
+        gap = self.gap(i)
+        if len(gap) > 4 or "\n" in gap or (":" not in gap and "-" not in gap):
+            return False
+        return self.toks[i - 1].low in _LABELS
 
     def _person_context(self, i: int) -> bool:
         """The word before token i says a person follows ("spoke with", "assigned to",
@@ -1372,7 +1397,10 @@ class _Scan:
                 return None
             if p.key in _PREFIX_STREET_TYPES and (k == i - 1 or self.gap(k + 1) in (" ", ". ")):
                 if k == i - 1:
-                    return None  # "Rue 12" alone: too little to call it an address
+                    # "Rue 12" alone is too little to call it an address, but
+                    # "Calle Gran Vía 28" has its type further back.
+                    k -= 1
+                    continue
                 # Every word between the type and the number is part of the name.
                 if all(toks[m].cap or toks[m].key in _PARTICLES for m in range(k + 1, i)) and all(
                     self.gap(m) in (" ", "'") for m in range(k + 2, i)
@@ -1392,6 +1420,14 @@ _PERSON_CONTEXT = _words(
     with by called emailed contacted messaged phoned cc attn name contact to for from
     owner requester reporter assignee recipient sender passenger guest patient tenant
     cardholder signed approved spoke
+    """
+)
+
+# Labels before a shouted name in a mixed-case line.
+_LABELS = _words(
+    """
+    name customer client recipient passenger contact attn owner requester assignee sender
+    guest holder cardholder
     """
 )
 

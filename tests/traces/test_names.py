@@ -332,6 +332,27 @@ def test_a_name_stops_where_a_street_address_starts():
 @pytest.mark.parametrize(
     ("text", "name"),
     [
+        ("Olá, sou a Beatriz Carvalho e preciso de ajuda", "Beatriz Carvalho"),
+        ("Bonjour, je m'appelle Camille Laurent.", "Camille Laurent"),
+        ("Hola, mi nombre es lucía fernández", "lucía fernández"),
+        ("Guten Tag, mein Name ist Jürgen Hofmann.", "Jürgen Hofmann"),
+        ("oi, me chamo joão silva", "joão silva"),
+    ],
+)
+def test_self_introductions_in_other_languages_find_only_the_name(text, name):
+    assert _found(text) == [(PERSON, name)]
+
+
+@pytest.mark.parametrize("text", ["Es ist kalt heute.", "Rue 12 is closed.", "la rue 5 et Via 12"])
+def test_introduction_verbs_and_lone_street_types_alone_find_nothing(text):
+    assert _found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        # a shouted name after a label, in a line that is not shouted
+        ("Customer Name - ELIF KAYA", "ELIF KAYA"),
         # a possessive stays outside the name
         ("Refund for Declan O'Brien's second subscription.", "Declan O'Brien"),
         ("Omar Silva's order arrived with a broken seal.", "Omar Silva"),
@@ -382,6 +403,7 @@ def test_a_possessive_name_hashes_like_the_name():
         ("Customer moved; new address: 181 bis allée des Tilleuls.", "181 bis allée des Tilleuls"),
         ("Billing: 169 bis, avenue Jean Jaurès\n33000 Bordeaux", "169 bis, avenue Jean Jaurès"),
         ("Billing: Via dei Mille, 224\n50122 Firenze", "Via dei Mille, 224"),
+        ("Dirección: Calle Gran Vía 28, 4º izq", "Calle Gran Vía 28, 4º"),
     ],
 )
 def test_street_lines_in_more_formats_are_found_whole(text, address):
