@@ -3,6 +3,7 @@
 Run (the project's venv has only the shipped detector; the NER candidates need their own):
 
     .venv/bin/python bench/names.py                       # the shipped detector alone
+    .venv/bin/python bench/names.py --idempotence 40000   # word-salad idempotence hunt
     .venv/bin/python bench/names.py --python /tmp/nv/bin/python --all \
         --names-data .venv/share/autonomy-ladder/names.tsv
 
@@ -12,7 +13,7 @@ where /tmp/nv is a scratch venv with the candidates installed, e.g.
         names-dataset==3.3.1 faker==40.54.0 <the project's own dependencies>
 
 Each approach runs in its own process (so its memory and load time are its own) and
-reports, on tests/data/names_heldout.jsonl and names_dev.jsonl:
+reports, on tests/data/names_heldout.jsonl, names_dev.jsonl and names_challenge.jsonl:
   * recall: texts whose every expected name/address lost all its tokens,
   * negatives kept: texts without personal data where nothing was detected,
   * µs per ~200-character string (held-out texts joined and cut to 200 characters),
@@ -221,6 +222,7 @@ def run_one(approach: str, rounds: int) -> dict:
     rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     heldout = load(ROOT / "tests" / "data" / "names_heldout.jsonl")
     dev = load(ROOT / "tests" / "data" / "names_dev.jsonl")
+    challenge = load(ROOT / "tests" / "data" / "names_challenge.jsonl")
     bodies = gateway_strings(200 if approach == "gazetteer" else 10)
     memo: dict = {}
     body_cost_us(detect, bodies[:5], memo)  # warm: keys and fixed texts seen once
@@ -231,6 +233,8 @@ def run_one(approach: str, rounds: int) -> dict:
         "approach": approach,
         "heldout": score(detect, heldout),
         "dev": score(detect, dev),
+        "challenge": score(detect, challenge),
+        "us_200_challenge": cost_us(detect, strings_200(challenge)[:200], rounds),
         "us_200": cost_us(detect, strings_200(heldout)[:200], rounds),
         "us_typical": cost_us(detect, TYPICAL_GATEWAY_STRINGS * 10, rounds),
         "load_s": load_s,
@@ -242,8 +246,9 @@ def table(rows: list[dict]) -> str:
     out = [
         "| approach | held-out recall | held-out negatives kept | dev recall | dev negatives kept"
         " | µs / 200-char string | µs / typical gateway string"
-        " | µs / gateway body (memoised) | load s | RSS MB |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        " | µs / gateway body (memoised) | load s | RSS MB"
+        " | challenge recall | challenge negatives kept | µs / 200-char challenge string |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         if "error" in r:
@@ -255,9 +260,56 @@ def table(rows: list[dict]) -> str:
             f"| {r['approach']} | {ho}/{hp} = {ho / hp:.1%} | {hk}/{hn} = {hk / hn:.1%}"
             f" | {do / dp:.1%} | {dk / dn:.1%} | {r['us_200']:.0f} | {r['us_typical']:.1f}"
             f" | {r['us_body']:.0f} ({r['us_body_memo']:.0f})"
-            f" | {r['load_s']:.2f} | {r['rss_mb']:.0f} |"
+            f" | {r['load_s']:.2f} | {r['rss_mb']:.0f} |" + _challenge_cells(r)
         )
     return "\n".join(out)
+
+
+def _challenge_cells(r: dict) -> str:
+    co, cp, ck, cn = r["challenge"]
+    return f" {co}/{cp} = {co / cp:.1%} | {ck}/{cn} = {ck / cn:.1%} | {r['us_200_challenge']:.0f} |"
+
+
+# Word salad for the idempotence hunt: names, cues, titles, street words, numbers, units,
+# pseudonyms and emails, glued with spaces, commas, line breaks and sentence marks.
+_SALAD_TEXT = (
+    "Omar Silva Ana Lima omar ana Nguyen Van An Le Minh Tuan Hoang Duc O'Brien Declan "
+    "O'Brien's Jean-Luc Mary-Kate Al-Sayed McDonald MacLeod SoundLink iPhone Heinz Tomato "
+    "Ketchup Golden Gate Bridge Mr. Mrs Dr. Frau Herr Sig.ra Mme M. Sr. Dear Hi Hello hey "
+    "Thanks, Thanks Regards, Best, Cheers -- \u2014 this is my name's name is i am im its "
+    "it's here again and from Flat Unit Apt Suite # bis ter rue allée avenue Via dei Mille "
+    "Calle Mayor Karl Johans gate allé Bygdøy Strandvejen Hauptstraße Kerkstraat Queensway "
+    "Elm Street St. Road W 4th 12th 4TH 3º 2º A B C 12 4 61 196 2C 12a 1-8 , . ! ? : ; ( ) "
+    "' \" Monday Paris Santiago Buenos Aires Real Madrid Hilton Honors EUR VAT OMAR SILVA "
+    "SHIP TO: <PERSON:0123456789abcdef> <ADDRESS:fedcba9876543210> <EMAIL:0011223344556677> "
+    "ana@example.com van der de la Customer customer: Le Creuset Edition Release Candidate "
+    "Tier 2 the a Samsung Galaxy Long Beach spoke with for to Minjun Choi British Airways "
+    "Premier Inn assignee: Deutsche sou a m'appelle nombre es ist Name - ELIF KAYA Gran Vía je "
+    "mi"
+)
+_SALAD = [*_SALAD_TEXT.split(" "), "\n", "\n", ", ", "!", "'s"]
+
+
+def idempotence_hunt(n: int, seed: int) -> int:
+    """Redact n random word-salad texts twice through the real redactor; print and count
+    the texts whose second redaction differs from the first."""
+    import random
+
+    from traces.redaction import make_redactor
+
+    redactor = make_redactor(key=b"bench-idempotence")
+    rng = random.Random(seed)
+    glue = [" ", " ", " ", "", ", ", "\n", "! ", ". "]
+    failures = 0
+    for _ in range(n):
+        text = "".join(rng.choice(_SALAD) + rng.choice(glue) for _ in range(rng.randint(1, 14)))
+        once = redactor.redact_text(text)
+        if redactor.redact_text(once) != once:
+            failures += 1
+            if failures <= 10:
+                print(json.dumps([text, once], ensure_ascii=False))
+    print(f"idempotence hunt: {n} texts, seed {seed}, {failures} failures")
+    return failures
 
 
 def main() -> int:
@@ -270,7 +322,13 @@ def main() -> int:
         "--names-data", type=Path, help="gazetteer file (default: the one built by make install)"
     )
     parser.add_argument("--one", choices=APPROACHES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--idempotence", type=int, metavar="N", help="only run the idempotence hunt on N texts"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the idempotence hunt")
     args = parser.parse_args()
+    if args.idempotence:
+        return 1 if idempotence_hunt(args.idempotence, args.seed) else 0
     global NAMES_DATA
     NAMES_DATA = args.names_data
     if args.one:

@@ -17,14 +17,23 @@ Why this design (bench/README.md "Names" has the measurements)
 * What decides here is *evidence in the text* plus a name gazetteer:
   - a cue: a title ("Mr.", "Frau", "Mme", "Sr.", ...), a greeting ("Dear Ana,"), a sign-off
     ("Thanks, Ana" at the end of a line), a self-introduction ("hi its ana lima here",
-    "my name is ..."), or the "Surname, First" shape;
+    "my name is ...", "my name's ..."), someone addressed (", Haruto!"), or the
+    "Surname, First" shape;
   - without a cue, two or more capitalised words of which the first is a known first name
     and the second a known name or surname ("Omar Silva"), which is what keeps
-    "Samsung Galaxy", "Apple Pay" or "Fraud Prevention" out;
+    "Samsung Galaxy", "Apple Pay" or "Fraud Prevention" out; words past the second must be
+    names too, and a capitalised non-name right after the pair makes it a product, a place
+    or a heading ("Heinz Tomato Ketchup", "Golden Gate Bridge", "Minecraft Java Edition");
+    so does a capital inside a word ("SoundLink"), a place as second word ("Real Madrid")
+    or a brand as first ("Hilton Honors");
+  - Vietnamese names by their family name, from a short closed list ("Nguyen Van An");
+  - a possessive ending stays outside a name ("Omar Silva's" is "Omar Silva");
   - street addresses by their shape: a house number and an English street type
-    ("12 Elm Street, Apt 4"), a German/Dutch/Nordic street word and a number
-    ("Hauptstraße 12", "Kerkstraat 5"), a French/Southern street type after a number
-    ("12, rue de la Paix") or before one ("Via Roma 12").
+    ("12 Elm Street, Apt 4", "W 4th Street", "85 Queensway"), a German/Dutch/Nordic street
+    word and a number ("Hauptstraße 12", "Kerkstraat 5", "Karl Johans gate 17"), a
+    French/Southern street type after a number ("12, rue de la Paix", "8 bis rue ...") or
+    before one ("Via Roma 12"); the unit belongs to the line ("Flat 2, 61 Kings Road",
+    "Maple Avenue #4", "Vesterbrogade 196 B", "Calle Mayor 12, 3º B").
 * The gazetteer is derived at install time from names-dataset (traces/names_build.py):
   loading that package itself costs ~1.9 GB and 35 s, which no gunicorn worker can pay.
   The derived file is read once per process (`gazetteer`), and a missing file is a clear
@@ -43,7 +52,8 @@ Why this design (bench/README.md "Names" has the measurements)
 Not detected: a lone surname or first name without a cue ("Silva called"), names in
 scripts without letter case after no cue, addresses without a house number or street
 type ("Nad Plynovodem 239"), postcodes and cities (on their own they are not personal).
-Over-detected: brands that are a person's name ("Calvin Klein").
+Over-detected: brands that are a person's name ("Calvin Klein"), and a first name followed
+by a word names-dataset lists as a surname ("Victoria Secret", "Johnson Controls").
 """
 
 from __future__ import annotations
@@ -200,7 +210,8 @@ _NOT_NAMES = _words(
     america american international national global royal general united app apps web
     online mobile phone email api gold silver bronze platinum premium standard basic
     enterprise business personal family home house garden kitchen model series edition
-    signature creative cloud smart
+    signature creative cloud smart day days weekend edition release candidate version
+    beta alpha preview stable build
     """
 )
 
@@ -222,6 +233,52 @@ _PLACES = _words(
     finland ireland scotland wales england britain austria switzerland belgium
     netherlands holland greece turkey russia ukraine brazil mexico canada australia
     zealand africa asia sao são san santa santo saint st los las rio
+    buenos aires kong kuala lumpur hanoi saigon jakarta manila bangkok
+    seoul busan osaka kyoto taipei karachi lahore dhaka kathmandu colombo riyadh jeddah
+    abu dhabi tehran baghdad beirut amman tel aviv nairobi lagos accra casablanca tunis
+    algiers johannesburg cape durban lima bogota quito caracas montevideo
+    asuncion havana panama costa rica puerto angeles vegas york dakota
+    """
+)
+# Words that make the capitalised words before them a place ("Golden Gate Bridge").
+_PLACE_NOUNS = _words(
+    """
+    airport station tower bridge hotel hospital university school college museum
+    stadium arena cathedral library building centre center mall market
+    """
+)
+# Second words that make a pair a place ("Long Beach", "Palm Springs", "Victoria Station").
+_GEO_SECOND = _words(
+    "beach bay island islands valley springs falls heights harbor harbour airport station"
+)
+# A nationality before a word makes a company or a thing ("Deutsche Telekom", "Swiss Re").
+_DEMONYMS = _words(
+    """
+    american british english scottish welsh irish deutsche deutscher french
+    swiss dutch belgian austrian italian spanish portuguese swedish norwegian danish
+    finnish polish czech turkish greek russian chinese japanese korean indian canadian
+    australian mexican brazilian argentine european asian african nordic scandinavian
+    """
+)
+# Second words (or words right after a pair) that name an organisation or an event.
+_ORG_WORDS = _words(
+    """
+    inn hotels airways airlines bank banking group holdings motors foods labs insurance
+    energy media systems solutions consulting partners capital pharma telecom telekom
+    networks software technologies industries inc ltd llc gmbh plc corp co company
+    dinner lunch breakfast party festival awards foundation
+    """
+)
+# Brands that names-dataset also lists as names: only consulted for names without a cue
+# ("Dear Hilton" is still a greeting).
+_BRANDS = _words(
+    """
+    hilton marriott hyatt sheraton westin ritz kraft heinz nestle kellogg mars ferrero
+    cadbury gucci prada armani versace chanel dior ford chrysler dodge ferrari porsche
+    lamborghini maserati bentley boeing disney walmart costco tesco aldi lidl asda
+    macys nordstrom hp acer asus oracle cisco intel nvidia
+    salesforce shopify zendesk hubspot twilio slack zoom dropbox airbnb expedia
+    booking lufthansa emirates qatar ryanair easyjet vodafone verizon orange
     """
 )
 
@@ -248,12 +305,14 @@ _SIGNOFFS = _words(
 # Words that end a self-introduction cue ("my name is", "i am", "its", "this is", ...).
 _INTRO_LAST = _words(
     """
-    is am im i'm it's its soy bin suis sono ben jestem llamo chiamo heter
+    is am im i'm it's its soy sou bin suis sono ben jestem llamo chiamo chamo heter name's
+    m'appelle ist es
     """
 )
 _PARTICLES = _words(
     """
-    van von der den de del della di da das dos do du la le ten ter bin ibn al el zu t
+    van von der den de del della dei degli delle di da das dos do du la le ten ter bin ibn al
+    el zu t
     """
 )
 # Lower-case words that are never part of a name typed in lower case.
@@ -265,6 +324,7 @@ _FUNCTION = _words(
     must this that these those what when where who why how if then than as about
     im i'm it's its ive i've id i'd ill i'll
     contacting writing calling back new order account card refund sorry glad happy
+    je ich io yo eu ik jag jeg mi mein meine mon ma meu minha mijn
     """
 )
 
@@ -338,7 +398,8 @@ _STREET_SUFFIXES = (
     "steig", "pfad", "markt", "berg", "graben", "wall", "laan", "straat", "gracht", "plein",
     "kade", "singel", "dijk", "dreef", "hof", "pad", "steeg", "baan", "park", "boulevard", "gatan",
     "gata", "vagen", "vag", "grand", "stigen", "veien", "veg", "gata", "vej", "gade", "alle",
-    "tie", "katu", "polku", "kuja", "trida", "namesti",
+    "tie", "katu", "polku", "kuja", "trida", "namesti", "vejen", "gaden", "vegen", "stien",
+    "plassen", "torget",
 )  # fmt: skip
 # Street types written before the name: "rue de la Paix", "Via Roma", "Calle Mayor".
 _PREFIX_STREET_TYPES = _words(
@@ -359,11 +420,19 @@ _ANY_DIGIT = re.compile(r"\d")
 # is no number token at all (possessive, so it cannot shrink into one either): what a
 # redacted text looks like next to a number must not change what is found there.
 _TOKEN = re.compile(
-    r"<_++>|[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*|\d++(?:[-/]\d++)*+[^\W\d_]?+(?![^\W\d_<])"
+    r"<_++>|[^\W\d_]+(?:[-'\u2019][^\W\d_]+)*"
+    r"|\d++(?:[-/]\d++)*+(?:[sS][tT]|[nN][dD]|[rR][dD]|[tT][hH]|[^\W\d_])?+(?![^\W\d_<])"
 )
 # The same for ASCII text, where plain ranges are matched much faster than Unicode classes.
 _TOKEN_ASCII = re.compile(
-    r"<_++>|[A-Za-z]+(?:[-'][A-Za-z]+)*|[0-9]++(?:[-/][0-9]++)*+[A-Za-z]?+(?![A-Za-z<])"
+    r"<_++>|[A-Za-z]+(?:[-'][A-Za-z]+)*|[0-9]++(?:[-/][0-9]++)*+"
+    r"(?:[sS][tT]|[nN][dD]|[rR][dD]|[tT][hH]|[A-Za-z])?+(?![A-Za-z<])"
+)
+
+_POSSESSIVE_ENDINGS = frozenset(["'s", "\u2019s"])
+# Capitalised contractions that are no possessive of a name ("It's", "Name's").
+_NOT_POSSESSIVE = _words(
+    "it that what there here who where how let he she name everyone everything today"
 )
 
 _MAX_NAME_TOKENS = 4
@@ -429,6 +498,15 @@ class _Tokens:
                 # A word glued to a number ("DE98", "MX3S", "C3") is part of an identifier:
                 # no rule may take it for a name, a title or a cue.
                 tok = _Tok(start, end, word, "", "", False, False, False)
+            elif (
+                word[-2:] in _POSSESSIVE_ENDINGS
+                and word[0].isupper()
+                and len(word) > 3
+                and word[:-2].casefold() not in _NOT_POSSESSIVE
+            ):
+                # "Omar Silva's order", "O'Brien's": the name without its possessive
+                # ending, which stays outside the span (and outside what is hashed).
+                tok = _make_tok(word[:-2], start, end - 2)
             else:
                 tok = _make_tok(word, start, end)
             self.built[i] = tok
@@ -480,7 +558,13 @@ def detect(text: str) -> list[Span]:
     words: list[str] = []
     if digit or not pair:
         words = (_WORDS_ASCII if text.isascii() else _WORDS).findall(text.lower())
-    people = pair or _has_cue(words) or "--" in text or "\u2014" in text
+    people = (
+        pair
+        or _has_cue(words)
+        or "--" in text
+        or "\u2014" in text
+        or ("!" in text and ", " in text)  # "Thanks for your order, Haruto!"
+    )
     addresses = digit and (
         not _STREET_WORDS.isdisjoint(words) or any(w.endswith(_STREET_SUFFIXES_RAW) for w in words)
     )
@@ -495,17 +579,23 @@ def _has_cue(words: list[str]) -> bool:
     if _CUE_SET.isdisjoint(words):
         return False
     found = _CUE_SET.intersection(words)
-    # "is" and "am" are cues only in "this is", "name is" and "i am".
-    if found <= {"is", "am"}:
+    # "is", "am", "ist", "es" are cues only in "this is", "name is", "i am", "name ist",
+    # "nombre es".
+    if found <= {"is", "am", "ist", "es"}:
         ws = set(words)
-        return ("is" in found and ("this" in ws or "name" in ws)) or ("am" in found and "i" in ws)
+        return (
+            ("is" in found and ("this" in ws or "name" in ws))
+            or ("am" in found and "i" in ws)
+            or ("ist" in found and "name" in ws)
+            or ("es" in found and "nombre" in ws)
+        )
     return True
 
 
 _CAPITALISED_PAIR_ASCII = re.compile(
-    r"(?<![\w'\u2019.-])[A-Z][A-Za-z'\u2019.-]*+,? ++"
+    r"(?<![\w.-])(?<!\w['\u2019])[A-Z][A-Za-z'\u2019.-]*+,? ++"
     r"(?:(?:van|von|de|der|den|del|della|di|da|das|dos|du|la|le|ten|ter|bin|ibn|al|el|zu|'t)"
-    r" ++){0,3}[A-Z][A-Za-z]"
+    r" ++){0,3}[A-Z][A-Za-z'\u2019]"
 )
 _WORDS = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
 _WORDS_ASCII = re.compile(r"[a-z]+(?:'[a-z]+)*")
@@ -577,11 +667,15 @@ class _Scan:
         )
 
     def is_name(self, t: _Tok) -> bool:
-        if t.key in self.first or t.key in self.surname:
+        key = t.key
+        if key in self.first or key in self.surname:
             return True
-        return "-" in t.key and all(
-            p in self.first or p in self.surname for p in t.key.split("-") if p
-        )
+        if "'" in key or "\u2019" in key:
+            # The gazetteer keeps "O'Brien", "D'Angelo" without the apostrophe.
+            key = key.replace("'", "").replace("\u2019", "")
+            if key in self.surname or key in self.first:
+                return True
+        return "-" in key and all(p in self.first or p in self.surname for p in key.split("-") if p)
 
     def name_word(self, t: _Tok, lower_ok: bool) -> bool:
         """Could this token be part of a name that a cue (or a first name) has opened?"""
@@ -662,6 +756,8 @@ class _Scan:
             starts += [i for i in range(n) if "--" in self.gap(i) or "—" in self.gap(i)]
         if len(starts) > 1:
             starts = sorted(set(starts))
+        text = self.text
+        spans = self.toks.spans
         found: list[Span] = []
         resume = self.resume = 0
         for i in starts:
@@ -683,9 +779,11 @@ class _Scan:
             if span is None and w[0].isupper() and i + 1 < n:
                 nxt = words[i + 1]
                 if nxt[0].isupper() or nxt in _PARTICLES:
-                    span = self.reversed_name(i) or self.full_name(i)
+                    span = self.reversed_name(i) or self.full_name(i) or self.vietnamese(i)
             if span is None and i + 1 < n and words[i + 1] == "here":
                 span = self.before_here(i)
+            if span is None and w[0].isupper() and i > 0 and text.startswith(", ", spans[i][0] - 2):
+                span = self.vocative(i)
             if span is not None:
                 found.append(span[0])
                 resume = self.resume = span[1]
@@ -726,8 +824,8 @@ class _Scan:
             return None
         k = i + 1
         nxt = self.toks[k]
-        if nxt.low in _NOT_NAMES or nxt.key in _GREETINGS:
-            return None
+        if nxt.low in _NOT_NAMES or nxt.key in _GREETINGS or nxt.key in _INTRO_LAST:
+            return None  # ("Olá, sou a Beatriz": the introduction names her)
         if not nxt.cap and not (
             self.is_first(nxt) and nxt.low not in _FUNCTION and nxt.low not in _COMMON_WORDS
         ):
@@ -778,11 +876,16 @@ class _Scan:
             return None
         before = self.prev_keys(i, 2)
         ok = (
-            t.key in ("im", "i'm", "it's", "its", "soy", "suis", "sono", "ben", "jestem", "heter")
+            t.key
+            in ("im", "i'm", "it's", "its", "soy", "sou", "suis", "sono", "ben", "jestem", "heter")
+            or t.key in ("m'appelle", "m\u2019appelle")
+            or (t.key == "ist" and before[-1:] == ("name",))
+            or (t.key == "es" and before[-1:] == ("nombre",))
             or (t.key == "am" and before[-1:] == ("i",))
             or (t.key == "is" and before[-1:] in (("name",), ("this",)))
             or (t.key == "bin" and before[-1:] == ("ich",))
-            or (t.key in ("llamo", "chiamo") and before[-1:] in (("me",), ("mi",)))
+            or (t.key == "name's" and before[-1:] == ("my",))
+            or (t.key in ("llamo", "chiamo", "chamo") and before[-1:] in (("me",), ("mi",)))
         )
         if not ok:
             return None
@@ -799,6 +902,10 @@ class _Scan:
         if gap not in (" ", ", "):
             return None
         k = i + 1
+        if t.key == "sou" and toks[k].key in ("a", "o") and k + 1 < len(toks):
+            if self.gap(k + 1) != " ":
+                return None
+            k += 1  # "sou a Beatriz", "sou o João"
         nxt = toks[k]
         if nxt.num or nxt.low in _NOT_NAMES or nxt.low in _FUNCTION:
             return None
@@ -838,6 +945,51 @@ class _Scan:
                 return None
         return self.person(k, j), j
 
+    def vietnamese(self, i: int) -> tuple[Span, int] | None:
+        # "Nguyen Van An", "Le Minh Tuan": family name first, from a short closed list,
+        # then one or two given names (short syllables).  The family names that are also
+        # everyday words elsewhere ("Le", "Do", "Ho") need two given names, and no
+        # capitalised word may follow ("Ho Chi Minh City").
+        toks = self.toks
+        t = toks[i]
+        if t.key not in _VI_FAMILY or t.caps != (len(t.text) > 1 and t.text.isupper()):
+            return None
+        need = 2 if t.key in _VI_AMBIGUOUS else 1
+        j = i + 1
+        while j < len(toks) and j - i <= 3 and self.gap(j) == " ":
+            w = toks[j]
+            if not w.cap or w.caps != t.caps or len(w.key) > 6 or not w.key.isalpha():
+                break
+            # (After the first given name any short word counts: "Nguyen Van An".)
+            if (j == i + 1 or need == 2) and (
+                w.low in _NOT_NAMES or w.low in _PLACES or w.low in _FUNCTION
+            ):
+                break
+            j += 1
+        if j - i - 1 < need:
+            return None
+        if j < len(toks) and self.gap(j) == " " and toks[j].cap:
+            return None
+        if t.caps and not self._shouted(i):
+            return None
+        return self.person(i, j), j
+
+    def vocative(self, i: int) -> tuple[Span, int] | None:
+        # "Thank you for your order, Haruto!", "Welcome back, Ana Lima!": a known first
+        # name between a comma and an exclamation mark is someone being addressed.
+        toks = self.toks
+        if self.gap(i) != ", ":
+            return None
+        t = toks[i]
+        if t.caps or not self.is_first(t) or t.low in _NOT_NAMES or t.low in _PLACES:
+            return None
+        if t.low in _FUNCTION or t.low in _COMMON_WORDS:
+            return None
+        j = self.run(i, limit=3)
+        if j == i or not self.text.startswith("!", toks[j - 1].end):
+            return None
+        return self.person(i, j), j
+
     def before_here(self, i: int) -> tuple[Span, int] | None:
         # "hey, ana here", "Ana Lima here": a name right before "here" at a clause start.
         toks = self.toks
@@ -862,6 +1014,8 @@ class _Scan:
             return None
         last, first = toks[i], toks[i + 1]
         if self.gap(i + 1) != ", " or not last.cap or not first.cap:
+            return None
+        if (last.caps or first.caps) and not self._shouted(i):  # "89.90 EUR, VAT 15.35"
             return None
         if last.low in _NOT_NAMES or last.low in _PLACES or last.key in _TITLES:
             return None
@@ -929,13 +1083,21 @@ class _Scan:
         nxt = toks[i + 1]
         if nxt.num or len(nxt.key) < 2 or nxt.low in _NOT_NAMES or _is_title(self, i + 1):
             return None
+        if nxt.low in _PLACES:  # "Real Madrid"
+            return None
+        if not (nxt.text.istitle() and t.text.istitle()) and (_camel(nxt.text) or _camel(t.text)):
+            return None  # "Bose SoundLink"
+        if t.low in _BRANDS or nxt.key in _GEO_SECOND:  # "Hilton Honors", "Long Beach"
+            return None
+        if t.key in _DEMONYMS or nxt.key in _ORG_WORDS:  # "British Airways", "Premier Inn"
+            return None
         if nxt.low in _FUNCTION:  # "END IF", "If Ana"
             return None
         if not nxt.cap and nxt.key not in _PARTICLES:
             return None
         if t.caps != nxt.caps and nxt.cap:
             return None
-        if t.caps and not self._shouted(i):
+        if t.caps and not self._shouted(i) and not self._labelled(i):
             return None
         if self.is_first(t):
             pass  # "Omar Silva", "Karsten Wieloch-Bolnbach", "DANTE CRISPI"
@@ -944,6 +1106,14 @@ class _Scan:
             # too often a brand: "Deutsche Telekom", "Vodafone Red")
         elif nxt.cap and _looks_like_surname(nxt.key) and _script(t.key) == _script(nxt.key):
             pass  # "Иларион Красильникова", "Κλεόβουλος Δάρας"
+        elif (
+            nxt.cap
+            and not t.caps
+            and nxt.key in self.surname
+            and t.low not in _BRANDS
+            and self._person_context(i)
+        ):
+            pass  # "spoke with Minjun Choi", "assignee: Irmengard Meister"
         else:
             return None
         if t.caps:
@@ -959,10 +1129,56 @@ class _Scan:
                 j += 1
         else:
             j = self.run(i)
+            if j < i + 2 or toks[j - 1].key in _PARTICLES:
+                return None
+            # Without a cue every word past the second must be a known name, and the word
+            # after the name must not be a capitalised non-name: "Heinz Tomato Ketchup",
+            # "Minecraft Java Edition", "Wells Fargo Active Cash" are products, headings or
+            # brands, not a person followed by a word.
+            for m in range(i + 2, j):
+                if toks[m].key not in _PARTICLES and self._thing_word(toks[m], street=False):
+                    return None
+            if j < len(toks) and self.gap(j) == " " and j not in self.in_address:
+                f = toks[j]
+                if f.cap and not f.caps and self._thing_word(f) and not _is_title(self, j):
+                    return None
         # A name does not end on a particle ("IBAN DE", "Sigrun Dussen van").
         if j < i + 2 or toks[j - 1].key in _PARTICLES:
             return None
         return self.person(i, j), j
+
+    def _labelled(self, i: int) -> bool:
+        """A label names what follows ("Customer Name - ELIF KAYA", "Recipient: OMAR")."""
+        if i == 0:
+            return False
+        gap = self.gap(i)
+        if len(gap) > 4 or "\n" in gap or (":" not in gap and "-" not in gap):
+            return False
+        return self.toks[i - 1].low in _LABELS
+
+    def _person_context(self, i: int) -> bool:
+        """The word before token i says a person follows ("spoke with", "assigned to",
+        "customer:"), on the same line."""
+        if i == 0:
+            return False
+        gap = self.gap(i)
+        if len(gap) > 4 or "\n" in gap:
+            return False
+        return self.toks[i - 1].low in _PERSON_CONTEXT
+
+    def _thing_word(self, t: _Tok, street: bool = True) -> bool:
+        """A capitalised word that, next to a name without a cue, makes it a thing.
+
+        After the name a street type too ("Victoria Park"); inside it not, as many are
+        surnames ("Li Na Park", "Mary Ann Hill").
+        """
+        return (
+            t.low in _NOT_NAMES
+            or t.key in _PLACE_NOUNS
+            or t.key in _ORG_WORDS
+            or (street and _is_en_street_type(t.key))
+            or not self.is_name(t)
+        )
 
     def _shouted(self, i: int) -> bool:
         """Token i is in a line with no lower-case letter ("CUSTOMER NAME: OMAR SILVA").
@@ -1000,8 +1216,18 @@ class _Scan:
 
     def _unit_before(self, i: int) -> int:
         # "Flat 4 Smith Road", "Studio 3 Taylor Spur": the unit belongs to the address.
-        if i >= 1 and self.toks[i - 1].key in _UNITS and self.gap(i) == " ":
+        toks = self.toks
+        if i >= 1 and toks[i - 1].key in _UNITS and self.gap(i) == " ":
             return i - 1
+        # "Flat 2, 61 Victoria Street", "Unit 15, 65 Castle Mews": a numbered unit first.
+        if (
+            i >= 2
+            and toks[i - 1].num
+            and self.gap(i) in (", ", " ")
+            and self.gap(i - 1) == " "
+            and toks[i - 2].key in _UNITS
+        ):
+            return i - 2
         return i
 
     def _unit_after(self, j: int) -> int:
@@ -1012,7 +1238,32 @@ class _Scan:
                 return j + 2
             if toks[j].key == "no":
                 return j
+        if j < len(toks) and toks[j].num:
+            gap = self.gap(j)
+            # "Maple Avenue #4", "Sunset Blvd, #4"
+            if gap in (" #", ", #", ",#"):
+                return j + 1
+            # "Calle Mayor 12, 3º B": the floor (and door) of a Spanish address.
+            if gap == ", " and toks[j].text[-1] in "º°ª":
+                j += 1
+                if j < len(toks) and self.gap(j) == " " and self._door_letter(j):
+                    j += 1
+                return j
+        # "Vesterbrogade 196 B", "Stationsweg 12 A": a door letter after the number.
+        if j < len(toks) and self.gap(j) == " " and toks[j - 1].num and self._door_letter(j):
+            return j + 1
         return j
+
+    def _door_letter(self, j: int) -> bool:
+        """Token j is one capital letter closing an address line ("196 B,", "3º A")."""
+        t = self.toks[j]
+        if len(t.text) != 1 or not t.text.isupper():
+            return False
+        after = self.text[t.end : t.end + 2]
+        if after[:1] in ("", ",", ".", ";", "\n", "\r", '"', ")"):
+            return True
+        # "Prinsengracht 44 B this morning" (but "... 12 A lot", "... 5 I think").
+        return t.text not in "AI" and after[0] == " " and after[1:].islower()
 
     def number_first(self, i: int) -> Span | None:
         toks = self.toks
@@ -1025,10 +1276,19 @@ class _Scan:
             return None
         if i + 1 >= n or self.gap(i + 1) not in (" ", ", "):
             return None
-        # French/Southern: "12, rue de la Paix", "23 avenue Victor Hugo".
-        if toks[i + 1].key in _PREFIX_STREET_TYPES and not toks[i + 1].num:
-            j = self._street_words(i + 2)
-            if j > i + 2:
+        # French/Southern: "12, rue de la Paix", "23 avenue Victor Hugo", "8 bis, allée ...".
+        p = i + 1
+        if (
+            toks[p].key in ("bis", "ter")
+            and self.gap(p) == " "
+            and p + 1 < n
+            and self.gap(p + 1) in (" ", ", ")
+            and toks[p + 1].key in _PREFIX_STREET_TYPES
+        ):
+            p += 1
+        if toks[p].key in _PREFIX_STREET_TYPES and not toks[p].num:
+            j = self._street_words(p + 1)
+            if j > p + 1:
                 return self._addr(i, j)
             return None
         if self.gap(i + 1) != " ":
@@ -1038,10 +1298,16 @@ class _Scan:
         last_type = -1
         while j < n and j - i <= _MAX_STREET_TOKENS and self.gap(j) == " ":
             w = toks[j]
-            if w.num or not w.cap:
+            if w.num:
+                # "W 4th Street": an ordinal is part of the street name.
+                if j == i + 1 or w.text[-2:].lower() not in ("st", "nd", "rd", "th"):
+                    break
+            elif not w.cap:
                 break
             if j > i + 1 and _is_en_street_type(w.key):
                 last_type = j
+            elif j == i + 1 and len(w.key) >= 7 and w.key.endswith("way"):
+                last_type = j  # "85 Queensway", "12 Broadway": one word, a street type
             j += 1
         if last_type < 0:
             return None
@@ -1084,6 +1350,25 @@ class _Scan:
         key = w.key
         if gap == ". " and not key.endswith("str"):
             return None
+        if (
+            key in _SEPARATE_STREET_WORDS
+            and (not w.cap or w.caps)
+            and i >= 2
+            and self.gap(i - 1) == " "
+            and toks[i - 2].cap
+            and toks[i - 2].low not in _NOT_NAMES
+        ):
+            # "Karl Johans gate 17", "Bygdøy allé 5": a lower-case street word after the
+            # street's name (one or two capitalised words).
+            start = i - 2
+            if (
+                start > 0
+                and self.gap(start) == " "
+                and toks[start - 1].cap
+                and toks[start - 1].low not in _NOT_NAMES
+            ):
+                start -= 1
+            return self._addr(start, self._unit_after(i + 1))
         if gap != ", " and (key.endswith(_STREET_SUFFIXES) and (w.cap or key in _STREET_SUFFIXES)):
             start = i - 1
             # "Berliner Straße 12": a street word on its own takes the word before it.
@@ -1112,7 +1397,10 @@ class _Scan:
                 return None
             if p.key in _PREFIX_STREET_TYPES and (k == i - 1 or self.gap(k + 1) in (" ", ". ")):
                 if k == i - 1:
-                    return None  # "Rue 12" alone: too little to call it an address
+                    # "Rue 12" alone is too little to call it an address, but
+                    # "Calle Gran Vía 28" has its type further back.
+                    k -= 1
+                    continue
                 # Every word between the type and the number is part of the name.
                 if all(toks[m].cap or toks[m].key in _PARTICLES for m in range(k + 1, i)) and all(
                     self.gap(m) in (" ", "'") for m in range(k + 2, i)
@@ -1124,6 +1412,36 @@ class _Scan:
             k -= 1
         return None
 
+
+# Words right before a name that say a person follows: an unknown first name before a
+# known surname counts after them ("spoke with Minjun Choi", "requester: Vahittin Çetin").
+_PERSON_CONTEXT = _words(
+    """
+    with by called emailed contacted messaged phoned cc attn name contact to for from
+    owner requester reporter assignee recipient sender passenger guest patient tenant
+    cardholder signed approved spoke
+    """
+)
+
+# Labels before a shouted name in a mixed-case line.
+_LABELS = _words(
+    """
+    name customer client recipient passenger contact attn owner requester assignee sender
+    guest holder cardholder
+    """
+)
+
+# Vietnamese family names (together ~95% of people), as name_key forms.
+_VI_FAMILY = _words(
+    """
+    nguyen tran le pham hoang huynh phan vu vo dang bui do ho ngo duong ly truong dinh
+    lam mai trinh luong
+    """
+)
+_VI_AMBIGUOUS = _words("le do ho ly lam mai dinh")
+
+# Street words written apart from the street's name (Norwegian, Danish, Swedish).
+_SEPARATE_STREET_WORDS = _words("gate gata vei veg vej gade alle vag plass torg")
 
 _STREET_PARTICLES = frozenset(["am", "an", "im", "in", "auf", "zum", "zur"])
 # Possessive, so that a long gap that does not fit fails in one pass.
@@ -1152,17 +1470,20 @@ _CUE_WORDS = _GREETINGS | _SIGNOFFS | _INTRO_LAST
 # The same as typed (lower-cased, accents kept), for the pre-check.
 _CUE_SET = _CUE_WORDS | _words(
     """
-    olá grüße grüsse gruß hälsningar sayg\u0131lar\u0131mla i\u2019m it\u2019s here cześć
+    olá grüße grüsse gruß hälsningar sayg\u0131lar\u0131mla i\u2019m it\u2019s name\u2019s here
+    cześć
     """
 )
 _STREET_WORDS = (
     _EN_STREET_TYPES | {w + "s" for w in _EN_STREET_TYPES} | _PREFIX_STREET_TYPES
 ) | frozenset(
     # the same, as typed (with accents), for the pre-check that sees raw words
-    ["allée", "strasse", "straße", "praça"]
+    ["allée", "allé", "strasse", "straße", "praça", "gate", "vei", "vej", "gade", "väg", "plass"]
 )
 # Street-name endings as typed: name_key forms plus their accented spellings.
-_STREET_SUFFIXES_RAW = (*_STREET_SUFFIXES, "straße", "vägen", "väg", "gränd", "třída", "náměstí")
+_STREET_SUFFIXES_RAW = (
+    *_STREET_SUFFIXES, "way", "straße", "vägen", "väg", "gränd", "třída", "náměstí"
+)  # fmt: skip
 # What may follow a single lower-case name that closes an introduction.
 _AFTER_A_LOWER_NAME = frozenset(["here", "again", "and", "from", "speaking", "writing"])
 _STRICT_TITLES = frozenset(
@@ -1197,6 +1518,21 @@ def _looks_like_surname(key: str) -> bool:
     "Origin" would all look like surnames.
     """
     return _script(key) != "other" and len(key) > 2
+
+
+def _camel(word: str) -> bool:
+    """A capital inside a word ("SoundLink", "iPhone"): a product, not a name, unless it
+    follows a name prefix ("McDonald", "MacLeod", "DeAngelo") or a hyphen/apostrophe."""
+    if word.isupper() or word.islower():
+        return False
+    for k in range(1, len(word)):
+        c = word[k]
+        if c.isupper() and word[k - 1].islower():
+            return word[:k].lower() not in _NAME_PREFIXES
+    return False
+
+
+_NAME_PREFIXES = frozenset(["mc", "mac", "de", "di", "da", "le", "la", "du", "van", "von", "fitz"])
 
 
 def _is_lower_surname(t: _Tok) -> bool:

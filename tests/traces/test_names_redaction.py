@@ -183,7 +183,9 @@ WORDS = st.sampled_from(
     ["Omar", "Silva", "Dear", "Ana", "Lima", "Hi,", "I", "am", "12", "Elm", "Street",
      "Hauptstraße", "rue", "de", "la", "Paix", "Samsung", "Galaxy", "Monday", "ana@example.com",
      "+49 30 12345678", "<PERSON:0123456789abcdef>", "<EMAIL:3f9a1c2b>", "\n", ",", "Thanks,",
-     "hi", "its", "here", "Mr.", "Frau", "Müller", "Çetin", "\u2028", '"', "\\"]
+     "hi", "its", "here", "Mr.", "Frau", "Müller", "Çetin", "\u2028", '"', "\\",
+     "O'Brien's", "Nguyen", "Van", "An", "Flat", "2,", "#4", "bis", "allé", "gate", "Karl",
+     "Johans", "4th", "3º", "B", "my", "name's", "Haruto!", "Queensway", "Heinz", "Edition"]
 )  # fmt: skip
 TEXTS = st.lists(WORDS, max_size=30).map(" ".join)
 
