@@ -7,6 +7,8 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from ladder.migration_sql import vendor_sql
+
 PG_UP = """
 CREATE OR REPLACE FUNCTION approvals_rolechange_append_only() RETURNS trigger AS $$
 BEGIN
@@ -36,24 +38,6 @@ SQLITE_DOWN = [
 ]
 
 
-def up(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_UP, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_UP:
-            schema_editor.execute(sql)
-
-
-def down(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        schema_editor.execute(PG_DOWN, params=None)
-    elif vendor == "sqlite":
-        for sql in SQLITE_DOWN:
-            schema_editor.execute(sql)
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -79,5 +63,10 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['workflow', '-at', '-id'], name='rolechange_by_workflow')],
             },
         ),
-        migrations.RunPython(up, down),
+        vendor_sql(
+            postgresql=PG_UP,
+            postgresql_reverse=PG_DOWN,
+            sqlite=SQLITE_UP,
+            sqlite_reverse=SQLITE_DOWN,
+        ),
     ]
