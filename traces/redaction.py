@@ -1051,27 +1051,28 @@ def _scan(text: str, regions: tuple[str, ...], people: bool = True) -> tuple[_Hi
 _NAME_ROUNDS = 4
 # Words that may stand beside a found name without another round: cues and function words
 # ("Hi Omar,", "I am Omar Silva (ticket", "Thanks, Ana") read the same once it is masked.
-_QUIET_NEIGHBOURS = (
-    names._GREETINGS | names._SIGNOFFS | names._TITLES | names._FUNCTION | names._INTRO_LAST
-)
-_WORD_BEFORE = re.compile(r"([^\W\d_][\w'\u2019.-]*)[ \t]*[,;:.!?()\[\]\"\u2013\u2014-]?[ \t]*\Z")
-_WORD_AFTER = re.compile(r"[ \t]*[,;:.!?()\[\]\"\u2013\u2014-]?[ \t]*([^\W\d_][\w'\u2019-]*)")
+# (Not titles: "Nguyen Mme McDonald" reads differently once "McDonald" is masked.)
+_QUIET_NEIGHBOURS = names._GREETINGS | names._SIGNOFFS | names._FUNCTION | names._INTRO_LAST
+_NEIGHBOUR_WORD = re.compile(r"[^\W\d_][\w'\u2019.-]*")
 
 
 def _settled(masked: str, start: int, end: int) -> bool:
-    """Whether the words right beside a masked name leave nothing for another round: a
-    capitalised word next to it (other than a cue or function word), or a name particle
+    """Whether the words beside a masked name leave nothing for another round.
+
+    A capitalised word next to it (other than a cue or function word), or a name particle
     ("de", "van"), may read differently once the name is masked ("Ana Ana Lima", runs
-    longer than a name), so it needs one."""
-    for found in (
-        _WORD_BEFORE.search(masked, max(0, start - 40), start),
-        _WORD_AFTER.match(masked, end, end + 40),
-    ):
-        if found is not None:
-            word = found.group(1)
+    longer than a name), so it needs one. A cue or function word is looked past to the
+    word beyond it ("Nguyen Mme McDonald", "An Thanks Calle"); a lower-case word ends
+    the look on that side."""
+    before = _NEIGHBOUR_WORD.findall(masked, max(0, start - 48), start)[-2:]
+    after = _NEIGHBOUR_WORD.findall(masked, end, end + 48)[:2]
+    for side in (before[::-1], after):
+        for word in side:
             key = word.casefold().rstrip(".")
             if key in names._PARTICLES or (word[0].isupper() and key not in _QUIET_NEIGHBOURS):
                 return False
+            if key not in _QUIET_NEIGHBOURS:
+                break
     return True
 
 
