@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from ladder.errors import Conflict, Unprocessable
+from ladder.policy import to_decimal
 from ladder.rungs import Queue, Rung
 
 
@@ -75,19 +76,11 @@ def validate_params(schema: dict, params: dict) -> None:
             ok = False
         if expected == "number" and isinstance(value, str):
             # Money is often sent as a decimal string ("12.50") to keep its precision.
-            ok = _decimal(value) is not None
+            ok = to_decimal(value) is not None
         if not ok:
             problems.append(f"'{name}' must be of type {expected}")
     if problems:
         raise Unprocessable("invalid params: " + "; ".join(problems), code="invalid_params")
-
-
-def _decimal(raw) -> Decimal | None:
-    try:
-        value = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    return value if value.is_finite() else None
 
 
 # The run row keeps the value as numeric(18, 4) (traces.Run.value): 14 digits before the
