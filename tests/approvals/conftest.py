@@ -100,3 +100,20 @@ def login(client):
         return client
 
     return as_
+
+
+@pytest.fixture
+def seen():
+    """`seen(run)`: the hidden fields a review form carries for the run as it is now."""
+    from approvals import services
+    from approvals.review import snapshot_hash
+    from traces.models import Run
+
+    def fields(run) -> dict:
+        fresh = Run.objects.select_related("workflow").get(pk=run.pk)
+        return {
+            "seen_version": fresh.version,
+            "seen_hash": snapshot_hash(services.run_snapshot(run=fresh)),
+        }
+
+    return fields

@@ -109,22 +109,14 @@ def test_owners_see_failed_executions_in_the_queue(login, people, submit):
     assert "bank said no" in login(people["owner"]).get("/").content.decode()
 
 
-def test_an_htmx_decision_loads_the_next_run_in_place(login, people, submit):
-    from approvals import services
-    from approvals.review import snapshot_hash
-
+def test_an_htmx_decision_loads_the_next_run_in_place(login, people, submit, seen):
     first, second = submit("l3"), submit("l3")
     Run.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(hours=1))
     client = login(people["rev"])
     client.get(f"/runs/{first.id}/")
-    fresh = Run.objects.select_related("workflow").get(pk=first.pk)
     resp = client.post(
         f"/runs/{first.id}/decide",
-        {
-            "verdict": "approve",
-            "seen_version": fresh.version,
-            "seen_hash": snapshot_hash(services.run_snapshot(run=fresh)),
-        },
+        {"verdict": "approve", **seen(first)},
         headers={"HX-Request": "true"},
     )
     assert resp.status_code == 200
@@ -148,19 +140,14 @@ def test_a_stale_decision_in_the_browser_says_so_and_changes_nothing(login, peop
     assert Run.objects.get(pk=run.pk).status == "pending_review"
 
 
-def test_an_l1_edit_through_the_form_keeps_param_types(login, people, submit):
-    from approvals import services
-    from approvals.review import snapshot_hash
-
+def test_an_l1_edit_through_the_form_keeps_param_types(login, people, submit, seen):
     run = submit("l1")
     client = login(people["rev"])
-    fresh = Run.objects.select_related("workflow").get(pk=run.pk)
     resp = client.post(
         f"/runs/{run.id}/decide",
         {
             "verdict": "submit",
-            "seen_version": fresh.version,
-            "seen_hash": snapshot_hash(services.run_snapshot(run=fresh)),
+            **seen(run),
             "param__to": "ana@example.com",
             "param__body": "Hello,\r\nit ships today.",
         },
