@@ -1042,38 +1042,11 @@ def _scan(text: str, regions: tuple[str, ...], people: bool = True) -> tuple[_Hi
                 break
             found.extend((span.kind, span.start, span.end, span.normalized) for span in spans)
             masked = _mask(masked, ((span.start, span.end) for span in spans))
-            if all(_settled(masked, span.start, span.end) for span in spans):
-                break  # no capitalised word beside any of them: another look finds nothing
     found.sort(key=_start)
     return tuple(found)
 
 
 _NAME_ROUNDS = 4
-# Words that may stand beside a found name without another round: cues and function words
-# ("Hi Omar,", "I am Omar Silva (ticket", "Thanks, Ana") read the same once it is masked.
-# (Not titles: "Nguyen Mme McDonald" reads differently once "McDonald" is masked.)
-_QUIET_NEIGHBOURS = names._GREETINGS | names._SIGNOFFS | names._FUNCTION | names._INTRO_LAST
-_NEIGHBOUR_WORD = re.compile(r"[^\W\d_][\w'\u2019.-]*")
-
-
-def _settled(masked: str, start: int, end: int) -> bool:
-    """Whether the words beside a masked name leave nothing for another round.
-
-    A capitalised word next to it (other than a cue or function word), or a name particle
-    ("de", "van"), may read differently once the name is masked ("Ana Ana Lima", runs
-    longer than a name), so it needs one. A cue or function word is looked past to the
-    word beyond it ("Nguyen Mme McDonald", "An Thanks Calle"); a lower-case word ends
-    the look on that side."""
-    before = _NEIGHBOUR_WORD.findall(masked, max(0, start - 48), start)[-2:]
-    after = _NEIGHBOUR_WORD.findall(masked, end, end + 48)[:2]
-    for side in (before[::-1], after):
-        for word in side:
-            key = word.casefold().rstrip(".")
-            if key in names._PARTICLES or (word[0].isupper() and key not in _QUIET_NEIGHBOURS):
-                return False
-            if key not in _QUIET_NEIGHBOURS:
-                break
-    return True
 
 
 def _scan_structured(masked: str, regions: tuple[str, ...], found: list[_Hit]) -> str:

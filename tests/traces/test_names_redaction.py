@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from approvals.roles import role_grant
@@ -192,6 +192,8 @@ TEXTS = st.lists(WORDS, max_size=30).map(" ".join)
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(TEXTS)
+@example("Nguyen Omar Dear Dear Omar")  # a second look is needed beside quiet words too
+@example("Omar Omar Omar Omar Omar Omar")  # a run longer than one name
 def test_redaction_with_names_is_idempotent_and_stays_valid_json(text):
     once = REDACTOR.redact({"text": text})
     assert REDACTOR.redact(once) == once
