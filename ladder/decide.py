@@ -9,14 +9,21 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from ladder.errors import Conflict, Unprocessable
-from ladder.policy import to_decimal
-from ladder.rungs import Queue, Rung
+from ladder.policy import (
+    NO_COUNTERS,
+    CompiledPolicy,
+    Counters,
+    PolicyDecision,
+    evaluate,
+    to_decimal,
+)
+from ladder.rungs import PolicyOutcome, Queue, Rung
 
 
 class Route(StrEnum):
     RECORD = "record"  # L0, or no proposal: the run is only recorded
     REVIEW = "review"  # a human decides (L1 draft, L2 pick, L3 approve, escalation)
-    EXECUTE = "execute"  # policy allowed it (L4/L5, once the policy envelope exists)
+    EXECUTE = "execute"  # the policy envelope allowed it (L4/L5)
     DENY = "deny"
 
 
@@ -33,6 +40,16 @@ class WorkflowRules:
     slug: str
     rung: int
     actions: dict[str, ActionRules]
+    # The workflow's newest policy version, compiled: in force at L4/L5, a draft
+    # evaluated in shadow at L2/L3. None when there is none (or it no longer fits the
+    # workflow's action types: `policy_problem` says why, and L4/L5 escalate).
+    policy: CompiledPolicy | None = None
+    policy_version: int | None = None
+    policy_problem: str = ""
+
+    @property
+    def policy_decides(self) -> bool:
+        return self.rung >= Rung.L4
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,11 @@ class Decision:
     reason: str = ""
     value: Decimal | None = None
     currency: str = ""
+    # What the policy said: at L4/L5 the decider (`policy`); at L2/L3 the draft's
+    # would-have-done (`shadow`), which decides nothing.
+    policy: PolicyDecision | None = None
+    policy_version: int | None = None
+    shadow: PolicyDecision | None = None
 
 
 _QUEUE_BY_RUNG = {Rung.L1: Queue.L1, Rung.L2: Queue.L2, Rung.L3: Queue.L3}
@@ -135,12 +157,13 @@ def proposal_value(rules: ActionRules, params: dict) -> tuple[Decimal | None, st
 
 
 def decide(
-    workflow: WorkflowRules, proposal: dict | None, counters: dict | None = None
+    workflow: WorkflowRules, proposal: dict | None, counters: Counters | None = None
 ) -> Decision:
-    """Route one proposal by the workflow's rung.
+    """Route one proposal by the workflow's rung, and at L4/L5 by its policy envelope.
 
-    `counters` (recent volume per action, for rate limits) is accepted now so the call does
-    not change when policy envelopes land; L4/L5 escalate every action until then.
+    `counters` are what the caller read for the policy's rate limits and first-seen
+    rules (ladder.policy.rate_keys / seen_keys); a counter it did not read makes its
+    rule fire (fail closed).
     """
     if proposal is None:
         return Decision(route=Route.RECORD, reason="no action proposed")
@@ -166,13 +189,37 @@ def decide(
         if alt_rules is not None:
             validate_params(alt_rules.param_schema, alt["params"])
     value, currency = proposal_value(rules, proposal["params"])
+    compiled = workflow.policy if workflow.rung >= Rung.L2 else None
+    verdict = evaluate(compiled, proposal, counters or NO_COUNTERS) if compiled else None
     queue = _QUEUE_BY_RUNG.get(Rung(workflow.rung))
     if queue is not None:
-        return Decision(route=Route.REVIEW, queue=queue, value=value, currency=currency)
-    return Decision(
-        route=Route.REVIEW,
-        queue=Queue.ESCALATED,
-        reason="no policy envelope is in force yet: every action escalates to a human",
-        value=value,
-        currency=currency,
-    )
+        return Decision(
+            route=Route.REVIEW,
+            queue=queue,
+            value=value,
+            currency=currency,
+            shadow=verdict,
+            policy_version=workflow.policy_version if verdict else None,
+        )
+    if verdict is None:
+        why = workflow.policy_problem or "no policy envelope is in force"
+        return Decision(
+            route=Route.REVIEW,
+            queue=Queue.ESCALATED,
+            reason=f"{why}: every action goes to a person",
+            value=value,
+            currency=currency,
+            policy=PolicyDecision(PolicyOutcome.ESCALATE),
+        )
+    common = {
+        "value": value,
+        "currency": currency,
+        "policy": verdict,
+        "policy_version": workflow.policy_version,
+    }
+    if verdict.outcome == PolicyOutcome.ALLOW:
+        return Decision(route=Route.EXECUTE, **common)
+    reason = "; ".join(verdict.reasons)
+    if verdict.outcome == PolicyOutcome.DENY:
+        return Decision(route=Route.DENY, reason=reason, **common)
+    return Decision(route=Route.REVIEW, queue=Queue.ESCALATED, reason=reason, **common)

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-from ladder.rungs import Executor, RiskClass, Rung
+from ladder.rungs import DeadlineAction, Executor, RiskClass, Rung
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "lowercase letters, digits and dashes")
 action_name_validator = RegexValidator(
@@ -38,6 +38,15 @@ class Workflow(models.Model):
         max_length=80, blank=True, default="", db_default="", validators=[slug_validator]
     )
     gate_thresholds = models.JSONField(default=dict, blank=True)
+    # How long a run may wait for a person, and what happens then (docs/deadlines.md).
+    # Never unbounded: an agent is never left waiting forever.
+    review_deadline_seconds = models.PositiveIntegerField(default=72 * 3600, db_default=72 * 3600)
+    deadline_action = models.CharField(
+        max_length=10,
+        choices=DeadlineAction.choices,
+        default=DeadlineAction.DENY,
+        db_default=DeadlineAction.DENY,
+    )
     # Bumped by database triggers on every change to this row or to its action types
     # (migration 0002; the tables are listed in ladder/rules.py), whoever writes it. The
     # gateway keeps the rules in memory and its insert re-checks this number, so a change
@@ -115,3 +124,32 @@ class RungChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id}: {self.kind} to L{self.to_rung}"
+
+
+class PolicyVersion(models.Model):
+    """One version of a workflow's policy envelope (docs/policy.md). Append-only: every
+    change is a new number, and each run decided by a policy records the number.
+
+    The workflow's newest version is its policy: in force at L4/L5, a draft evaluated in
+    shadow (decides nothing) at L2/L3. A database trigger bumps the workflow's
+    `rules_version` on insert (ladder/rules.py), so the gateway's next run uses it.
+    """
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="policy_versions")
+    number = models.PositiveIntegerField()
+    # The normalised document (ladder.policy.policy_document), validated when saved.
+    document = models.JSONField()
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workflow", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "number"], name="policy_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} policy v{self.number}"

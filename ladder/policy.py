@@ -927,6 +927,18 @@ def _generate_rate(src: _Source, rule: RateLimit, index: int, local, hit) -> Non
         src.emit(hit(index, over), depth + 1)
 
 
+def subject_key(per: str, params: dict) -> str | None:
+    """The counted subject of a proposal's params: "workflow", or "<param>=<value>" for
+    `per: "param:<name>"` (None when the parameter is missing or not a plain value)."""
+    return _subject(per, params)
+
+
+def seen_params(policy: Policy) -> tuple[str, ...]:
+    """The `per` of every first_seen rule: the subjects a workflow records as seen for
+    every run, whatever its action (so "first seen" means in any earlier run)."""
+    return tuple(sorted({r.per for r in policy.rules if isinstance(r, FirstSeen)}))
+
+
 def _subject(per: str, params: dict) -> str | None:
     if per == "workflow":
         return "workflow"

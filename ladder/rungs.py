@@ -34,3 +34,25 @@ class Queue(models.TextChoices):
 class Executor(models.TextChoices):
     AGENT = "agent", "Agent reports the result"
     SERVER = "server", "Registered callable run by a worker"
+
+
+class DeadlineAction(models.TextChoices):
+    """What happens to a run nobody decided in time (Workflow.review_deadline_seconds)."""
+
+    DENY = "deny", "Deny it"
+    ESCALATE = "escalate", "Escalate it, then deny at the next deadline"
+
+
+class PolicyOutcome(models.TextChoices):
+    ALLOW = "allow", "Allowed"
+    ESCALATE = "escalate", "Escalated"
+    DENY = "deny", "Denied"
+
+
+class AuditState(models.TextChoices):
+    """An allowed run sampled for a human audit (ladder.policy.audit_sampled)."""
+
+    NONE = "", "Not sampled"
+    DUE = "due", "Waiting for audit"
+    CORRECT = "correct", "Audited: correct"
+    WRONG = "wrong", "Audited: wrong"

@@ -85,6 +85,12 @@ class RunInfo:
     decision: Decision | None = None
     result: dict[str, Any] | None = None
     outcome: str | None = None
+    #: L4/L5: ``{"version", "outcome", "rules_fired"}`` of the policy that decided.
+    policy: dict[str, Any] | None = None
+    #: Why a person is asked (policy escalation, missed deadline), if one is.
+    escalation_reason: str | None = None
+    #: While waiting for a person: when the workflow's deadline decides instead.
+    deadline_at: str | None = None
     created_at: str | None = None
     trace_events: int = 0
     trace_head: str = ""
@@ -108,6 +114,9 @@ class RunInfo:
             decision=decision,
             result=data.get("result"),
             outcome=data.get("outcome"),
+            policy=data.get("policy"),
+            escalation_reason=data.get("escalation_reason"),
+            deadline_at=data.get("deadline_at"),
             created_at=data.get("created_at"),
             trace_events=int(trace.get("events", 0)),
             trace_head=trace.get("head", ""),

@@ -23,11 +23,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ladder.errors import Forbidden, LadderError, NotFound
 from ladder.models import Workflow
+from ladder.policies import policy_latest, policy_out
+from ladder.rungs import Rung
 from traces.auth import AgentAuth, authenticate
 from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
-from traces.models import Run
+from traces.models import Run, RunStatus
 from traces.selectors import run_replay_for_agent
 from traces.services import agent, gateway
 
@@ -171,6 +173,12 @@ class RunOut(BaseModel):
     decision: dict | None = None
     result: dict | None = None
     outcome: str | None = None
+    # L4/L5: the policy version that decided, its outcome and the rules that fired.
+    policy: dict | None = None
+    # Why a person is asked (an escalation by the policy or by a missed deadline).
+    escalation_reason: str | None = None
+    # While waiting for a person: when the deadline decides instead (docs/deadlines.md).
+    deadline_at: datetime | None = None
     created_at: datetime
     trace: TraceOut
     # POST /runs only: pseudonym → the value it replaced in *this* request's body, so the
@@ -214,6 +222,9 @@ def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
         "decision": decision,
         "result": run.result,
         "outcome": run.outcome or None,
+        "policy": run.policy,
+        "escalation_reason": run.escalation_reason or None,
+        "deadline_at": run.deadline_at if run.status == RunStatus.PENDING_REVIEW else None,
         "created_at": run.created_at,
         "trace": {"events": run.trace_length, "head": run.trace_head},
     }
@@ -440,8 +451,11 @@ def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
 
 @api.get("/workflows/{slug}", response={200: dict, **ERRORS}, tags=["workflows"])
 def get_workflow(request, slug: str):
-    """Rung, action types, policy (none until policy envelopes land), latest gate snapshot."""
+    """Rung, action types, the policy in force (`policy`, L4/L5) or the draft evaluated in
+    shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot."""
     workflow = _workflow_for(request.auth, slug)
+    latest = policy_latest(workflow)
+    in_force = workflow.rung >= Rung.L4
     return {
         "slug": workflow.slug,
         "name": workflow.name,
@@ -459,7 +473,10 @@ def get_workflow(request, slug: str):
             }
             for a in workflow.action_types.all()
         ],
-        "policy": None,
+        "policy": policy_out(latest) if in_force else None,
+        "draft_policy": None if in_force else policy_out(latest),
+        "review_deadline_seconds": workflow.review_deadline_seconds,
+        "deadline_action": workflow.deadline_action,
         "gate_snapshot": None,
     }
 

@@ -28,7 +28,9 @@ import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from ladder.decide import ActionRules, WorkflowRules
+from ladder.errors import Unprocessable
 from ladder.models import linkage_domain
+from ladder.policy import compile_policy, parse_policy
 from ladder.rungs import Executor
 from traces.auth import AgentAuth
 from traces.models import Run, TraceEvent
@@ -59,6 +61,10 @@ class Memo:
 
 TOKENS = Memo(4096)  # token sha256 -> AgentAuth (from_memo=True)
 WORKFLOWS = Memo(4096)  # slug -> WorkflowRow
+# (workflow id, policy version, the action types it was checked against) -> (compiled
+# policy or None, the problem). Versions never change (append-only), so this is safe to
+# keep whatever rules_version says, also where the workflow memo is off (SQLite).
+POLICIES = Memo(1024)
 
 
 def _db():
@@ -143,6 +149,8 @@ class WorkflowRow:
     # Actions a worker carries out (Executor.SERVER): a run the policy allows is queued
     # for it at once; the rest wait for their agent's claim.
     server_actions: frozenset[str] = frozenset()
+    review_deadline_seconds: int = 72 * 3600
+    deadline_action: str = "deny"
 
 
 def _json(value):
@@ -157,8 +165,11 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
     with _prepared_cursor() as cur:
         cur.execute(
             "SELECT w.id, w.rung, w.personal_fields, w.rules_version, w.linkage_group, "
+            "w.review_deadline_seconds, w.deadline_action, p.number, p.document, "
             "a.id, a.name, a.param_schema, "
             "a.value_param, a.currency_param, a.executor FROM ladder_workflow w "
+            "LEFT JOIN LATERAL (SELECT pv.number, pv.document FROM ladder_policyversion pv "
+            "WHERE pv.workflow_id = w.id ORDER BY pv.number DESC LIMIT 1) p ON true "
             "LEFT JOIN ladder_actiontype a ON a.workflow_id = w.id WHERE w.slug = %s",
             [slug],
             prepare=True,
@@ -167,7 +178,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
     if not rows:
         WORKFLOWS.drop(slug)
         return None
-    wf_id, rung, personal, version, group = rows[0][:5]
+    wf_id, rung, personal, version, group, deadline, deadline_action, number, document = rows[0][:9]
     personal = _json(personal) or []
     actions, ids, server = {}, {}, set()
     for *_, action_id, name, schema, value_param, currency_param, executor in rows:
@@ -182,6 +193,9 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
             currency_param=currency_param,
         )
         ids[name] = action_id
+    compiled, problem = (None, "")
+    if number is not None:
+        compiled, problem = _compiled_policy(wf_id, number, document, actions)
     row = WorkflowRow(
         id=wf_id,
         slug=slug,
@@ -189,13 +203,39 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         rules_version=version,
         personal_fields=tuple(sorted(personal)),
         linkage=linkage_domain(workflow_id=wf_id, group=group),
-        rules=WorkflowRules(slug=slug, rung=rung, actions=actions),
+        rules=WorkflowRules(
+            slug=slug,
+            rung=rung,
+            actions=actions,
+            policy=compiled,
+            policy_version=number if compiled is not None else None,
+            policy_problem=problem,
+        ),
         action_ids=ids,
         server_actions=frozenset(server),
+        review_deadline_seconds=deadline,
+        deadline_action=deadline_action,
     )
     if memo_enabled():
         WORKFLOWS.put(slug, row)
     return row
+
+
+def _compiled_policy(wf_id: int, number: int, document, actions: dict[str, ActionRules]):
+    """(the compiled policy version, "") or (None, why it cannot decide)."""
+    value_params = {name: (a.value_param, a.currency_param) for name, a in actions.items()}
+    key = (wf_id, number, tuple(sorted(value_params.items())))
+    known = POLICIES.get(key)
+    if known is not None:
+        return known
+    try:
+        policy = parse_policy(_json(document), actions=value_params)
+        found = (compile_policy(policy, actions=value_params), "")
+    except Unprocessable:
+        # Saved valid, but the workflow's action types changed under it since.
+        found = (None, f"policy version {number} no longer fits this workflow's action types")
+    POLICIES.put(key, found)
+    return found
 
 
 # The columns POST /runs writes, in order; tests/traces/test_fastpath.py checks they are
@@ -222,6 +262,11 @@ RUN_COLUMNS = (
     "execution_attempts",
     "executed_at",
     "outcome",
+    "policy",
+    "shadow",
+    "audit",
+    "deadline_at",
+    "execution_claimed_at",
     "version",
     "trace_head",
     "trace_length",

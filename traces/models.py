@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from ladder.models import ActionType, Workflow
-from ladder.rungs import Queue
+from ladder.rungs import AuditState, Queue
 from traces.ids import uuid7
 from traces.status import RunStatus
 
@@ -69,6 +69,21 @@ class Run(models.Model):
     execution_attempts = models.PositiveSmallIntegerField(default=0)
     executed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=10, blank=True)
+    # The policy that decided this run at L4/L5: {version, outcome, rules_fired}
+    # (version null when no envelope was in force); null when no policy decided.
+    policy = models.JSONField(null=True, blank=True)
+    # At L2/L3, what the workflow's draft envelope would have done (same shape), decided
+    # nothing: set beside the person's decision as evidence for L3 -> L4.
+    shadow = models.JSONField(null=True, blank=True)
+    # An allowed run sampled for a human audit (AuditState): "" | due | correct | wrong.
+    audit = models.CharField(
+        max_length=8, choices=AuditState.choices, blank=True, default="", db_default=""
+    )
+    # A waiting run is decided by the deadline after this instant (docs/deadlines.md).
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # When a server executor last claimed the run (approved -> executing): a run still
+    # executing long after it was abandoned by a worker that died (traces.tasks sweeper).
+    execution_claimed_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every change a reviewer could have seen: a decision made on an older
     # version is stale and refused.
     version = models.PositiveIntegerField(default=1)
@@ -115,6 +130,24 @@ class Run(models.Model):
                 condition=models.Q(status="pending_review"),
             ),
             models.Index(fields=["workflow", "status", "created_at"], name="run_wf_status_idx"),
+            # The deadline sweep: waiting runs by when they expire.
+            models.Index(
+                fields=["deadline_at"],
+                name="run_deadline_idx",
+                condition=models.Q(status="pending_review"),
+            ),
+            # The audit queue: sampled allowed runs not yet audited.
+            models.Index(
+                fields=["workflow", "created_at", "id"],
+                name="run_audit_due_idx",
+                condition=models.Q(audit="due"),
+            ),
+            # The re-dispatch sweep: approved or executing runs (few at any time).
+            models.Index(
+                fields=["updated_at"],
+                name="run_in_flight_idx",
+                condition=models.Q(status__in=["approved", "executing"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -136,9 +169,12 @@ class TraceEvent(models.Model):
         REVIEW_SHOWN = "review_shown"
         REVIEW_DECISION = "review_decision"
         POLICY_DECISION = "policy_decision"
+        # At L2/L3: what the draft envelope would have done; decides nothing.
+        POLICY_SHADOW = "policy_shadow"
         EXECUTION = "execution"
         OUTCOME = "outcome"
         ROLLBACK = "rollback"
+        DEADLINE = "deadline"
 
     # Keyed by its place in its run's chain: no surrogate id, so no sequence to draw from
     # and one index fewer for every event the gateway writes (migration 0007).
@@ -205,3 +241,61 @@ class DemoLedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return self.idempotency_key
+
+
+class PolicyAllowance(models.Model):
+    """What a policy allowed, for its rate limits: one row per allowed run and subject
+    it counts under ("workflow", or "<param>=<value>" of a per-subject limit).
+
+    Kept in PostgreSQL beside the run, written in the same transaction and under the
+    same per-subject lock as the run itself (traces/services/policy.py): an allowance is
+    counted exactly when its run is stored, so N per window lets exactly N through,
+    across processes, and a crash can neither lose a count nor leave a stray one.
+    `shadow` rows are what a draft envelope would have allowed at L2/L3.
+    """
+
+    run = models.ForeignKey(
+        Run, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    shadow = models.BooleanField(default=False)
+    action = models.CharField(max_length=100)
+    # sha256 of the subject key: the key holds a (pseudonymous) parameter value of any size.
+    subject = models.CharField(max_length=64)
+    at = models.DateTimeField()
+    value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=8, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["workflow", "shadow", "action", "subject", "at"],
+                name="allowance_window_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} allowed for run {self.run_id}"
+
+
+class SubjectSeen(models.Model):
+    """Subjects ("<param>=<value>", as sha256) that earlier runs of a workflow proposed
+    for, for `first_seen` rules. Written for every run with a proposal, whatever was
+    decided, for the parameters the workflow's policy names; a new version naming a new
+    parameter is filled from the workflow's history when it is saved."""
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    subject = models.CharField(max_length=64)
+    first_run = models.UUIDField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "subject"], name="subject_seen_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject[:12]}… first seen in run {self.first_run}"

@@ -17,7 +17,7 @@ CONTEXT_TYPES = ("input", "tool_call", "output")
 # The first of these events freezes that context: a reviewer was shown it, a person decided
 # on it, or the policy decided on it. Agent context events after it are kept in the trace
 # (nothing is ever dropped) but never replace what the decision was made on.
-FREEZING_TYPES = ("review_shown", "review_decision", "policy_decision")
+FREEZING_TYPES = ("review_shown", "review_decision", "policy_decision", "deadline")
 # Agent events that report on carrying out an approved action carry this phase.
 EXECUTION_PHASE = "execution"
 
@@ -138,6 +138,8 @@ def rebuild(events: list[dict], *, run_id: str = "") -> dict[str, Any]:
         "decision": None,
         "approver": None,
         "policy": None,
+        "shadow": None,
+        "deadline": [],
         "execution": [],
         "after_decision": [],
         "outcomes": [],
@@ -161,7 +163,13 @@ def rebuild(events: list[dict], *, run_id: str = "") -> dict[str, Any]:
                 run["decision"] = payload
                 run["approver"] = payload.get("by")
         elif kind == "policy_decision":
-            run["policy"] = payload
+            if run["policy"] is None:  # one per run, at submission
+                run["policy"] = payload
+        elif kind == "policy_shadow":
+            if run["shadow"] is None:
+                run["shadow"] = payload
+        elif kind == "deadline":
+            run["deadline"].append(payload)
         elif kind == "execution":
             run["execution"].append(payload)
         elif kind == "outcome":
@@ -193,8 +201,15 @@ def missing_steps(run: dict[str, Any], *, status: str, has_proposal: bool) -> li
     if has_proposal and run["proposal"] is None:
         missing.append("proposal")
     # Which steps a run must have in its trace, by the status its row claims.
-    if status in DECIDED_STATUSES and run["decision"] is None and run["policy"] is None:
-        missing.append("review_decision or policy_decision")
+    decided_by_deadline = any(
+        isinstance(d, dict) and d.get("outcome") == "denied" for d in run["deadline"]
+    )
+    if status in DECIDED_STATUSES and not (
+        run["decision"] is not None
+        or (run["policy"] or {}).get("decision") in ("allow", "deny")
+        or decided_by_deadline
+    ):
+        missing.append("review_decision, policy_decision or deadline")
     if status in FINISHED_STATUSES and not run["execution"]:
         missing.append("execution")
     if status == RunStatus.ROLLED_BACK and run["rollback"] is None:

@@ -45,6 +45,9 @@ def test_every_guard_trigger_exists_after_migrating(sqlite_db):
         "ladder_actiontype_rules_version_del",
         "approvals_rolechange_no_update",
         "approvals_rolechange_no_delete",
+        "ladder_policyversion_rules_version",
+        "ladder_policyversion_no_update",
+        "ladder_policyversion_no_delete",
     } <= names
 
 
@@ -110,7 +113,7 @@ def test_rules_version_moves_on_sqlite_too(sqlite_db):
 
 
 def test_every_rule_table_has_its_rules_version_triggers_on_sqlite_too(sqlite_db):
-    from ladder.rules import RULE_TABLES
+    from ladder.rules import APPEND_ONLY_RULE_TABLES, RULE_TABLES
 
     triggers = sqlite_db.execute(
         "SELECT tbl_name, upper(sql) FROM sqlite_master WHERE type = 'trigger'"
@@ -118,6 +121,13 @@ def test_every_rule_table_has_its_rules_version_triggers_on_sqlite_too(sqlite_db
     for table in RULE_TABLES:
         sqls = [sql for name, sql in triggers if name == table and "RULES_VERSION" in sql]
         needed = ["UPDATE"] if table == "ladder_workflow" else ["INSERT", "UPDATE", "DELETE"]
+        if table in APPEND_ONLY_RULE_TABLES:
+            needed = ["INSERT"]
+            refusals = [sql for name, sql in triggers if name == table and "RAISE(ABORT" in sql]
+            for event in ("UPDATE", "DELETE"):
+                assert any(f"BEFORE {event} ON {table.upper()}" in sql for sql in refusals), (
+                    f"{table}: append-only, but nothing refuses {event}"
+                )
         for event in needed:
             assert any(f"AFTER {event} ON {table.upper()}" in sql for sql in sqls), (
                 f"{table}: no trigger bumps rules_version after {event}"

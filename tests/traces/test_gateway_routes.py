@@ -1,15 +1,14 @@
-"""Every route `ladder.decide` can return has its own place for the new run.
-
-Nothing returns EXECUTE or DENY yet (the policy envelope is not wired), so the mapping is
-tested on constructed decisions, and the whole path through POST /runs with `decide`
-replaced by one that answers them.
-"""
+"""Every route `ladder.decide` can return has its own place for the new run: the
+mapping on constructed decisions, and the whole path through POST /runs with `decide`
+replaced by one that answers each route (the real policy envelope's answers are
+tests/traces/test_policy_gateway.py)."""
 
 from decimal import Decimal
 
 import pytest
 
 from ladder.decide import Decision, Queue, Route
+from ladder.policy import PolicyDecision
 from ladder.models import ActionType
 from ladder.rungs import Executor
 from traces.models import DemoLedgerEntry, Run, RunStatus, TraceEvent
@@ -29,7 +28,14 @@ def test_a_reviewed_run_waits_in_its_queue(queue):
 
 
 def test_an_escalated_run_says_why_to_the_reviewer_and_in_the_trace():
-    place = run_placement(Decision(route=Route.REVIEW, queue=Queue.ESCALATED, reason="x" * 400))
+    place = run_placement(
+        Decision(
+            route=Route.REVIEW,
+            queue=Queue.ESCALATED,
+            reason="x" * 400,
+            policy=PolicyDecision("escalate", ("cap",), ("x" * 400,)),
+        )
+    )
     assert place == Placement(RunStatus.PENDING_REVIEW, Queue.ESCALATED, "x" * 300, "escalate")
 
 
@@ -92,7 +98,15 @@ def policy(monkeypatch):
         def fake(rules, proposal, counters=None):
             if proposal is None:
                 return Decision(route=Route.RECORD)
-            return Decision(route=route, reason=reason, value=Decimal("12.5"), currency="EUR")
+            outcome = {Route.EXECUTE: "allow", Route.DENY: "deny"}[route]
+            return Decision(
+                route=route,
+                reason=reason,
+                value=Decimal("12.5"),
+                currency="EUR",
+                policy=PolicyDecision(outcome, ("r1",), (reason,)),
+                policy_version=7,
+            )
 
         monkeypatch.setattr(gateway, "decide", fake)
 
@@ -123,8 +137,13 @@ def test_a_run_the_policy_allows_is_approved_at_once_and_its_agent_claims_it(
     assert event.payload == {
         "decision": "allow",
         "reason": "within the envelope",
-        "policy_version": None,
+        "policy_version": 7,
+        "rules_fired": ["r1"],
+        "reasons": ["within the envelope"],
+        "counters": {},
+        "audit_sampled": False,
     }
+    assert data["policy"] == {"version": 7, "outcome": "allow", "rules_fired": ["r1"]}
     replay = client.get(f"/runs/{run.id}/replay").json()
     assert replay["complete"] and replay["verified"]
     claimed = client.post(f"/runs/{run.id}/claim")

@@ -3,19 +3,24 @@ traces.fastpath), redaction before anything reads the body, the chain of the fir
 events, the ladder's decision, then one INSERT of the run and its events."""
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from django.db import transaction
 from django.utils import timezone
 
 from ladder.decide import Decision, Queue, Route, decide
 from ladder.errors import Conflict, Forbidden, LadderError, NotFound
+from ladder.policy import Counters
+from ladder.rungs import AuditState
 from traces import fastpath, redaction
 from traces.auth import AgentAuth, authenticate_hash
 from traces.chain import GENESIS, canonical_json_of_parsed
 from traces.ids import uuid7
 from traces.models import Run, RunStatus, TraceEvent
+from traces.services import policy
 from traces.services.execution import execution_enqueue
+from traces.services.policy import counters_json
 from traces.services.redactors import agent_redaction_budget, fit, proposal_pseudonyms, redactor_of
 from traces.services.trace import EventSpec, chain_links
 
@@ -66,12 +71,12 @@ def run_placement(decision: Decision) -> Placement:
     is their decider, named in the decision and in a policy_decision event.
     """
     route, queue = decision.route, decision.queue
+    policy = decision.policy.outcome if decision.policy is not None else ""
     if route == Route.RECORD and queue is None:
         return Placement(RunStatus.RECORDED, "", "", "")
     if route == Route.REVIEW and queue is not None:
         if queue == Queue.ESCALATED:
             # The reviewer and the trace both learn why a person is asked.
-            policy = "escalate" if decision.reason else ""
             return Placement(RunStatus.PENDING_REVIEW, queue, decision.reason[:300], policy)
         return Placement(RunStatus.PENDING_REVIEW, queue, "", "")
     if route == Route.EXECUTE and queue is None:
@@ -101,7 +106,14 @@ def _policy_decision(
 
 
 def _creation_specs(
-    *, body: dict, parts: Submission, decision: Decision, place: Placement, actor: str
+    *,
+    body: dict,
+    parts: Submission,
+    decision: Decision,
+    place: Placement,
+    actor: str,
+    counters: Counters | None,
+    audit: bool,
 ) -> list[EventSpec]:
     specs = [
         EventSpec(
@@ -128,14 +140,24 @@ def _creation_specs(
                 TraceEvent.Type.PROPOSAL, body["proposal"], actor, payload_json=parts.proposal
             )
         )
-    if place.policy:
-        specs.append(
-            EventSpec(
-                TraceEvent.Type.POLICY_DECISION,
-                {"decision": place.policy, "reason": decision.reason, "policy_version": None},
-                "system",
-            )
-        )
+    verdict = decision.policy or decision.shadow
+    if verdict is not None:
+        # What the policy said and everything it said it on: with the version's document
+        # and these counters, an examiner re-evaluates the decision exactly.
+        payload = {
+            "decision": verdict.outcome,
+            "policy_version": decision.policy_version,
+            "rules_fired": list(verdict.rules_fired),
+            "reasons": list(verdict.reasons),
+            "counters": counters_json(counters),
+        }
+        if decision.policy is not None:
+            payload["reason"] = decision.reason
+            payload["audit_sampled"] = audit
+            kind = TraceEvent.Type.POLICY_DECISION
+        else:
+            kind = TraceEvent.Type.POLICY_SHADOW
+        specs.append(EventSpec(kind, payload, "system"))
     return specs
 
 
@@ -214,15 +236,51 @@ def _submit_once(
     parts = submission_json(redacted)
     request_hash = hashlib.sha256(parts.text.encode("utf-8")).hexdigest()
     proposal = redacted["proposal"]
-    decision = decide(workflow.rules, proposal)
+    counting = policy.counting_for(workflow.rules, proposal)
+    if counting is None:
+        return _decide_and_store(**locals())
+    # A policy that counts: the counters are read and the run stored in one transaction,
+    # at L4/L5 under the counters' locks (traces/services/policy.py).
+    with transaction.atomic():
+        return _decide_and_store(**locals())
+
+
+def _decide_and_store(
+    *,
+    auth: AgentAuth,
+    pseudonyms: dict | None,
+    workflow: fastpath.WorkflowRow,
+    key: str,
+    found: dict,
+    parts: Submission,
+    redacted: dict,
+    request_hash: str,
+    proposal: dict | None,
+    counting: policy.Counting | None,
+    **_: Any,
+) -> tuple[Run, bool]:
+    now = timezone.now()
+    counters = None
+    if counting is not None:
+        live = workflow.rules.policy_decides
+        if live:
+            policy.lock_counters(workflow.id, counting)
+        counters = policy.read_counters(workflow.id, counting, at=now, shadow=not live)
+    decision = decide(workflow.rules, proposal, counters)
     place = run_placement(decision)
     if place.status != RunStatus.RECORDED and pseudonyms is not None:
         # A recorded run is never decided: nothing to restore.
         pseudonyms.update(proposal_pseudonyms(found, proposal))
-    now = timezone.now()
     run_id = uuid7()
+    audit = policy.audit_due(decision, workflow.rules, run_id)
     specs = _creation_specs(
-        body=redacted, parts=parts, decision=decision, place=place, actor=auth.actor
+        body=redacted,
+        parts=parts,
+        decision=decision,
+        place=place,
+        actor=auth.actor,
+        counters=counters,
+        audit=audit,
     )
     links = chain_links(run_id=run_id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
     decided = _policy_decision(place=place, decision=decision, proposal=proposal, at=now)
@@ -244,6 +302,14 @@ def _submit_once(
             "escalation_reason": place.escalation_reason,
             "decision": decided,
             "decided_at": now if decided else None,
+            "policy": policy.policy_verdict(decision) if decision.policy else None,
+            "shadow": policy.policy_verdict(decision) if decision.shadow else None,
+            "audit": AuditState.DUE if audit else AuditState.NONE,
+            "deadline_at": (
+                now + timedelta(seconds=workflow.review_deadline_seconds)
+                if place.status == RunStatus.PENDING_REVIEW
+                else None
+            ),
             "trace_head": links[-1].hash,
             "trace_length": len(links),
             "created_at": now,
@@ -254,6 +320,15 @@ def _submit_once(
         run, links, at=now, auth=auth, workflow=workflow, proposal_json=parts.proposal
     )
     if stored is fastpath.Stored.NEW:
+        policy.record_effects(
+            run_id=run_id,
+            workflow_id=workflow.id,
+            counting=counting,
+            decision=decision,
+            value=decision.value,
+            currency=decision.currency,
+            at=now,
+        )
         if place.status == RunStatus.APPROVED and proposal["action"] in workflow.server_actions:
             # The same at-most-once path as a person's approval; an agent executor's run
             # is claimed by its agent, who reads `approved` in this very answer.

@@ -1,0 +1,155 @@
+"""A workflow's policy versions: validate, save (a new number each time), read, compare.
+
+The rules themselves and their evaluation are `ladder.policy` (pure); this module is the
+part with a database. The newest version of a workflow is its policy: in force at L4/L5,
+a draft evaluated in shadow at L2/L3 (docs/policy.md, "Versions").
+"""
+
+import difflib
+import json
+from typing import Any
+
+from django.db import transaction
+
+from ladder.errors import Unprocessable
+from ladder.models import PolicyVersion, Workflow
+from ladder.policy import (
+    Policy,
+    compile_policy,
+    parse_policy,
+    policy_document,
+    policy_text,
+)
+from ladder.rungs import Rung
+
+
+def workflow_actions(workflow: Workflow) -> dict[str, tuple[str, str]]:
+    """The workflow's action types as the policy validator takes them:
+    name → (value_param, currency_param)."""
+    return {
+        a.name: (a.value_param, a.currency_param)
+        for a in workflow.action_types.only("name", "value_param", "currency_param")
+    }
+
+
+def policy_validate(workflow: Workflow, document: Any) -> Policy:
+    """Parse `document` against the workflow's action types; `Unprocessable`
+    (`invalid_policy`, every problem in `details`) when it does not hold."""
+    return parse_policy(document, actions=workflow_actions(workflow))
+
+
+def policy_read_json(text: str | bytes) -> Any:
+    """A policy document from JSON text, or a 422 saying where the JSON breaks."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"not valid JSON: {exc}"
+        raise Unprocessable(
+            f"invalid policy: {problem}",
+            code="invalid_policy",
+            details=[{"rule": "", "field": "", "problem": problem}],  # type: ignore[arg-type]
+        ) from exc
+
+
+def policy_save(*, workflow: Workflow, document: Any, by, note: str = "") -> PolicyVersion:
+    """Validate and store a new version of the workflow's policy; nothing is stored when
+    any problem is found. Numbers count up per workflow without gaps (the workflow row
+    is locked while the number is taken). `by` is the person (None: a system action,
+    such as `manage.py policy_set`)."""
+    note = " ".join(str(note or "").split())
+    if len(note) > 300:
+        raise Unprocessable("the note may have at most 300 characters", code="invalid_note")
+    policy = policy_validate(workflow, document)
+    with transaction.atomic():
+        Workflow.objects.select_for_update().filter(pk=workflow.pk).first()
+        last = (
+            PolicyVersion.objects.filter(workflow=workflow)
+            .order_by("-number")
+            .values_list("number", flat=True)
+            .first()
+        )
+        return PolicyVersion.objects.create(
+            workflow=workflow,
+            number=(last or 0) + 1,
+            document=policy_document(policy),
+            note=note,
+            created_by=by,
+        )
+
+
+def policy_latest(workflow: Workflow) -> PolicyVersion | None:
+    return PolicyVersion.objects.filter(workflow=workflow).order_by("-number").first()
+
+
+def policy_in_force(workflow: Workflow) -> PolicyVersion | None:
+    """The version that decides the workflow's runs: its newest, at L4 and L5."""
+    if workflow.rung < Rung.L4:
+        return None
+    return policy_latest(workflow)
+
+
+def policy_draft(workflow: Workflow) -> PolicyVersion | None:
+    """Below L4 the newest version decides nothing: it is evaluated in shadow."""
+    if workflow.rung >= Rung.L4:
+        return None
+    return policy_latest(workflow)
+
+
+def version_policy(version: PolicyVersion) -> Policy | None:
+    """The version's rules, or None when they no longer fit the workflow (an action
+    type they name was removed or lost its value parameter)."""
+    try:
+        return parse_policy(version.document, actions=workflow_actions(version.workflow))
+    except Unprocessable:
+        return None
+
+
+def policy_out(version: PolicyVersion | None) -> dict | None:
+    """The API's `policy`: {version, audit_sample_rate, rules, text, ...}."""
+    if version is None:
+        return None
+    policy = version_policy(version)
+    document = version.document
+    return {
+        "version": version.number,
+        "audit_sample_rate": document.get("audit_sample_rate"),
+        "rules": document.get("rules", []),
+        "text": policy_text(policy) if policy is not None else [],
+        "valid": policy is not None,
+        "note": version.note,
+        "created_at": version.created_at,
+        "created_by": version.created_by.get_username() if version.created_by else None,
+    }
+
+
+def policy_compile(workflow: Workflow, version: PolicyVersion):
+    """The compiled policy (for backtests and shadow views), or None if it no longer fits."""
+    actions = workflow_actions(workflow)
+    try:
+        return compile_policy(parse_policy(version.document, actions=actions), actions=actions)
+    except Unprocessable:
+        return None
+
+
+def policy_diff(old: PolicyVersion | None, new: PolicyVersion) -> list[tuple[str, str]]:
+    """What changed between two versions, as (mark, line) over their plain-language
+    sentences and their JSON: mark is "+" (added), "-" (removed) or " " (kept)."""
+
+    def lines(version: PolicyVersion | None) -> list[str]:
+        if version is None:
+            return []
+        policy = version_policy(version)
+        sentences = policy_text(policy) if policy is not None else []
+        rules = [json.dumps(r, sort_keys=True) for r in version.document.get("rules", [])]
+        return [
+            *sentences,
+            f"audit_sample_rate: {version.document.get('audit_sample_rate')}",
+            *rules,
+        ]
+
+    out = []
+    for line in difflib.ndiff(lines(old), lines(new)):
+        mark, text = line[:1], line[2:]
+        if mark in "+- ":
+            out.append((mark, text))
+    return out

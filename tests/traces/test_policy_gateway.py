@@ -1,0 +1,239 @@
+"""POST /runs at L4/L5 under a real policy envelope, and shadow decisions at L2/L3.
+
+Everything goes through the agent's API and `policy_set` (the service behind the command
+and the editor); the answers are read from what the agent and the replay show.
+"""
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from ladder.models import PolicyVersion
+from traces.services.policy import policy_set
+
+pytestmark = pytest.mark.django_db
+
+
+def envelope(**extra_rules):
+    rules = [
+        {
+            "id": "actions",
+            "kind": "allow_actions",
+            "actions": ["refund.issue"],
+            "control": "allowed_tools",
+        },
+        {
+            "id": "cap",
+            "kind": "value_cap",
+            "action": "refund.issue",
+            "max": "200.00",
+            "currency": "EUR",
+            "then": "escalate",
+            "control": "value_cap",
+        },
+        {
+            "id": "fraud",
+            "kind": "flag",
+            "flag": "fraud_adjacent",
+            "then": "escalate",
+            "control": "rbac",
+        },
+        {
+            "id": "blocked",
+            "kind": "flag",
+            "flag": "blocked_customer",
+            "then": "deny",
+            "control": "rbac",
+        },
+    ]
+    rules += list(extra_rules.values())
+    return {"audit_sample_rate": 0, "rules": rules}
+
+
+def run(key, amount, *, wf, flags=(), **params):
+    return {
+        "workflow": wf.slug,
+        "idempotency_key": key,
+        "input": {"message": f"refund please, order {key}"},
+        "proposal": {
+            "action": "refund.issue",
+            "params": {"order_id": key, "amount": amount, "currency": "EUR", **params},
+            "flags": list(flags),
+        },
+    }
+
+
+def test_allow_escalate_and_deny_each_answer_the_agent_with_the_policy(make_workflow, agent):
+    wf = make_workflow(rung=4)
+    version = policy_set(workflow=wf, document=envelope(), by=None)
+    client = agent(wf)
+
+    allowed = client.post("/runs", run("a", "200.00", wf=wf)).json()
+    assert allowed["status"] == "approved"
+    assert allowed["policy"] == {"version": version.number, "outcome": "allow", "rules_fired": []}
+
+    over = client.post("/runs", run("b", "200.01", wf=wf)).json()
+    assert over["status"] == "pending_review" and over["queue"] == "escalated"
+    assert over["policy"]["outcome"] == "escalate" and over["policy"]["rules_fired"] == ["cap"]
+    assert "200.00" in over["escalation_reason"]
+    assert over["deadline_at"] is not None
+
+    flagged = client.post("/runs", run("c", 5, wf=wf, flags=["fraud_adjacent"])).json()
+    assert flagged["policy"]["rules_fired"] == ["fraud"]
+
+    denied = client.post("/runs", run("d", 5, wf=wf, flags=["blocked_customer"])).json()
+    assert denied["status"] == "denied"
+    assert denied["decision"]["verdict"] == "denied" and denied["decision"]["reason"]
+    assert denied["policy"]["rules_fired"] == ["blocked"]
+
+    # The trace holds the same decision, with the version and what it was made on.
+    replay = client.get(f"/runs/{over['id']}/replay").json()
+    assert replay["complete"] and replay["verified"]
+    rebuilt = replay["run"]["policy"]
+    assert rebuilt["decision"] == "escalate"
+    assert rebuilt["policy_version"] == version.number
+    assert rebuilt["rules_fired"] == ["cap"]
+    again = client.get(f"/runs/{denied['id']}").json()
+    assert again["policy"] == denied["policy"]
+
+
+def test_without_a_policy_an_l4_action_escalates_and_says_so(make_workflow, agent):
+    wf = make_workflow(rung=5)
+    data = agent(wf).post("/runs", run("a", 1, wf=wf)).json()
+    assert data["status"] == "pending_review" and data["queue"] == "escalated"
+    assert data["policy"] == {"version": None, "outcome": "escalate", "rules_fired": []}
+    assert "no policy envelope is in force" in data["escalation_reason"]
+
+
+def test_a_new_version_applies_to_the_very_next_run(make_workflow, agent):
+    wf = make_workflow(rung=4)
+    client = agent(wf)
+    policy_set(workflow=wf, document=envelope(), by=None)
+    assert client.post("/runs", run("a", 150, wf=wf)).json()["status"] == "approved"
+    tighter = envelope()
+    tighter["rules"][1]["max"] = "100"
+    v2 = policy_set(workflow=wf, document=tighter, by=None)
+    data = client.post("/runs", run("b", 150, wf=wf)).json()
+    assert data["status"] == "pending_review"
+    assert data["policy"]["version"] == v2.number == 2
+
+
+def test_the_workflow_api_shows_the_policy_in_force_or_the_draft(make_workflow, agent):
+    wf = make_workflow(rung=3)
+    client = agent(wf)
+    assert client.get(f"/workflows/{wf.slug}").json()["policy"] is None
+    policy_set(workflow=wf, document=envelope(), by=None)
+    data = client.get(f"/workflows/{wf.slug}").json()
+    assert data["policy"] is None
+    assert data["draft_policy"]["version"] == 1
+    assert "refund.issue above 200.00 EUR always goes to a person" in " ".join(
+        data["draft_policy"]["text"]
+    )
+    wf.rung = 4
+    wf.save()
+    data = client.get(f"/workflows/{wf.slug}").json()
+    assert data["policy"]["version"] == 1 and data["draft_policy"] is None
+    assert data["policy"]["rules"][1] == {
+        "id": "cap",
+        "kind": "value_cap",
+        "action": "refund.issue",
+        "max": "200.00",
+        "currency": "EUR",
+        "then": "escalate",
+        "control": "value_cap",
+    }
+
+
+def test_shadow_decisions_at_l3_decide_nothing_and_are_kept_beside_the_run(make_workflow, agent):
+    wf = make_workflow(rung=3)
+    policy_set(workflow=wf, document=envelope(), by=None)
+    client = agent(wf)
+    small = client.post("/runs", run("a", 10, wf=wf)).json()
+    big = client.post("/runs", run("b", 900, wf=wf)).json()
+    for data in (small, big):
+        assert data["status"] == "pending_review" and data["queue"] == "l3"
+        assert data["policy"] is None
+    from traces.models import Run
+
+    assert Run.objects.get(pk=small["id"]).shadow["outcome"] == "allow"
+    assert Run.objects.get(pk=big["id"]).shadow == {
+        "version": 1,
+        "outcome": "escalate",
+        "rules_fired": ["cap"],
+    }
+    replay = client.get(f"/runs/{big['id']}/replay").json()
+    assert replay["complete"] and replay["verified"]
+
+
+def test_policy_set_command_prints_the_version_and_refuses_bad_documents(make_workflow, tmp_path):
+    import json
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    wf = make_workflow(rung=4)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(envelope()))
+    out = StringIO()
+    call_command("policy_set", wf.slug, str(good), stdout=out)
+    assert out.getvalue().strip() == "1"
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "audit_sample_rate": 0,
+                "rules": [
+                    {
+                        "id": "a",
+                        "kind": "allow_actions",
+                        "actions": ["refund.issue"],
+                        "control": "allowed_tools",
+                    },
+                    {"id": "x", "kind": "nonsense", "then": "deny", "control": "rbac"},
+                    {
+                        "id": "c",
+                        "kind": "value_cap",
+                        "action": "refund.issue",
+                        "max": "lots",
+                        "then": "escalate",
+                        "control": "value_cap",
+                    },
+                    {
+                        "id": "r",
+                        "kind": "rate_limit",
+                        "action": "refund.issue",
+                        "window_seconds": 0,
+                        "max_count": 1,
+                        "per": "workflow",
+                        "then": "escalate",
+                        "control": "rate_limit",
+                    },
+                    {
+                        "id": "g",
+                        "kind": "flag",
+                        "flag": "f",
+                        "action": "ghost.action",
+                        "then": "deny",
+                        "control": "rbac",
+                    },
+                ],
+            }
+        )
+    )
+    with pytest.raises(CommandError) as refused:
+        call_command("policy_set", wf.slug, str(bad))
+    message = str(refused.value)
+    for rule in ("x.kind", "c.max", "r.window_seconds", "g.action"):
+        assert rule in message
+    assert PolicyVersion.objects.filter(workflow=wf).count() == 1  # nothing half-saved
+
+
+def test_policy_versions_cannot_be_rewritten(make_workflow):
+    wf = make_workflow(rung=4)
+    policy_set(workflow=wf, document=envelope(), by=None)
+    from django.db import IntegrityError, transaction
+
+    for sql in ("UPDATE ladder_policyversion SET note = 'x'", "DELETE FROM ladder_policyversion"):
+        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
+            with connection.cursor() as cur:
+                cur.execute(sql)
