@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from ladder.decide import Decision, Queue, Route
-from ladder.policy import PolicyDecision
 from ladder.models import ActionType
+from ladder.policy import PolicyDecision
 from ladder.rungs import Executor
 from traces.models import DemoLedgerEntry, Run, RunStatus, TraceEvent
 from traces.services import gateway

@@ -234,6 +234,9 @@ def test_policy_versions_cannot_be_rewritten(make_workflow):
     from django.db import IntegrityError, transaction
 
     for sql in ("UPDATE ladder_policyversion SET note = 'x'", "DELETE FROM ladder_policyversion"):
-        with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
-            with connection.cursor() as cur:
-                cur.execute(sql)
+        with (
+            pytest.raises(IntegrityError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cur,
+        ):
+            cur.execute(sql)
