@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
 
 from ladder.decide import Decision, WorkflowRules
 from ladder.models import Workflow
@@ -121,19 +122,19 @@ def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow:
     whether an earlier run of the workflow named the subject."""
     rates: dict[str, tuple[int, Decimal]] = {}
     for rule_id, action, digest, window, currency in counting.rates:
-        rows = PolicyAllowance.objects.filter(
+        # Counted in the database (an index range of allowance_window_idx), not row by row.
+        in_window = PolicyAllowance.objects.filter(
             workflow_id=workflow_id,
             shadow=shadow,
             action=action,
             subject=digest,
             at__gt=at - timedelta(seconds=window),
-        ).values_list("value", "currency")
-        count, total = 0, Decimal(0)
-        for value, cur in rows:
-            count += 1
-            if value is not None and (not currency or cur.strip().upper() == currency):
-                total += value
-        rates[rule_id] = (count, total)
+        )
+        values = Q(value__isnull=False)
+        if currency:
+            values &= Q(currency__iexact=currency)
+        got = in_window.aggregate(n=Count("pk"), total=Sum("value", filter=values))
+        rates[rule_id] = (got["n"], got["total"] or Decimal(0))
     seen: dict[str, bool] = {}
     if counting.seen:
         known = set(
@@ -171,7 +172,7 @@ def record_effects(
                 subject=digest,
                 at=at,
                 value=value,
-                currency=(currency or "")[:8],
+                currency=(currency or "").strip().upper()[:8],
             )
             for action, digest in sorted({(a, d) for _, a, d, _, _ in counting.rates})
         )
