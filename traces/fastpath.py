@@ -88,7 +88,7 @@ def remember_token(auth: AgentAuth) -> None:
 
 
 @contextmanager
-def _prepared_cursor():
+def prepared_cursor():
     """A cursor that binds on the server and reuses prepared statements.
 
     Django's own cursors interpolate parameters on the client, so PostgreSQL parses and
@@ -125,7 +125,7 @@ class _PortableCursor:
 
 def token_rows(token_hash: str) -> list[tuple[int, str, int]]:
     """(token id, prefix, workflow id) for a live token: one row per scoped workflow."""
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         cur.execute(
             "SELECT t.id, t.prefix, tw.workflow_id FROM traces_agenttoken t "
             "JOIN traces_agenttoken_workflows tw ON tw.agenttoken_id = t.id "
@@ -162,7 +162,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
     memory (insert_run re-checks `rules_version`, so a stale answer is never acted on)."""
     if memo and (known := WORKFLOWS.get(slug)) is not None:
         return known
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         cur.execute(
             "SELECT w.id, w.rung, w.personal_fields, w.rules_version, w.linkage_group, "
             "w.review_deadline_seconds, w.deadline_action, p.number, p.document, "
@@ -424,7 +424,7 @@ def insert_run(
         at,
         *_joined_columns(links),
     ]
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         cur.execute(_INSERT_SQL, params, prepare=True)
         ok, stored = cur.fetchone()
     if not ok:

@@ -42,6 +42,7 @@ from ladder.policy import (
     subject_key,
 )
 from ladder.rungs import PolicyOutcome, Rung
+from traces import fastpath
 from traces.models import PolicyAllowance, Run, SubjectSeen
 
 
@@ -105,24 +106,66 @@ def _rate_rules(compiled: CompiledPolicy, action: str):
 
 def lock_counters(workflow_id: int, counting: Counting) -> None:
     """Take the advisory locks of these counters until the transaction ends (PostgreSQL;
-    elsewhere writes are serialised by the database itself)."""
+    SQLite, the single-process `make run` default, serialises its writes itself)."""
     if connection.vendor != "postgresql":
         return
     keys = sorted(
         {_lock_id(workflow_id, d) for _, _, d, _, _ in counting.rates}
         | {_lock_id(workflow_id, d) for d in counting.marks}
     )
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
+    with fastpath.prepared_cursor() as cur:
+        cur.execute(_LOCK_SQL, [keys], prepare=True)
+
+
+_LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
+
+# Every counter of one proposal in one statement: a row per rate limit (its position,
+# the count and total allowed for its subject in its window, an index range of
+# allowance_window_idx) and a row per first-seen subject already seen.
+_READ_SQL = (
+    "SELECT r.i, count(a.run_id), coalesce(sum(a.value) FILTER "
+    "(WHERE r.cur = '' OR a.currency = r.cur), 0), NULL "
+    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "WITH ORDINALITY AS r(action, subject, since, cur, i) "
+    "LEFT JOIN traces_policyallowance a ON a.workflow_id = %s AND a.shadow = %s "
+    "AND a.action = r.action AND a.subject = r.subject AND a.at > r.since "
+    "GROUP BY r.i "
+    "UNION ALL SELECT 0, 0, 0, s.subject FROM traces_subjectseen s "
+    "WHERE s.workflow_id = %s AND s.subject = ANY(%s::text[])"
+)
 
 
 def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow: bool) -> Counters:
     """The counters as of now: for each rate limit, (count, total value) of what the
     policy allowed for its subject in (at - window, at]; for each first-seen rule,
     whether an earlier run of the workflow named the subject."""
+    if connection.vendor != "postgresql":
+        return _read_counters_orm(workflow_id, counting, at=at, shadow=shadow)
+    rates = counting.rates
+    params = [
+        [action for _, action, _, _, _ in rates],
+        [digest for _, _, digest, _, _ in rates],
+        [at - timedelta(seconds=window) for _, _, _, window, _ in rates],
+        [currency for *_, currency in rates],
+        workflow_id,
+        shadow,
+        workflow_id,
+        [digest for _, digest in counting.seen],
+    ]
+    with fastpath.prepared_cursor() as cur:
+        cur.execute(_READ_SQL, params, prepare=True)
+        rows = cur.fetchall()
+    counted = {i: (n, total) for i, n, total, subject in rows if subject is None}
+    known = {subject for _, _, _, subject in rows if subject is not None}
+    return Counters(
+        rates={rule[0]: counted[i] for i, rule in enumerate(rates, start=1)},
+        seen={rule_id: digest in known for rule_id, digest in counting.seen},
+    )
+
+
+def _read_counters_orm(workflow_id: int, counting: Counting, *, at: datetime, shadow: bool):
     rates: dict[str, tuple[int, Decimal]] = {}
     for rule_id, action, digest, window, currency in counting.rates:
-        # Counted in the database (an index range of allowance_window_idx), not row by row.
         in_window = PolicyAllowance.objects.filter(
             workflow_id=workflow_id,
             shadow=shadow,
@@ -132,18 +175,29 @@ def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow:
         )
         values = Q(value__isnull=False)
         if currency:
-            values &= Q(currency__iexact=currency)
+            values &= Q(currency=currency)
         got = in_window.aggregate(n=Count("pk"), total=Sum("value", filter=values))
         rates[rule_id] = (got["n"], got["total"] or Decimal(0))
-    seen: dict[str, bool] = {}
-    if counting.seen:
-        known = set(
-            SubjectSeen.objects.filter(
-                workflow_id=workflow_id, subject__in=[d for _, d in counting.seen]
-            ).values_list("subject", flat=True)
-        )
-        seen = {rule_id: digest in known for rule_id, digest in counting.seen}
-    return Counters(rates=rates, seen=seen)
+    known = set(
+        SubjectSeen.objects.filter(
+            workflow_id=workflow_id, subject__in=[d for _, d in counting.seen]
+        ).values_list("subject", flat=True)
+    )
+    return Counters(
+        rates=rates, seen={rule_id: digest in known for rule_id, digest in counting.seen}
+    )
+
+
+# An allowed action counted under each subject of its rate limits, and the run's
+# first-seen subjects marked, in one statement (data-modifying CTEs always run).
+_EFFECTS_SQL = (
+    "WITH counted AS (INSERT INTO traces_policyallowance "
+    "(run_id, workflow_id, shadow, action, subject, at, value, currency) "
+    "SELECT %s, %s, %s, x.action, x.subject, %s, %s, %s "
+    "FROM unnest(%s::text[], %s::text[]) AS x(action, subject) RETURNING 1) "
+    "INSERT INTO traces_subjectseen (workflow_id, subject, first_run) "
+    "SELECT %s, m, %s FROM unnest(%s::text[]) AS m ON CONFLICT DO NOTHING"
+)
 
 
 def record_effects(
@@ -162,28 +216,50 @@ def record_effects(
         return
     shadow = decision.shadow is not None
     verdict = decision.shadow if shadow else decision.policy
-    if verdict is not None and verdict.outcome == PolicyOutcome.ALLOW and counting.rates:
-        PolicyAllowance.objects.bulk_create(
-            PolicyAllowance(
-                run_id=run_id,
-                workflow_id=workflow_id,
-                shadow=shadow,
-                action=action,
-                subject=digest,
-                at=at,
-                value=value,
-                currency=(currency or "").strip().upper()[:8],
-            )
-            for action, digest in sorted({(a, d) for _, a, d, _, _ in counting.rates})
+    allowed = verdict is not None and verdict.outcome == PolicyOutcome.ALLOW
+    counted = sorted({(a, d) for _, a, d, _, _ in counting.rates}) if allowed else []
+    marks = sorted(set(counting.marks))
+    currency = (currency or "").strip().upper()[:8]
+    if connection.vendor != "postgresql":
+        _record_effects_orm(run_id, workflow_id, shadow, counted, marks, value, currency, at)
+        return
+    if not (counted or marks):
+        return
+    params = [
+        run_id,
+        workflow_id,
+        shadow,
+        at,
+        value,
+        currency,
+        [a for a, _ in counted],
+        [d for _, d in counted],
+        workflow_id,
+        run_id,
+        marks,
+    ]
+    with fastpath.prepared_cursor() as cur:
+        cur.execute(_EFFECTS_SQL, params, prepare=True)
+
+
+def _record_effects_orm(run_id, workflow_id, shadow, counted, marks, value, currency, at):
+    PolicyAllowance.objects.bulk_create(
+        PolicyAllowance(
+            run_id=run_id,
+            workflow_id=workflow_id,
+            shadow=shadow,
+            action=action,
+            subject=digest,
+            at=at,
+            value=value,
+            currency=currency,
         )
-    if counting.marks:
-        SubjectSeen.objects.bulk_create(
-            [
-                SubjectSeen(workflow_id=workflow_id, subject=digest, first_run=run_id)
-                for digest in sorted(set(counting.marks))
-            ],
-            ignore_conflicts=True,
-        )
+        for action, digest in counted
+    )
+    SubjectSeen.objects.bulk_create(
+        [SubjectSeen(workflow_id=workflow_id, subject=d, first_run=run_id) for d in marks],
+        ignore_conflicts=True,
+    )
 
 
 def counters_json(counters: Counters | None) -> dict[str, Any]:
