@@ -353,10 +353,80 @@ class Stored(Enum):
     NEW = "new"  # the run and its events are stored
     DUPLICATE = "duplicate"  # the idempotency key is taken on this workflow: nothing stored
     STALE = "stale"  # the token or the workflow rules changed: nothing stored, re-read
+    FULL = "full"  # an allowed action no longer fits a rate limit: nothing stored, decide again
 
 
-def _insert_sql() -> str:
+@dataclass(frozen=True)
+class PolicyWrite:
+    """What a policy's counters add to a run's INSERT (traces/services/policy.py builds it).
+
+    `room_*`: for an allowed action under rate limits, the limits to re-check under the
+    advisory `locks` (traces_policy_room, migration 0010), one entry per limit; empty
+    otherwise. `counted`: (action, subject digest) the allowance is counted under.
+    `marks`: first-seen subject digests this run marks as seen.
+    """
+
+    locks: list[int]
+    room_actions: list[str]
+    room_subjects: list[str]
+    room_since: list[datetime]
+    room_currencies: list[str]
+    room_max_counts: list[int | None]
+    room_max_values: list[Decimal | None]
+    value: Decimal | None
+    currency: str
+    shadow: bool
+    counted: list[tuple[str, str]]
+    marks: list[str]
+
+    def params(self, workflow_id: int, at: datetime) -> tuple[list, list]:
+        """(the room check's parameters, the writes' parameters) in SQL text order."""
+        room = [
+            workflow_id,
+            self.locks,
+            self.room_actions,
+            self.room_subjects,
+            self.room_since,
+            self.room_currencies,
+            self.room_max_counts,
+            self.room_max_values,
+            self.value,
+        ]
+        writes = [
+            workflow_id,
+            self.shadow,
+            at,
+            self.value,
+            self.currency,
+            [a for a, _ in self.counted],
+            [d for _, d in self.counted],
+            workflow_id,
+            self.marks,
+        ]
+        return room, writes
+
+
+def _insert_sql(*, policy: bool = False) -> str:
     columns = ", ".join(RUN_COLUMNS)
+    # With a policy's counters: the room re-check under the counters' locks before the
+    # run goes in, and the allowance and first-seen rows after it, in the same statement.
+    room = (
+        "room AS (SELECT traces_policy_room(%s, %s::bigint[], %s::text[], %s::text[], "
+        "%s::timestamptz[], %s::text[], %s::bigint[], %s::numeric[], %s::numeric) AS ok), "
+        if policy
+        else "room AS (SELECT true AS ok), "
+    )
+    writes = (
+        ", counted AS (INSERT INTO traces_policyallowance "
+        "(run_id, workflow_id, shadow, action, subject, at, value, currency) "
+        "SELECT new_run.id, %s, %s, x.action, x.subject, %s::timestamptz, %s::numeric, %s "
+        "FROM new_run, unnest(%s::text[], %s::text[]) AS x(action, subject) RETURNING 1), "
+        "marked AS (INSERT INTO traces_subjectseen (workflow_id, subject, first_run) "
+        "SELECT %s, m, new_run.id FROM new_run, unnest(%s::text[]) AS m "
+        "ON CONFLICT DO NOTHING RETURNING 1) "
+        if policy
+        else ""
+    )
     # Only constant column names are interpolated.
     return (
         "WITH guard AS (SELECT EXISTS (SELECT 1 FROM ladder_workflow w "  # noqa: S608
@@ -365,9 +435,10 @@ def _insert_sql() -> str:
         "JOIN traces_agenttoken_workflows tw "
         "ON tw.agenttoken_id = t.id WHERE t.id = %s AND t.token_hash = %s "
         "AND t.revoked_at IS NULL AND tw.workflow_id = %s)) AS ok), "
+        f"{room}"
         f"new_run AS (INSERT INTO traces_run ({columns}) "
-        f"SELECT {columns} FROM json_populate_record(NULL::traces_run, %s::json), guard "
-        "WHERE guard.ok "
+        f"SELECT {columns} FROM json_populate_record(NULL::traces_run, %s::json), guard, room "
+        "WHERE guard.ok AND room.ok "
         "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id), "
         f"new_events AS (INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
         f"SELECT {', '.join(_EVENT_VALUES.get(c, f'e.{c}') for c in EVENT_COLUMNS)} "
@@ -375,11 +446,13 @@ def _insert_sql() -> str:
         f"{', '.join([f'string_to_array(%s, {_SEP_SQL})'] * len(_JOINED_EVENT_COLUMNS))}) "
         f"WITH ORDINALITY AS e({', '.join(_JOINED_EVENT_COLUMNS)}, n) "
         "RETURNING 1) "
-        "SELECT guard.ok, (SELECT count(*) FROM new_events) FROM guard"
+        f"{writes}"
+        "SELECT guard.ok, room.ok, (SELECT count(*) FROM new_events) FROM guard, room"
     )
 
 
 _INSERT_SQL = _insert_sql()
+_INSERT_POLICY_SQL = _insert_sql(policy=True)
 
 
 def insert_run(
@@ -390,6 +463,7 @@ def insert_run(
     auth: AgentAuth,
     workflow: WorkflowRow,
     proposal_json: str | None = None,
+    policy: PolicyWrite | None = None,
 ) -> Stored:
     """Store a new run and its first trace events, if the token and the workflow rules
     they were decided under are still current.
@@ -401,6 +475,8 @@ def insert_run(
     leave orphans. Elsewhere the caller has just read both afresh.
 
     `proposal_json`, when given, is `run.proposal` as JSON (see _run_document).
+    `policy`, when given, adds the policy's counters (PolicyWrite): on PostgreSQL in this
+    same statement; elsewhere the caller writes them in its transaction.
     """
     if not _on_postgresql():
         events = [TraceEvent(run_id=run.id, at=at, **link._asdict()) for link in links]
@@ -411,6 +487,7 @@ def insert_run(
         except IntegrityError:
             return Stored.DUPLICATE
         return Stored.NEW
+    room, writes = policy.params(workflow.id, at) if policy is not None else ([], [])
     params = [
         workflow.id,
         workflow.slug,
@@ -419,16 +496,21 @@ def insert_run(
         auth.token_id,
         auth.token_hash,
         workflow.id,
+        *room,
         _run_document(run, proposal_json),
         links[0].seq,
         at,
         *_joined_columns(links),
+        *writes,
     ]
+    sql = _INSERT_SQL if policy is None else _INSERT_POLICY_SQL
     with prepared_cursor() as cur:
-        cur.execute(_INSERT_SQL, params, prepare=True)
-        ok, stored = cur.fetchone()
+        cur.execute(sql, params, prepare=True)
+        ok, room_ok, stored = cur.fetchone()
     if not ok:
         TOKENS.drop(auth.token_hash)
         WORKFLOWS.drop(workflow.slug)
         return Stored.STALE
+    if not room_ok:
+        return Stored.FULL
     return Stored.NEW if stored == len(links) else Stored.DUPLICATE

@@ -375,3 +375,37 @@ def test_caps_hold_at_the_boundary_through_the_gateway(make_workflow, agent, cap
     assert status("at", cap) == "approved"
     assert status("over", cap + Decimal("0.01")) == "pending_review"
     assert status("other", cap, other) == "pending_review"
+
+
+def test_an_allow_on_counters_that_filled_up_meanwhile_is_decided_again(
+    make_workflow, agent, monkeypatch
+):
+    """The gateway reads the counters without a lock; its INSERT re-checks an allow under
+    the counters' locks. Here the read is made stale on purpose (as if a concurrent run
+    was allowed in between): the stale allow is refused by the database, nothing is stored
+    for it, and the proposal is decided again on fresh counters."""
+    from ladder.policy import Counters
+    from traces.models import PolicyAllowance
+    from traces.services import policy as policy_service
+
+    wf = make_workflow(rung=4)
+    policy_set(workflow=wf, document=envelope(rate=limit(max_count=1)), by=None)
+    client = agent(wf)
+    assert client.post("/runs", run("first", 1, wf=wf)).json()["status"] == "approved"
+    real = policy_service.read_counters
+    reads = []
+
+    def stale_once(*args, **kwargs):
+        fresh = real(*args, **kwargs)
+        reads.append(fresh)
+        if len(reads) == 1:
+            return Counters(rates={"rate": (0, Decimal(0))}, seen=fresh.seen)
+        return fresh
+
+    monkeypatch.setattr(policy_service, "read_counters", stale_once)
+    second = client.post("/runs", run("second", 1, wf=wf)).json()
+    assert len(reads) == 2
+    assert second["status"] == "pending_review" and second["policy"]["rules_fired"] == ["rate"]
+    assert PolicyAllowance.objects.filter(workflow=wf).count() == 1
+    replay = client.get(f"/runs/{second['id']}/replay").json()
+    assert replay["run"]["policy"]["counters"]["rates"]["rate"]["count"] == 1

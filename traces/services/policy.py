@@ -59,12 +59,24 @@ def _lock_id(workflow_id: int, digest: str) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
-class Counting(NamedTuple):
-    """The counters one proposal needs: rate limits (rule id, action, subject digest,
-    window seconds, currency) and first-seen rules (rule id, subject digest); and the
-    subjects this run marks as seen (every first-seen `per` of the policy it names)."""
+class Rate(NamedTuple):
+    """One rate limit that applies to a proposal, with the key its counter lives under."""
 
-    rates: list[tuple[str, str, str, int, str]]
+    rule_id: str
+    action: str
+    subject: str  # subject_digest(action, "workflow" | "<param>=<value>")
+    window_seconds: int
+    currency: str
+    max_count: int | None
+    max_value: Decimal | None
+
+
+class Counting(NamedTuple):
+    """The counters one proposal needs: its rate limits, its first-seen rules (rule id,
+    subject digest), and the subjects this run marks as seen (every first-seen `per` of
+    the policy that its params name)."""
+
+    rates: list[Rate]
     seen: list[tuple[str, str]]
     marks: list[str]
 
@@ -80,11 +92,14 @@ def counting_for(rules: WorkflowRules, proposal: dict | None) -> Counting | None
     action = proposal.get("action")
     if not isinstance(action, str):
         return None
-    currencies = {r.id: r.currency for r in _rate_rules(compiled, action)}
-    rates = [
-        (rule_id, action, subject_digest(action, subject), window, currencies.get(rule_id, ""))
-        for rule_id, subject, window in rate_keys(compiled, proposal)
-    ]
+    limits = {r.id: r for r in _rate_rules(compiled, action)}
+    rates = []
+    for rule_id, subject, window in rate_keys(compiled, proposal):
+        rule = limits[rule_id]
+        digest = subject_digest(action, subject)
+        rates.append(
+            Rate(rule_id, action, digest, window, rule.currency, rule.max_count, rule.max_value)
+        )
     seen = [
         (rule_id, subject_digest("seen", subject))
         for rule_id, subject in seen_keys(compiled, proposal)
@@ -104,17 +119,18 @@ def _rate_rules(compiled: CompiledPolicy, action: str):
     return plan.rates if plan is not None else ()
 
 
+def _locks(workflow_id: int, rates: list[Rate]) -> list[int]:
+    return sorted({_lock_id(workflow_id, r.subject) for r in rates})
+
+
 def lock_counters(workflow_id: int, counting: Counting) -> None:
     """Take the advisory locks of these counters until the transaction ends (PostgreSQL;
-    SQLite, the single-process `make run` default, serialises its writes itself)."""
+    SQLite, the single-process `make run` default, serialises its writes itself). The
+    gateway's slow path, after its lock-free attempts found no room twice."""
     if connection.vendor != "postgresql":
         return
-    keys = sorted(
-        {_lock_id(workflow_id, d) for _, _, d, _, _ in counting.rates}
-        | {_lock_id(workflow_id, d) for d in counting.marks}
-    )
     with fastpath.prepared_cursor() as cur:
-        cur.execute(_LOCK_SQL, [keys], prepare=True)
+        cur.execute(_LOCK_SQL, [_locks(workflow_id, counting.rates)], prepare=True)
 
 
 _LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
@@ -135,6 +151,10 @@ _READ_SQL = (
 )
 
 
+def _since(at: datetime, rate: Rate) -> datetime:
+    return at - timedelta(seconds=rate.window_seconds)
+
+
 def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow: bool) -> Counters:
     """The counters as of now: for each rate limit, (count, total value) of what the
     policy allowed for its subject in (at - window, at]; for each first-seen rule,
@@ -143,10 +163,10 @@ def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow:
         return _read_counters_orm(workflow_id, counting, at=at, shadow=shadow)
     rates = counting.rates
     params = [
-        [action for _, action, _, _, _ in rates],
-        [digest for _, _, digest, _, _ in rates],
-        [at - timedelta(seconds=window) for _, _, _, window, _ in rates],
-        [currency for *_, currency in rates],
+        [r.action for r in rates],
+        [r.subject for r in rates],
+        [_since(at, r) for r in rates],
+        [r.currency for r in rates],
         workflow_id,
         shadow,
         workflow_id,
@@ -158,26 +178,26 @@ def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow:
     counted = {i: (n, total) for i, n, total, subject in rows if subject is None}
     known = {subject for _, _, _, subject in rows if subject is not None}
     return Counters(
-        rates={rule[0]: counted[i] for i, rule in enumerate(rates, start=1)},
+        rates={rate.rule_id: counted[i] for i, rate in enumerate(rates, start=1)},
         seen={rule_id: digest in known for rule_id, digest in counting.seen},
     )
 
 
 def _read_counters_orm(workflow_id: int, counting: Counting, *, at: datetime, shadow: bool):
     rates: dict[str, tuple[int, Decimal]] = {}
-    for rule_id, action, digest, window, currency in counting.rates:
+    for rate in counting.rates:
         in_window = PolicyAllowance.objects.filter(
             workflow_id=workflow_id,
             shadow=shadow,
-            action=action,
-            subject=digest,
-            at__gt=at - timedelta(seconds=window),
+            action=rate.action,
+            subject=rate.subject,
+            at__gt=_since(at, rate),
         )
         values = Q(value__isnull=False)
-        if currency:
-            values &= Q(currency=currency)
+        if rate.currency:
+            values &= Q(currency=rate.currency)
         got = in_window.aggregate(n=Count("pk"), total=Sum("value", filter=values))
-        rates[rule_id] = (got["n"], got["total"] or Decimal(0))
+        rates[rate.rule_id] = (got["n"], got["total"] or Decimal(0))
     known = set(
         SubjectSeen.objects.filter(
             workflow_id=workflow_id, subject__in=[d for _, d in counting.seen]
@@ -188,76 +208,51 @@ def _read_counters_orm(workflow_id: int, counting: Counting, *, at: datetime, sh
     )
 
 
-# An allowed action counted under each subject of its rate limits, and the run's
-# first-seen subjects marked, in one statement (data-modifying CTEs always run).
-_EFFECTS_SQL = (
-    "WITH counted AS (INSERT INTO traces_policyallowance "
-    "(run_id, workflow_id, shadow, action, subject, at, value, currency) "
-    "SELECT %s, %s, %s, x.action, x.subject, %s, %s, %s "
-    "FROM unnest(%s::text[], %s::text[]) AS x(action, subject) RETURNING 1) "
-    "INSERT INTO traces_subjectseen (workflow_id, subject, first_run) "
-    "SELECT %s, m, %s FROM unnest(%s::text[]) AS m ON CONFLICT DO NOTHING"
-)
-
-
-def record_effects(
-    *,
-    run_id,
-    workflow_id: int,
-    counting: Counting | None,
-    decision: Decision,
-    value: Decimal | None,
-    currency: str,
-    at: datetime,
-) -> None:
-    """After the run is stored (same transaction): count an allowed action under each of
-    its rate-limit subjects, and mark its first-seen subjects as seen."""
-    if not counting:
-        return
+def policy_write(
+    *, workflow_id: int, counting: Counting, decision: Decision, at: datetime
+) -> fastpath.PolicyWrite:
+    """What storing this run adds to the counters: an allowed action is counted under
+    each subject of its rate limits (at L4/L5 after re-checking, under the counters'
+    locks, that every limit still has room); its first-seen subjects are marked."""
     shadow = decision.shadow is not None
     verdict = decision.shadow if shadow else decision.policy
     allowed = verdict is not None and verdict.outcome == PolicyOutcome.ALLOW
-    counted = sorted({(a, d) for _, a, d, _, _ in counting.rates}) if allowed else []
-    marks = sorted(set(counting.marks))
-    currency = (currency or "").strip().upper()[:8]
-    if connection.vendor != "postgresql":
-        _record_effects_orm(run_id, workflow_id, shadow, counted, marks, value, currency, at)
-        return
-    if not (counted or marks):
-        return
-    params = [
-        run_id,
-        workflow_id,
-        shadow,
-        at,
-        value,
-        currency,
-        [a for a, _ in counted],
-        [d for _, d in counted],
-        workflow_id,
-        run_id,
-        marks,
-    ]
-    with fastpath.prepared_cursor() as cur:
-        cur.execute(_EFFECTS_SQL, params, prepare=True)
+    rates = counting.rates if allowed else []
+    checked = rates if not shadow else []  # a shadow decision re-checks nothing
+    return fastpath.PolicyWrite(
+        locks=_locks(workflow_id, checked),
+        room_actions=[r.action for r in checked],
+        room_subjects=[r.subject for r in checked],
+        room_since=[_since(at, r) for r in checked],
+        room_currencies=[r.currency for r in checked],
+        room_max_counts=[r.max_count for r in checked],
+        room_max_values=[r.max_value for r in checked],
+        value=decision.value,
+        currency=(decision.currency or "").strip().upper()[:8],
+        shadow=shadow,
+        counted=sorted({(r.action, r.subject) for r in rates}),
+        marks=sorted(set(counting.marks)),
+    )
 
 
-def _record_effects_orm(run_id, workflow_id, shadow, counted, marks, value, currency, at):
+def record_effects_orm(*, run_id, workflow_id: int, write: fastpath.PolicyWrite, at) -> None:
+    """Where the gateway's INSERT cannot carry them (SQLite): the same rows, in the
+    caller's transaction."""
     PolicyAllowance.objects.bulk_create(
         PolicyAllowance(
             run_id=run_id,
             workflow_id=workflow_id,
-            shadow=shadow,
+            shadow=write.shadow,
             action=action,
             subject=digest,
             at=at,
-            value=value,
-            currency=currency,
+            value=write.value,
+            currency=write.currency,
         )
-        for action, digest in counted
+        for action, digest in write.counted
     )
     SubjectSeen.objects.bulk_create(
-        [SubjectSeen(workflow_id=workflow_id, subject=d, first_run=run_id) for d in marks],
+        [SubjectSeen(workflow_id=workflow_id, subject=d, first_run=run_id) for d in write.marks],
         ignore_conflicts=True,
     )
 
