@@ -4,6 +4,7 @@ Everything goes through the agent's API and `policy_set` (the service behind the
 and the editor); the answers are read from what the agent and the replay show.
 """
 
+import copy
 from decimal import Decimal
 
 import pytest
@@ -13,44 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ladder.models import PolicyVersion
+from tests.ladder.test_policy import CONTRACT
 from traces.services.policy import policy_set
 
 pytestmark = pytest.mark.django_db
 
 
 def envelope(**extra_rules):
-    rules = [
-        {
-            "id": "actions",
-            "kind": "allow_actions",
-            "actions": ["refund.issue"],
-            "control": "allowed_tools",
-        },
-        {
-            "id": "cap",
-            "kind": "value_cap",
-            "action": "refund.issue",
-            "max": "200.00",
-            "currency": "EUR",
-            "then": "escalate",
-            "control": "value_cap",
-        },
-        {
-            "id": "fraud",
-            "kind": "flag",
-            "flag": "fraud_adjacent",
-            "then": "escalate",
-            "control": "rbac",
-        },
-        {
-            "id": "blocked",
-            "kind": "flag",
-            "flag": "blocked_customer",
-            "then": "deny",
-            "control": "rbac",
-        },
-    ]
-    rules += list(extra_rules.values())
+    """The contract's first three rules (tests/ladder/test_policy.py CONTRACT: actions, a
+    200.00 EUR cap, fraud_adjacent escalates), a deny flag, and any `extra_rules`."""
+    blocked = {"id": "blocked", "kind": "flag", "flag": "blocked_customer", "then": "deny",
+               "control": "rbac"}  # fmt: skip
+    rules = [*copy.deepcopy(CONTRACT["rules"][:3]), blocked, *extra_rules.values()]
     return {"audit_sample_rate": 0, "rules": rules}
 
 
