@@ -168,8 +168,9 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
             "w.review_deadline_seconds, w.deadline_action, p.number, p.document, "
             "a.id, a.name, a.param_schema, "
             "a.value_param, a.currency_param, a.executor FROM ladder_workflow w "
-            "LEFT JOIN LATERAL (SELECT pv.number, pv.document FROM ladder_policyversion pv "
-            "WHERE pv.workflow_id = w.id ORDER BY pv.number DESC LIMIT 1) p ON true "
+            # The newest policy version (portable SQL: SQLite has no LATERAL).
+            "LEFT JOIN ladder_policyversion p ON p.workflow_id = w.id AND p.number = "
+            "(SELECT max(pv.number) FROM ladder_policyversion pv WHERE pv.workflow_id = w.id) "
             "LEFT JOIN ladder_actiontype a ON a.workflow_id = w.id WHERE w.slug = %s",
             [slug],
             prepare=True,
