@@ -123,7 +123,7 @@ def policy_edit_save(
         who = latest.created_by.get_username() if latest and latest.created_by else "the system"
         raise Conflict(
             f"version {current} was saved by {who} after you opened the editor; "
-            "your text is kept below: compare it with the current version, then save again",
+            "your text is kept in the editor: compare it with the current version, then save again",
             code="policy_changed",
         )
     return policy_set(workflow=workflow, document=document, by=by, note=note)

@@ -105,8 +105,10 @@ def version_policy(version: PolicyVersion) -> Policy | None:
         return None
 
 
-def policy_out(version: PolicyVersion | None) -> dict | None:
-    """The API's `policy`: {version, audit_sample_rate, rules, text, ...}."""
+def policy_out(version: PolicyVersion | None, *, author: bool = True) -> dict | None:
+    """The API's `policy`: {version, audit_sample_rate, rules, text, ...}. `author=False`
+    leaves out who saved it (`created_by`: None), for agents, who are told what was
+    decided, never by whom."""
     if version is None:
         return None
     policy = version_policy(version)
@@ -119,7 +121,7 @@ def policy_out(version: PolicyVersion | None) -> dict | None:
         "valid": policy is not None,
         "note": version.note,
         "created_at": version.created_at,
-        "created_by": version.created_by.get_username() if version.created_by else None,
+        "created_by": version.created_by.get_username() if author and version.created_by else None,
     }
 
 

@@ -226,6 +226,10 @@ def test_policy_json_is_the_api_shape_for_people(login, people, flows, agent):
     for key in ("version", "rules", "text", "audit_sample_rate", "note"):
         assert data["draft_policy"][key] == api["draft_policy"][key]
     assert data["versions"][0]["version"] == 1 and data["versions"][0]["note"] == "n1"
+    # People see who saved it; agents are never told a person's name.
+    assert data["draft_policy"]["created_by"] == "owner"
+    assert api["draft_policy"]["created_by"] is None
+    assert "owner" not in json.dumps(api)
 
 
 # -- the editor ----------------------------------------------------------------------------
