@@ -178,7 +178,7 @@ def workflow_policy(request: HttpRequest, slug: str) -> HttpResponse:
     workflow, access = _workflow_or_404(request, slug)
     versions = list(
         PolicyVersion.objects.filter(workflow=workflow)
-        .select_related("created_by")
+        .select_related("workflow", "created_by")
         .order_by("-number")
     )
     latest = versions[0] if versions else None
@@ -206,7 +206,7 @@ def workflow_policy_json(request: HttpRequest, slug: str) -> JsonResponse:
     workflow, _ = _workflow_or_404(request, slug)
     versions = list(
         PolicyVersion.objects.filter(workflow=workflow)
-        .select_related("created_by")
+        .select_related("workflow", "created_by")
         .order_by("-number")
     )
     latest = policy_out(versions[0]) if versions else None

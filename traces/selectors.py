@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
+from django.db.models.fields.json import KT
 
 from ladder.models import Workflow
 from traces.chain import ChainProblem, verify_chain
@@ -183,9 +184,6 @@ def chain_problems(*, batch: int = 500) -> Iterator[tuple[str, ChainProblem]]:
 # decisions", defines every number below so that it can be recomputed from the replays.
 
 SHADOW_OUTCOMES = ("allow", "escalate", "deny")
-# What the person did with the agent's proposal: approved it as proposed, took another
-# action instead (an L2 pick of another option, or their own), or rejected it.
-PERSON_VERDICTS = ("approved", "other", "rejected")
 MISTAKES_LISTED = 200
 
 _REJECTED = Q(status=RunStatus.REJECTED)
@@ -195,13 +193,30 @@ _APPROVED = Q(status__in=sorted(APPROVED_STATUSES))
 _AS_PROPOSED = _APPROVED & (Q(decision__kind="approve") | Q(decision__matched=True))
 
 
+def person_verdict(status: str, kind: str | None, matched) -> str | None:
+    """What a person did with the agent's proposal, from the run's status and its
+    decision's `kind` and `matched`: "approved" (as proposed), "other" (approved, but an L2
+    pick of another option or the person's own action), "rejected"; None if no person
+    approved or rejected it. `matched` as the database reads a JSON true: True, 1, "true"."""
+    if status == RunStatus.REJECTED:
+        return "rejected"
+    if status not in APPROVED_STATUSES:
+        return None
+    if kind == "approve" or str(matched).lower() in ("true", "1"):
+        return "approved"
+    return "other"
+
+
 @dataclass(frozen=True)
 class ShadowAgreement:
     """A draft version's would-have-done beside the people's decisions, on one workflow."""
 
     version: int | None  # the shadow version counted (None: no run carries a shadow)
     versions: list[tuple[int, int]]  # (version, runs with its shadow), newest first
-    table: dict[str, dict[str, int]]  # shadow outcome → person verdict → decided runs
+    # shadow outcome → person's verdict → decided runs; the verdict is "approved" (the
+    # agent's proposal as it was), "other" (an L2 pick of another option or the person's
+    # own action) or "rejected".
+    table: dict[str, dict[str, int]]
     waiting: int  # runs with this shadow a person has not decided yet
     mistakes: list[Run]  # allowed by the draft, rejected by a person (newest first)
     mistakes_count: int
@@ -244,7 +259,7 @@ def shadow_agreement(workflow: Workflow, version: int | None = None) -> ShadowAg
     Counted: the workflow's runs whose shadow names that version and that a person
     decided (status rejected, or one reached through an approval, with a decider).
     Runs decided by nobody (a deadline) are left out; those still waiting are counted
-    apart (`waiting`). Five queries, whatever the number of runs.
+    apart (`waiting`). At most five queries, whatever the number of runs.
     """
     versions = _shadow_versions(workflow)
     if version is None and versions:
@@ -254,25 +269,29 @@ def shadow_agreement(workflow: Workflow, version: int | None = None) -> ShadowAg
     else:
         runs = Run.objects.filter(workflow=workflow, shadow__version=version)
     person = Q(decided_by__isnull=False)
-    verdicts = (("approved", _AS_PROPOSED), ("approved_any", _APPROVED), ("rejected", _REJECTED))
-    counts = runs.aggregate(
-        waiting=Count("pk", filter=Q(status=RunStatus.PENDING_REVIEW)),
-        **{
-            f"{outcome}_{verdict}": Count(
-                "pk", filter=person & Q(shadow__outcome=outcome) & condition
-            )
-            for outcome in SHADOW_OUTCOMES
-            for verdict, condition in verdicts
-        },
-    )
     table = {
-        outcome: {
-            "approved": counts[f"{outcome}_approved"],
-            "other": counts[f"{outcome}_approved_any"] - counts[f"{outcome}_approved"],
-            "rejected": counts[f"{outcome}_rejected"],
-        }
-        for outcome in SHADOW_OUTCOMES
+        outcome: dict.fromkeys(("approved", "other", "rejected"), 0) for outcome in SHADOW_OUTCOMES
     }
+    waiting = 0
+    # One pass over the version's runs, grouped by what classifies them.
+    groups = (
+        runs.values_list(
+            KT("shadow__outcome"),
+            "status",
+            KT("decision__kind"),
+            KT("decision__matched"),
+            ExpressionWrapper(person, output_field=BooleanField()),
+        )
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for outcome, status, kind, matched, by_person, n in groups:
+        if status == RunStatus.PENDING_REVIEW:
+            waiting += n
+            continue
+        verdict = person_verdict(status, kind, matched) if by_person else None
+        if verdict is not None and outcome in table:
+            table[outcome][verdict] += n
     allowed = runs.filter(person, shadow__outcome="allow").select_related("action_type")
     mistakes = allowed.filter(_REJECTED)
     totals: dict[str, Decimal] = {}
@@ -288,15 +307,18 @@ def shadow_agreement(workflow: Workflow, version: int | None = None) -> ShadowAg
         without_value += row["blank"]
         if row["total"] is not None:
             totals[code] = totals.get(code, Decimal(0)) + row["total"]
-    other = allowed.filter(_APPROVED).exclude(pk__in=allowed.filter(_AS_PROPOSED).values("pk"))
+    other = []
+    if table["allow"]["other"]:  # L2 only: spare L3 workflows the query
+        others = allowed.filter(_APPROVED).exclude(pk__in=allowed.filter(_AS_PROPOSED).values("pk"))
+        other = list(others.order_by("-created_at")[:MISTAKES_LISTED])
     return ShadowAgreement(
         version=version,
         versions=versions,
         table=table,
-        waiting=counts["waiting"],
+        waiting=waiting,
         mistakes=list(mistakes.order_by("-created_at")[:MISTAKES_LISTED]),
         mistakes_count=table["allow"]["rejected"],
         mistakes_value=sorted(totals.items()),
         mistakes_without_value=without_value,
-        other=list(other.order_by("-created_at")[:MISTAKES_LISTED]),
+        other=other,
     )

@@ -212,8 +212,29 @@ def test_an_l2_pick_of_another_option_is_neither_agreement_nor_a_mistake(flows, 
     assert [str(r.id) for r in result.other] == [other]
 
 
-def test_the_panel_takes_five_queries_whatever_the_history(history, django_assert_num_queries):
+def test_the_panel_takes_four_queries_at_l3_whatever_the_history(
+    history, django_assert_num_queries
+):
     wf, _, _ = history
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(4):
         result = shadow_agreement(wf, version=1)
         assert len(result.mistakes) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "matched", "verdict"),
+    [
+        ("approved", "approve", None, "approved"),
+        ("executed", "pick", "true", "approved"),  # PostgreSQL reads a JSON true as "true"
+        ("executed", "pick", 1, "approved"),  # SQLite as 1
+        ("approved", "pick", "false", "other"),
+        ("rolled_back", "pick", 0, "other"),
+        ("rejected", "approve", None, "rejected"),
+        ("denied", None, None, None),  # a deadline: nobody decided
+        ("pending_review", None, None, None),
+    ],
+)
+def test_a_persons_verdict_reads_the_same_on_either_database(status, kind, matched, verdict):
+    from traces.selectors import person_verdict
+
+    assert person_verdict(status, kind, matched) == verdict

@@ -393,3 +393,24 @@ def test_saving_without_the_csrf_token_is_refused(people, flows):
     response = edit(client, flows["l3"], envelope())
     assert response.status_code == 403
     assert not PolicyVersion.objects.exists()
+
+
+def test_the_pages_take_no_more_queries_with_more_versions_and_workflows(
+    login, people, flows, django_assert_max_num_queries
+):
+    wf = flows["l3"]
+    client = login(people["admin"])
+    for cap in ("200", "190"):
+        policy_set(workflow=wf, document=envelope(cap), by=people["owner"])
+    paths = ("/workflows/", f"/workflows/{wf.slug}/", f"/workflows/{wf.slug}/policy/")
+    counts = {}
+    for path in paths:
+        with django_assert_max_num_queries(25) as few:
+            assert client.get(path).status_code == 200
+        counts[path] = len(few.captured_queries)
+    for n in range(6):
+        policy_set(workflow=wf, document=envelope(str(180 - n)), by=people["admin"])
+        role_grant(workflow=WorkflowFactory(), user=people["admin"], role="reviewer", by=None)
+    for path in paths:
+        with django_assert_max_num_queries(counts[path]):
+            assert client.get(path).status_code == 200
