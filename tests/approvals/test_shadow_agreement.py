@@ -11,7 +11,7 @@ import pytest
 
 from approvals import services
 from traces.models import Run
-from traces.selectors import shadow_agreement
+from traces.selectors import person_verdict, shadow_agreement
 from traces.services.policy import policy_set
 
 pytestmark = pytest.mark.django_db
@@ -235,6 +235,4 @@ def test_the_panel_takes_four_queries_at_l3_whatever_the_history(
     ],
 )
 def test_a_persons_verdict_reads_the_same_on_either_database(status, kind, matched, verdict):
-    from traces.selectors import person_verdict
-
     assert person_verdict(status, kind, matched) == verdict
