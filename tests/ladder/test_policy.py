@@ -242,6 +242,19 @@ def test_a_document_round_trips_through_its_normalised_form():
     assert again == policy
 
 
+def test_a_rule_note_is_kept_through_a_save_and_a_bad_one_is_named():
+    doc = {**CONTRACT, "rules": [*CONTRACT["rules"][:1], {**CONTRACT["rules"][1], "note": " why "}]}
+    policy = parse_policy(doc, actions=ACTIONS)
+    assert policy_document(policy)["rules"][1]["note"] == "why"
+    assert "note" not in policy_document(policy)["rules"][0]
+    assert parse_policy(policy_document(policy), actions=ACTIONS) == policy
+    bad = {**CONTRACT, "rules": [{**CONTRACT["rules"][0], "note": ["not", "text"]}]}
+    assert problems_of(bad) == {("actions", "note")}
+    assert problems_of({**CONTRACT, "rules": [{**CONTRACT["rules"][0], "note": "x" * 501}]}) == {
+        ("actions", "note")
+    }
+
+
 # --- evaluation order ---------------------------------------------------------------
 
 
