@@ -2,12 +2,13 @@
 escalated once, then denied), the agent's next read or poll tells it, and the beat sweep
 decides what nobody reads. Time moves with the `clock` fixture, never by sleeping."""
 
+import threading
 import time
 from datetime import datetime, timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from ladder.celery import app as celery_app
@@ -226,3 +227,34 @@ def test_the_sweep_reads_due_runs_from_the_deadline_index(make_workflow, agent):
         plan = runs_past_deadline(now=now, skipped=skipped)[:500].explain()
         assert "run_deadline_idx" in plan, plan
         assert "Sort  " not in plan, plan  # the index order serves ORDER BY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_skips_a_run_someone_holds_and_gets_it_next_time(make_workflow, agent, clock):
+    wf = make_workflow(rung=3)
+    client = agent(wf)
+    held, free = submit(client, "h-1", wf)["id"], submit(client, "h-2", wf)["id"]
+    clock.advance(THREE_DAYS + 1)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():  # as a reviewer's decision would, mid-transaction
+        try:
+            with transaction.atomic():
+                Run.objects.select_for_update().get(pk=held)
+                locked.set()
+                release.wait(timeout=20)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(timeout=10)
+    try:
+        assert deadlines_sweep() == 1  # returns at once: the held row is not waited for
+        assert Run.objects.get(pk=free).status == "denied"
+        assert Run.objects.get(pk=held).status == "pending_review"
+    finally:
+        release.set()
+        holder.join(timeout=10)
+    assert deadlines_sweep() == 1
+    assert Run.objects.get(pk=held).status == "denied"

@@ -27,7 +27,7 @@ from traces.services.trace import EventSpec, trace_append
 
 BY_DEADLINE = "deadline"  # `decision.by` of a run the deadline decided
 DEADLINE_PASSED = "deadline_passed"  # the error code a too-late decision gets
-SWEEP_BATCH = 500
+SWEEP_BATCH = 200
 
 
 def deadline_due(run: Run, now: datetime | None = None) -> bool:
@@ -43,30 +43,34 @@ def decided_by_deadline(run: Run) -> bool:
     return (run.decision or {}).get("by") == BY_DEADLINE
 
 
-def deadline_apply(*, run_id: uuid.UUID, now: datetime | None = None, skip_locked=False):
-    """Decide the run by its deadline if it is due, under its row lock, in a transaction of
-    its own: a caller that then refuses something (a late decision) keeps it.
+def deadline_apply(*, run_id: uuid.UUID, now: datetime | None = None):
+    """Decide one run by its deadline if it is due, under its row lock, in a transaction
+    of its own: a caller that then refuses something (a late decision) keeps it.
 
-    Returns the changed run, or None when there was nothing to do: not due, decided
-    meanwhile, or (`skip_locked`, the sweep) someone holds the row; the next sweep or
-    read gets it. The run's version is bumped, so a reviewer's open screen is stale.
+    Returns the changed run, or None when there was nothing to do (not due, or decided
+    meanwhile). The run's version is bumped, so a reviewer's open screen is stale.
     """
     now = now or timezone.now()
     with transaction.atomic():
         locked = (
-            Run.objects.select_for_update(of=("self",), skip_locked=skip_locked)
+            Run.objects.select_for_update(of=("self",))
             .select_related("workflow", "action_type")
             .filter(pk=run_id)
             .first()
         )
         if locked is None or not deadline_due(locked, now):
             return None
-        earlier = _earlier_escalation(locked)
-        if earlier is None and locked.workflow.deadline_action == DeadlineAction.ESCALATE:
-            _escalate(locked, now)
-        else:
-            _deny(locked, now, earlier)
+        _decide(locked, now)
     return locked
+
+
+def _decide(locked: Run, now: datetime) -> None:
+    """Deny or escalate a due run whose row lock the caller holds."""
+    earlier = _earlier_escalation(locked)
+    if earlier is None and locked.workflow.deadline_action == DeadlineAction.ESCALATE:
+        _escalate(locked, now)
+    else:
+        _deny(locked, now, earlier)
 
 
 def _earlier_escalation(run: Run) -> dict | None:
@@ -192,19 +196,27 @@ def runs_past_deadline(*, now: datetime, skipped=()):
 
 
 def deadlines_sweep(*, now: datetime | None = None, batch: int = SWEEP_BATCH) -> int:
-    """Apply every due deadline (the beat task), `batch` runs per read, each run in a
-    transaction of its own. A run decided or escalated leaves the set that is read, and
-    one someone holds the row of is skipped (the next sweep or read gets it), so every
-    read makes progress. Returns how many runs the deadline denied or escalated."""
+    """Apply every due deadline (the beat task): `batch` runs at a time, each batch in one
+    transaction (a commit per run cost more than deciding it), its rows locked with SKIP
+    LOCKED. A row someone holds (a reviewer deciding that very run) is left to the next
+    sweep or read; every decided or escalated run leaves the set that is read, so every
+    batch makes progress. Returns how many runs the deadline denied or escalated."""
     now = now or timezone.now()
     applied = 0
-    skipped: list[uuid.UUID] = []
+    skipped: set[uuid.UUID] = set()
     while True:
         run_ids = list(runs_past_deadline(now=now, skipped=skipped)[:batch])
-        for run_id in run_ids:
-            if deadline_apply(run_id=run_id, now=now, skip_locked=True) is None:
-                skipped.append(run_id)
-            else:
-                applied += 1
+        with transaction.atomic():
+            locked = list(
+                Run.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("workflow", "action_type")
+                .filter(pk__in=run_ids)
+                .order_by("deadline_at")
+            )
+            for run in locked:
+                if deadline_due(run, now):  # else decided since it was read: left alone
+                    _decide(run, now)
+                    applied += 1
+        skipped.update(set(run_ids) - {run.pk for run in locked})
         if len(run_ids) < batch:
             return applied
