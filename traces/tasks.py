@@ -1,11 +1,39 @@
+"""Celery tasks. Time limits keep a live worker inside its lease: the executor is
+interrupted (soft limit, at 2/3 of LADDER_EXECUTION_LEASE_SECONDS) and its process killed
+(hard limit, at 3/4) before the sweeper may give the run to another worker. Limits are
+enforced by the prefork pool (the default); solo and thread pools ignore them."""
+
+import uuid
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 
-from traces.services.execution import run_execute
+from traces.services.execution import execution_sweep, run_execute
+
+_LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=_LEASE * 2 // 3,
+    time_limit=_LEASE * 3 // 4,
+)
 def execute_run(run_id: str) -> None:
     """Safe to run twice: run_execute claims the run with a guarded UPDATE."""
-    import uuid
-
     run_execute(run_id=uuid.UUID(run_id))
+
+
+@shared_task(ignore_result=True)
+def sweep_executions() -> None:
+    """Dispatch again what nobody is executing (beat runs this every
+    LADDER_EXECUTION_SWEEP_SECONDS)."""
+    execution_sweep()
+
+
+@worker_ready.connect
+def _sweep_when_a_worker_starts(**_) -> None:
+    # What waited while no worker (or no broker) was up goes now, not at the next beat.
+    sweep_executions.delay()
