@@ -5,10 +5,10 @@ enforced by the prefork pool (the default); solo and thread pools ignore them.""
 
 import uuid
 
-from celery import shared_task
-from celery.signals import worker_ready
+from celery import bootsteps, shared_task
 from django.conf import settings
 
+from ladder.celery import app
 from traces.services.execution import execution_sweep, run_execute
 
 _LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
@@ -33,7 +33,16 @@ def sweep_executions() -> None:
     execution_sweep()
 
 
-@worker_ready.connect
-def _sweep_when_a_worker_starts(**_) -> None:
-    # What waited while no worker (or no broker) was up goes now, not at the next beat.
-    sweep_executions.delay()
+class SweepOnConnect(bootsteps.StartStopStep):
+    """Sweep once each time a worker connects to the broker: when it starts, and when
+    the broker comes back after an outage (Celery restarts a consumer's steps on every
+    reconnection). What waited meanwhile goes now, not at the next beat; worker_ready
+    would cover the first case only."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, c) -> None:
+        sweep_executions.delay()
+
+
+app.steps["consumer"].add(SweepOnConnect)
