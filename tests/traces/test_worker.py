@@ -15,7 +15,7 @@ from django.utils import timezone
 from ladder.rungs import Executor
 from tests.factories import ActionTypeFactory, WorkflowFactory
 from tests.traces.live import Gateway, RedisServer, Worker, service_env, wait_for
-from traces.models import DemoLedgerEntry, Run, RunStatus, TraceEvent
+from traces.models import DemoLedgerEntry, Run, TraceEvent
 from traces.services.execution import run_execute
 from traces.services.policy import policy_set
 from traces.services.tokens import token_create
