@@ -72,8 +72,10 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# -B: beat inside the worker, for the periodic execution sweep (docs/execution.md). With
+# several workers, run one `celery -A ladder beat` instead.
 worker: install
-	$(VENV)/bin/celery -A ladder worker -l info
+	$(VENV)/bin/celery -A ladder worker -B -s $(VENV)/celerybeat-schedule -l info
 
 bench: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/gateway.py

@@ -163,7 +163,7 @@ if REDIS_URL:
 # The sweep runs every LADDER_EXECUTION_SWEEP_SECONDS (beat) and once as each worker starts.
 LADDER_EXECUTION_GRACE_SECONDS = env_int("LADDER_EXECUTION_GRACE_SECONDS", 10)
 LADDER_EXECUTION_LEASE_SECONDS = env_int("LADDER_EXECUTION_LEASE_SECONDS", 60)
-LADDER_EXECUTION_SWEEP_SECONDS = env_int("LADDER_EXECUTION_SWEEP_SECONDS", 20)
+LADDER_EXECUTION_SWEEP_SECONDS = env_int("LADDER_EXECUTION_SWEEP_SECONDS", 15)
 LADDER_EXECUTION_SWEEP_BATCH = env_int("LADDER_EXECUTION_SWEEP_BATCH", 200)
 # An idempotent executor is re-called after a lost worker at most this many times in all;
 # a run still unfinished then is failed for a person to reconcile.

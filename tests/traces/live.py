@@ -59,6 +59,10 @@ class Process:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        self.launch()
+        self.ready()
+
+    def launch(self) -> None:
         self.proc = subprocess.Popen(
             self.argv,
             cwd=ROOT,
@@ -67,6 +71,9 @@ class Process:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def ready(self) -> None:
+        """Wait until the process serves (each kind says how it tells)."""
 
     def signal_group(self, sig: int) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -113,8 +120,7 @@ class RedisServer(Process):
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
 
-    def start(self) -> None:
-        super().start()
+    def ready(self) -> None:
         client = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=0.5)
         wait_for(lambda: _pings(client), timeout=10, what="redis-server to answer")
 
@@ -163,8 +169,7 @@ class Worker(Process):
             argv += ["-B", "-s", f"{self.schedule}/schedule"]
         super().__init__(argv, env, "worker")
 
-    def start(self) -> None:
-        super().start()
+    def ready(self) -> None:
         wait_for(lambda: " ready." in self.output(), timeout=30, what="the Celery worker")
 
 
@@ -181,8 +186,7 @@ class Gateway(Process):
         argv = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
         super().__init__(argv, env, "gunicorn")
 
-    def start(self) -> None:
-        super().start()
+    def ready(self) -> None:
         wait_for(self._answers, timeout=30, what="gunicorn to answer")
 
     def _answers(self) -> bool:

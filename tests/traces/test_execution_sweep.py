@@ -112,3 +112,24 @@ def test_one_sweep_dispatches_a_bounded_batch_oldest_first(settings):
     assert statuses == [RunStatus.EXECUTED, RunStatus.EXECUTED, RunStatus.APPROVED]
     assert execution_sweep(now=later) == Sweep(1, 0, 0)
     assert Run.objects.get(pk=runs[2].pk).status == RunStatus.EXECUTED
+
+
+def test_a_live_worker_is_stopped_before_its_lease_ends(settings):
+    from traces.tasks import execute_run
+
+    lease = settings.LADDER_EXECUTION_LEASE_SECONDS
+    assert execute_run.soft_time_limit < execute_run.time_limit < lease
+
+
+def test_an_executor_that_cannot_be_imported_fails_the_run_instead_of_looping():
+    fresh = approved_run("traces.no_such_module.refund")
+    assert run_execute(run_id=fresh.id).status == RunStatus.FAILED
+    assert "cannot be imported" in Run.objects.get(pk=fresh.pk).result["error"]
+
+    lost = approved_run("traces.no_such_module.refund")
+    abandoned(lost, claimed_ago=LEASE + timedelta(seconds=1))
+    assert execution_sweep() == Sweep(0, 1, 0)
+    failed = Run.objects.get(pk=lost.pk)
+    assert failed.status == RunStatus.FAILED
+    assert "cannot be imported" in failed.result["error"]
+    assert execution_sweep(now=timezone.now() + timedelta(hours=1)) == Sweep(0, 0, 0)

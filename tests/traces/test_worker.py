@@ -43,10 +43,14 @@ def live(transactional_db):
         def __init__(self):
             self.procs = []
 
-        def add(self, proc):
-            self.procs.append(proc)
-            proc.start()
-            return proc
+        def add(self, *procs):
+            """Start these processes side by side; return them once all serve."""
+            self.procs.extend(procs)
+            for proc in procs:
+                proc.launch()
+            for proc in procs:
+                proc.ready()
+            return procs if len(procs) > 1 else procs[0]
 
     stack = Live()
     yield stack
@@ -104,8 +108,7 @@ def ledger(run):
 def test_an_allowed_l4_run_is_executed_exactly_once_by_a_real_worker(live):
     redis = live.add(RedisServer())
     env = service_env(redis.url)
-    worker = live.add(Worker(env, concurrency=2))
-    gateway = live.add(Gateway(env))
+    worker, gateway = live.add(Worker(env, concurrency=2), Gateway(env))
     wf, token = l4_refunds()
 
     run, _ = submit_allowed(gateway, wf, token, "order-1")
@@ -125,19 +128,21 @@ def test_runs_allowed_while_redis_is_hung_or_down_execute_once_it_returns(live):
     as it reconnects sends what waited."""
     redis = live.add(RedisServer())
     env = service_env(redis.url, LADDER_EXECUTION_GRACE_SECONDS=1)
-    live.add(Worker(env))
-    gateway = live.add(Gateway(env))
+    _, gateway = live.add(Worker(env), Gateway(env))
     wf, token = l4_refunds()
-    runs = [submit_allowed(gateway, wf, token, f"warm-{i}")[0] for i in range(4)]
+    warm = [submit_allowed(gateway, wf, token, f"warm-{i}") for i in range(4)]
+    runs = [run for run, _ in warm]
     for run in runs:  # both gateway processes warm, the worker busy as usual
         wait_for(executed(gateway, token, run), timeout=30, what="a run before the outage")
 
     redis.signal_group(signal.SIGSTOP)  # Redis hangs: connections open, nothing answers
-    hung = [submit_allowed(gateway, wf, token, f"while-hung-{i}") for i in range(3)]
+    hung = [submit_allowed(gateway, wf, token, f"while-hung-{i}") for i in range(2)]
     redis.kill()  # now gone: connections refused
     down = [submit_allowed(gateway, wf, token, f"while-down-{i}") for i in range(3)]
     print(
-        "POST /runs, Redis hung: "
+        "POST /runs, Redis up: "
+        + ", ".join(f"{took:.3f}" for _, took in warm)
+        + " s; Redis hung: "
         + ", ".join(f"{took:.3f}" for _, took in hung)
         + " s; Redis down: "
         + ", ".join(f"{took:.3f}" for _, took in down)
@@ -200,8 +205,7 @@ def test_a_worker_killed_mid_execution_leaves_a_run_that_ends_once(
         LADDER_EXECUTION_SWEEP_SECONDS=1,
         LADDER_TEST_GATE=gate,
     )
-    first = live.add(Worker(env))
-    gateway = live.add(Gateway(env))
+    first, gateway = live.add(Worker(env), Gateway(env))
     wf, token = l4_refunds(f"tests.traces.gated_executor.{executor}")
 
     run, _ = submit_allowed(gateway, wf, token, "order-1")
@@ -233,6 +237,34 @@ def test_a_worker_killed_mid_execution_leaves_a_run_that_ends_once(
     assert run_execute(run_id=stored.id).status == ends
     assert Run.objects.get(pk=run["id"]).trace_length == trace_length
     assert ledger(run) == 1
+
+
+def test_an_executor_that_hangs_is_stopped_inside_its_lease(live, tmp_path):
+    """The soft time limit (2/3 of the lease) interrupts a call that never returns: the
+    run is failed for a person before any sweep could hand it to a second worker."""
+    lease = 8
+    redis = live.add(RedisServer())
+    env = service_env(
+        redis.url,
+        LADDER_EXECUTION_LEASE_SECONDS=lease,
+        LADDER_EXECUTION_SWEEP_SECONDS=1,
+        LADDER_TEST_GATE=tmp_path / "gate",  # never opened
+    )
+    _, gateway = live.add(Worker(env, beat=True), Gateway(env))
+    wf, token = l4_refunds("tests.traces.gated_executor.gated_refund")
+    run, _ = submit_allowed(gateway, wf, token, "order-1")
+    wait_for(
+        lambda: status_of(gateway, token, run) == "failed",
+        timeout=lease + 20,
+        what="the time limit to stop the executor",
+    )
+    stored = Run.objects.get(pk=run["id"])
+    assert "ran past its time limit" in stored.result["error"]
+    stopped = (stored.executed_at - stored.execution_claimed_at).total_seconds()
+    print(f"a hung executor failed {stopped:.2f} s after its claim (lease {lease})")
+    assert stopped < lease
+    assert stored.execution_attempts == 1
+    assert phases(run) == ["started", "finished"]
 
 
 def _older_than_grace(run, *, seconds):

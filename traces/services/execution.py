@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from ladder.errors import Unprocessable
 from ladder.rungs import Executor
 from traces.models import Run, RunStatus, TraceEvent
 from traces.services.redactors import redactor_for
@@ -151,9 +152,11 @@ def run_execute(*, run_id: uuid.UUID) -> Run:
                 )
             ],
         )
-    spec = resolve(run.action_type.executor_path)
     decision = run.decision or {}
     try:
+        # Resolved inside the try: an executor that cannot be imported fails the run
+        # visibly instead of leaving it `executing` for every sweep to send again.
+        spec = resolve(run.action_type.executor_path)
         output = spec.fn(
             action=decision.get("action", run.action),
             params=decision.get("params", {}),
@@ -190,7 +193,11 @@ def _no_second_call(run: Run) -> str:
     it may be): the executor cannot deduplicate, or it has had its attempts."""
     from traces.executors import resolve
 
-    if not resolve(run.action_type.executor_path).idempotent:
+    try:
+        idempotent = resolve(run.action_type.executor_path).idempotent
+    except Unprocessable as exc:
+        return f"{exc}: check the target system and reconcile by hand"
+    if not idempotent:
         return (
             "the worker stopped during execution and this executor cannot be retried "
             "safely: check the target system and reconcile by hand"
