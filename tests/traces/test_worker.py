@@ -188,14 +188,14 @@ def test_a_worker_started_after_the_outage_sends_what_waited(live):
     ("executor", "ends", "attempts"),
     [("gated_refund", "executed", 2), ("gated_refund_once", "failed", 1)],
 )
-def test_a_worker_killed_mid_execution_leaves_a_run_that_ends_once(
+def test_a_worker_killed_mid_batch_leaves_runs_that_each_end_once(
     live, tmp_path, executor, ends, attempts
 ):
-    """SIGKILL to the worker's whole process group after the external call and before
-    the run is finished: after the lease, beat's sweep hands it to the new worker, which
-    calls an idempotent executor again with the same key (the ledger deduplicates) or
-    fails a non-idempotent one for a person. Nothing waits for the broker's visibility
-    timeout (an hour)."""
+    """SIGKILL to the whole process group of a worker holding two runs, each after its
+    external call and before the run is finished: after the lease, beat's sweep hands
+    them to the new worker, which calls an idempotent executor again with the same key
+    (the ledger deduplicates) or fails a non-idempotent one for a person. Nothing waits
+    for the broker's visibility timeout (an hour)."""
     lease = 8
     gate = tmp_path / "gate"
     redis = live.add(RedisServer())
@@ -205,38 +205,39 @@ def test_a_worker_killed_mid_execution_leaves_a_run_that_ends_once(
         LADDER_EXECUTION_SWEEP_SECONDS=1,
         LADDER_TEST_GATE=gate,
     )
-    first, gateway = live.add(Worker(env), Gateway(env))
+    first, gateway = live.add(Worker(env, concurrency=2), Gateway(env))
     wf, token = l4_refunds(f"tests.traces.gated_executor.{executor}")
 
-    run, _ = submit_allowed(gateway, wf, token, "order-1")
-    wait_for(lambda: (tmp_path / "gate.entered").exists(), timeout=30, what="the executor")
+    runs = [submit_allowed(gateway, wf, token, f"order-{i}")[0] for i in range(2)]
+    wait_for(lambda: all(ledger(run) for run in runs), timeout=30, what="both external calls")
     first.kill()
     killed = time.monotonic()
-    assert status_of(gateway, token, run) == "executing"
-    assert ledger(run) == 1  # the external call happened; the run does not know it yet
+    for run in runs:  # the external calls happened; the runs do not know it yet
+        assert status_of(gateway, token, run) == "executing"
 
     gate.touch()
     live.add(Worker(env, beat=True))
-    wait_for(
-        lambda: status_of(gateway, token, run) == ends,
-        timeout=lease + 30,
-        what=f"the run to end {ends}",
-    )
+    for run in runs:
+        wait_for(
+            lambda run=run: status_of(gateway, token, run) == ends,
+            timeout=lease + 30,
+            what=f"the run to end {ends}",
+        )
     print(f"{ends} {time.monotonic() - killed:.2f} s after the worker was killed (lease {lease})")
-    assert ledger(run) == 1
-    stored = Run.objects.get(pk=run["id"])
-    assert stored.execution_attempts == attempts
-    if ends == "executed":
-        assert stored.result["output"]["replayed"] is True
-        assert phases(run) == ["started", "started", "finished"]
-    else:
-        assert "reconcile by hand" in stored.result["error"]
-        assert phases(run) == ["started", "finished"]
-    # The broker's own redelivery of the dead worker's message, an hour later, is a no-op.
-    trace_length = stored.trace_length
-    assert run_execute(run_id=stored.id).status == ends
-    assert Run.objects.get(pk=run["id"]).trace_length == trace_length
-    assert ledger(run) == 1
+    for run in runs:
+        assert ledger(run) == 1
+        stored = Run.objects.get(pk=run["id"])
+        assert stored.execution_attempts == attempts
+        if ends == "executed":
+            assert stored.result["output"]["replayed"] is True
+            assert phases(run) == ["started", "started", "finished"]
+        else:
+            assert "reconcile by hand" in stored.result["error"]
+            assert phases(run) == ["started", "finished"]
+        # The broker's own redelivery of the dead worker's message, an hour later: a no-op.
+        assert run_execute(run_id=stored.id).status == ends
+        assert Run.objects.get(pk=run["id"]).trace_length == stored.trace_length
+        assert ledger(run) == 1
 
 
 def test_an_executor_that_hangs_is_stopped_inside_its_lease(live, tmp_path):
