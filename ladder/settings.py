@@ -152,6 +152,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # then each read or write; one quick retry): the run is already stored `approved` and the
 # sweeper dispatches it again, so a request is never held long by the broker.
 LADDER_BROKER_TIMEOUT_SECONDS = env_int("LADDER_BROKER_TIMEOUT_SECONDS", 1)
+# After a failed publish, a process does not try again for this long (0: always try).
+LADDER_BROKER_BACKOFF_SECONDS = env_int("LADDER_BROKER_BACKOFF_SECONDS", 5)
 if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "socket_connect_timeout": LADDER_BROKER_TIMEOUT_SECONDS,

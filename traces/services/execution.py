@@ -6,6 +6,7 @@ sent, so a broker that is down loses nothing. What the broker never got, or a wo
 dropped when it died, execution_sweep dispatches again (docs/execution.md)."""
 
 import logging
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -36,6 +37,14 @@ def execution_enqueue(*, run_id: uuid.UUID) -> None:
     transaction.on_commit(lambda: execution_dispatch(run_id=run_id))
 
 
+class _Broker:
+    """When this process last failed to publish. For LADDER_BROKER_BACKOFF_SECONDS after
+    a failure, publishes are not tried: with a hung Redis each try costs up to two
+    timeouts, and every allowed run would hold a server thread (or a sweep) that long."""
+
+    down_until = 0.0
+
+
 def execution_dispatch(*, run_id: uuid.UUID) -> bool:
     """Publish execute_run for a stored run; False when the broker could not take it.
 
@@ -44,9 +53,13 @@ def execution_dispatch(*, run_id: uuid.UUID) -> bool:
     """
     from traces.tasks import execute_run  # traces.tasks imports this module
 
+    if time.monotonic() < _Broker.down_until:
+        log.warning("run %s stays approved, not yet queued (broker down a moment ago)", run_id)
+        return False
     try:
         execute_run.apply_async(args=[str(run_id)], retry_policy=_PUBLISH_RETRY)
     except OperationalError as exc:
+        _Broker.down_until = time.monotonic() + settings.LADDER_BROKER_BACKOFF_SECONDS
         log.warning("run %s stays approved, not yet queued (broker: %s)", run_id, exc)
         return False
     return True
