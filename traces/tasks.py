@@ -3,14 +3,17 @@ interrupted (soft limit, at 2/3 of LADDER_EXECUTION_LEASE_SECONDS) and its proce
 (hard limit, at 3/4) before the sweeper may give the run to another worker. Limits are
 enforced by the prefork pool (the default); solo and thread pools ignore them."""
 
+import logging
 import uuid
 
 from celery import bootsteps, shared_task
 from django.conf import settings
+from kombu.exceptions import OperationalError
 
 from ladder.celery import app
 from traces.services.execution import execution_sweep, run_execute
 
+log = logging.getLogger(__name__)
 _LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
 
 
@@ -42,7 +45,10 @@ class SweepOnConnect(bootsteps.StartStopStep):
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
     def start(self, c) -> None:
-        sweep_executions.delay()
+        try:
+            sweep_executions.delay()
+        except OperationalError as exc:  # the broker left again: beat's sweep follows
+            log.warning("no sweep on connect (broker: %s)", exc)
 
 
 app.steps["consumer"].add(SweepOnConnect)
