@@ -73,8 +73,9 @@ fmt: install
 	$(VENV)/bin/ruff format .
 
 # -B: the worker also runs Celery beat, the periodic sweeps of CELERY_BEAT_SCHEDULE (review
-# deadlines, docs/deadlines.md); its schedule file stays out of the work tree. A deployment
-# with several workers runs them without -B beside one `celery -A ladder beat`.
+# deadlines, docs/deadlines.md; execution re-dispatch, docs/execution.md); its schedule file
+# stays out of the work tree. With several workers, run them without -B beside one
+# `celery -A ladder beat`.
 worker: install
 	$(VENV)/bin/celery -A ladder worker -B -s $(VENV)/celerybeat-schedule -l info
 

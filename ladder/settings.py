@@ -147,12 +147,48 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Celery beat (`make worker` runs it inside the worker with -B; a deployment runs one
-# `celery -A ladder beat`): periodic sweeps.
+# -- Execution: dispatch, re-dispatch and leases (docs/execution.md) ----------------------
+# A publish to a dead or hung Redis gives up after LADDER_BROKER_TIMEOUT_SECONDS (connect,
+# then each read or write; one quick retry): the run is already stored `approved` and the
+# sweeper dispatches it again, so a request is never held long by the broker.
+LADDER_BROKER_TIMEOUT_SECONDS = env_int("LADDER_BROKER_TIMEOUT_SECONDS", 1)
+# After a failed publish, a process does not try again for this long (0: always try).
+LADDER_BROKER_BACKOFF_SECONDS = env_int("LADDER_BROKER_BACKOFF_SECONDS", 5)
+if REDIS_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": LADDER_BROKER_TIMEOUT_SECONDS,
+        "socket_timeout": LADDER_BROKER_TIMEOUT_SECONDS,
+    }
+# A server-executor run `approved` for LADDER_EXECUTION_GRACE_SECONDS with no worker on it
+# is dispatched again; one `executing` whose claim is older than the lease is handed to
+# another worker (the task's time limits end a live worker's call well before the lease).
+# The sweep runs every LADDER_EXECUTION_SWEEP_SECONDS (beat) and once as each worker starts.
+LADDER_EXECUTION_GRACE_SECONDS = env_int("LADDER_EXECUTION_GRACE_SECONDS", 10)
+LADDER_EXECUTION_LEASE_SECONDS = env_int("LADDER_EXECUTION_LEASE_SECONDS", 60)
+LADDER_EXECUTION_SWEEP_SECONDS = env_int("LADDER_EXECUTION_SWEEP_SECONDS", 15)
+LADDER_EXECUTION_SWEEP_BATCH = env_int("LADDER_EXECUTION_SWEEP_BATCH", 200)
+# An idempotent executor is re-called after a lost worker at most this many times in all;
+# a run still unfinished then is failed for a person to reconcile.
+LADDER_EXECUTION_MAX_ATTEMPTS = env_int("LADDER_EXECUTION_MAX_ATTEMPTS", 5)
+for _name in ("LADDER_BROKER_TIMEOUT_SECONDS", "LADDER_EXECUTION_SWEEP_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
+if LADDER_EXECUTION_LEASE_SECONDS < 4 or LADDER_EXECUTION_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured(
+        "LADDER_EXECUTION_LEASE_SECONDS must be at least 4 and "
+        "LADDER_EXECUTION_MAX_ATTEMPTS at least 1"
+    )
+# Celery beat (`celery -A ladder beat`, or a worker with -B). One key per periodic job.
 CELERY_BEAT_SCHEDULE = {
     # Waiting runs past their review deadline are denied or escalated (docs/deadlines.md);
     # agents and reviewers also apply a due deadline themselves when they read the run.
     "apply-deadlines": {"task": "traces.tasks.apply_deadlines", "schedule": 30.0},
+    "sweep-executions": {
+        "task": "traces.tasks.sweep_executions",
+        "schedule": LADDER_EXECUTION_SWEEP_SECONDS,
+        # Sweeps queued while no worker ran are dropped, not run back to back.
+        "options": {"expires": LADDER_EXECUTION_SWEEP_SECONDS},
+    },
 }
 
 # The gateway refuses bodies over 1 MiB and JSON nested deeper than 64 levels.

@@ -1,14 +1,32 @@
-from celery import shared_task
+"""Celery tasks. Time limits keep a live worker inside its lease: the executor is
+interrupted (soft limit, at 2/3 of LADDER_EXECUTION_LEASE_SECONDS) and its process killed
+(hard limit, at 3/4) before the sweeper may give the run to another worker. Limits are
+enforced by the prefork pool (the default); solo and thread pools ignore them."""
 
+import logging
+import uuid
+
+from celery import bootsteps, shared_task
+from django.conf import settings
+from kombu.exceptions import OperationalError
+
+from ladder.celery import app
 from traces.services.deadlines import deadlines_sweep
-from traces.services.execution import run_execute
+from traces.services.execution import execution_sweep, run_execute
+
+log = logging.getLogger(__name__)
+_LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=_LEASE * 2 // 3,
+    time_limit=_LEASE * 3 // 4,
+)
 def execute_run(run_id: str) -> None:
     """Safe to run twice: run_execute claims the run with a guarded UPDATE."""
-    import uuid
-
     run_execute(run_id=uuid.UUID(run_id))
 
 
@@ -18,3 +36,28 @@ def apply_deadlines() -> int:
     has passed. Safe to overlap: each run is taken under its row lock, skipping rows
     someone else holds."""
     return deadlines_sweep()
+
+
+@shared_task(ignore_result=True)
+def sweep_executions() -> None:
+    """Dispatch again what nobody is executing (beat runs this every
+    LADDER_EXECUTION_SWEEP_SECONDS)."""
+    execution_sweep()
+
+
+class SweepOnConnect(bootsteps.StartStopStep):
+    """Sweep once each time a worker connects to the broker: when it starts, and when
+    the broker comes back after an outage (Celery restarts a consumer's steps on every
+    reconnection). What waited meanwhile goes now, not at the next beat; worker_ready
+    would cover the first case only."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, c) -> None:
+        try:
+            sweep_executions.delay()
+        except OperationalError as exc:  # the broker left again: beat's sweep follows
+            log.warning("no sweep on connect (broker: %s)", exc)
+
+
+app.steps["consumer"].add(SweepOnConnect)

@@ -9,7 +9,7 @@ live in PostgreSQL beside the runs, because they must move together with them:
   its allowance rows are committed. Two submissions for the same key are therefore
   judged one after the other, each seeing the other's allowance: a limit of N lets
   exactly N through, across any number of gateway processes (tests/traces/
-  test_policy_gateway.py runs them in parallel). Locks are taken in key order, so two
+  test_policy_concurrency.py runs them in parallel). Locks are taken in key order, so two
   submissions can never wait on each other.
 - A count in Redis would be a second system to keep consistent with the run table (an
   allowance counted for a run whose INSERT then failed, or a run stored whose count was
