@@ -806,11 +806,48 @@ def _phone_hits(s: str, regions: tuple[str, ...]) -> list[_Hit]:
         if c_end - c_start > _LONG_CANDIDATE:
             hits.extend(_long_candidate_phones(s, c_start, c_end, regions))
             continue
-        lo = c_start - _CONTEXT_BEFORE if c_start > _CONTEXT_BEFORE else 0
-        window = s[lo : c_end + _CONTEXT_AFTER]
-        for start, end, e164 in _candidate_phones(window, c_start - lo, c_end - lo, regions):
-            hits.append((PHONE, lo + start, lo + end, e164))
+        hits.extend(_candidate_hits(s, c_start, c_end, regions))
     return hits
+
+
+def _candidate_hits(s: str, c_start: int, c_end: int, regions: tuple[str, ...]) -> list[_Hit]:
+    """The phones in the candidate s[c_start:c_end]: in it as a whole or, when it holds
+    none, in its longest prefix of whole digit groups that holds one.
+
+    A number is often followed by another that is not part of it ("+1 212 555 0100 12
+    Queensway", "… 4th floor"), and phonenumbers refuses the run as a whole. Trying the
+    shorter prefixes finds the phone whatever the trailing number belongs to, so the
+    answer does not change once that number's word has been replaced by a pseudonym (an
+    address, say): redaction stays idempotent. Dropped digits are hidden from the
+    matcher (same offsets), which would otherwise extend its match into them again.
+    """
+    lo = c_start - _CONTEXT_BEFORE if c_start > _CONTEXT_BEFORE else 0
+    after = s[c_end : c_end + _CONTEXT_AFTER]
+    end = c_end
+    if end < len(s) and s[end].isalpha():
+        # The last digits are glued to a word ("4th", "12kg"): never part of a number.
+        end = _previous_group_end(s, c_start, end)
+    while end == c_end or sum(map(str.isdigit, s[c_start:end])) >= _PHONE_MIN_DIGITS:
+        window = s[lo:end] + _hide_digits(s[end:c_end]) + after
+        found = _candidate_phones(window, c_start - lo, end - lo, regions)
+        if found:
+            return [(PHONE, lo + start, lo + stop, e164) for start, stop, e164 in found]
+        end = _previous_group_end(s, c_start, end)
+    return []
+
+
+def _previous_group_end(s: str, c_start: int, end: int) -> int:
+    """Where the candidate ends without its last whitespace-separated token: a number
+    written as one token ("0-306-40615-2", an ISBN) is judged whole, never in pieces."""
+    while end > c_start and not s[end - 1].isspace():
+        end -= 1
+    while end > c_start and not s[end - 1].isdigit():
+        end -= 1
+    return end
+
+
+def _hide_digits(text: str) -> str:
+    return re.sub(r"\d", "_", text)
 
 
 # A candidate longer than this is not one phone number written out (E.164 has at most 15

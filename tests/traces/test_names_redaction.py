@@ -194,6 +194,9 @@ TEXTS = st.lists(WORDS, max_size=30).map(" ".join)
 @given(TEXTS)
 @example("Nguyen Omar Dear Dear Omar")  # a second look is needed beside quiet words too
 @example("Omar Omar Omar Omar Omar Omar")  # a run longer than one name
+@example("+49 30 12345678 4th rue Omar")  # a number glued to a word after a phone
+@example("+1 212 555 0100 12 Queensway")  # a house number after a phone
+@example("+1 212 555 0100 2, 10x Paix Edition")  # hidden digits never read as "x" (ext.)
 def test_redaction_with_names_is_idempotent_and_stays_valid_json(text):
     once = REDACTOR.redact({"text": text})
     assert REDACTOR.redact(once) == once

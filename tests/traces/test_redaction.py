@@ -791,3 +791,20 @@ def test_stored_8_hex_and_16_hex_pseudonyms_are_both_left_alone(redactor):
     assert find_pii(text, phone_regions=REGIONS) == []
     assert redactor.redact_text(text) == text
     assert redactor.redact({"x": text, "<IP:3f9a1c2b>": 1}) == {"x": text, "<IP:3f9a1c2b>": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call +1 212 555 0100 12 times",
+        "+49 30 12345678 4th floor",
+        "+1 212 555 0100 2, 10x",
+    ],
+)
+def test_a_phone_followed_by_another_number_is_still_found(text):
+    """phonenumbers refuses "+1 212 555 0100 12" as a whole; the longest prefix of whole
+    tokens that holds a phone is taken, whatever the trailing number belongs to."""
+    redactor = make_redactor(key="k", phone_regions=("US", "DE"))
+    once = redactor.redact_text(text)
+    assert "<PHONE:" in once and "555 0100" not in once and "12345678" not in once
+    assert redactor.redact_text(once) == once
