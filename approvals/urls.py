@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import views
+from approvals import backtest_views, views
 
 urlpatterns = [
     path("", views.queue, name="queue"),
@@ -8,4 +8,10 @@ urlpatterns = [
     path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
     path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),
     path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
+    path("workflows/<slug:slug>/backtests/", backtest_views.backtests, name="backtests"),
+    path(
+        "workflows/<slug:slug>/backtests/<int:backtest_id>/",
+        backtest_views.backtest_detail,
+        name="backtest",
+    ),
 ]
