@@ -6,6 +6,7 @@ backtest's page polls its progress bar with htmx (and offers a plain reload link
 """
 
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -135,6 +136,19 @@ def _policy_sentences(backtest: Backtest) -> list[str]:
     return policy_text(policy)
 
 
+def _amount(value: Decimal | str) -> str:
+    """A money amount as people write it: 20.00, 12.5 -> 12.50, 0.0001 kept exact."""
+    exact = Decimal(value).normalize()
+    if exact.as_tuple().exponent > -2:
+        exact = exact.quantize(Decimal("0.01"))
+    return f"{exact:f}"
+
+
+def _totals(result: dict | None) -> list[str]:
+    values = (result or {}).get("mistakes", {}).get("value", {})
+    return [f"{_amount(total)} {currency}".strip() for currency, total in values.items()]
+
+
 def _mistake_page(request: HttpRequest, backtest: Backtest):
     ids = (backtest.result or {}).get("mistakes", {}).get("runs", [])
     page = Paginator(ids, MISTAKES_PER_PAGE).get_page(request.GET.get("page"))
@@ -142,7 +156,10 @@ def _mistake_page(request: HttpRequest, backtest: Backtest):
         "id", "created_at", "summary", "value", "currency", "status"
     )
     by_id = {str(run.pk): run for run in rows}
-    return page, [by_id[i] for i in page if i in by_id]
+    listed = [by_id[i] for i in page if i in by_id]
+    for run in listed:
+        run.amount = _amount(run.value) if run.value is not None else ""
+    return page, listed
 
 
 @login_required
@@ -170,6 +187,7 @@ def backtest_detail(request: HttpRequest, slug: str, backtest_id: int) -> HttpRe
             "workflow": workflow,
             "backtest": backtest,
             "result": backtest.result,
+            "totals": _totals(backtest.result),
             "sentences": _policy_sentences(backtest),
             "page": page,
             "mistakes": mistakes,

@@ -230,7 +230,7 @@ def test_a_draft_policy_over_the_history_gives_the_hand_computed_figures(
     text = page.content.decode()
     assert page.status_code == 200
     assert re.search(r"<strong>3</strong> runs the policy would have allowed", text)
-    assert "270.0000 EUR" in text and "120.0000 USD" in text
+    assert "worth 270.00 EUR + 120.00 USD." in text
     listed = re.findall(r'href="/runs/([0-9a-f-]+)/"', text)
     assert listed == [str(history[i].pk) for i in MISTAKES]
     assert 'id="backtest-bar" max="12" value="12"' in text
