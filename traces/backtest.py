@@ -17,7 +17,6 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, NamedTuple
 
 from ladder.policy import (
     ALLOW,
@@ -38,17 +37,6 @@ from traces.status import APPROVED_STATUSES, RunStatus
 APPROVED = "approved"
 REJECTED = "rejected"
 OUTCOMES = (ALLOW, ESCALATE, DENY)
-
-
-class PastRun(NamedTuple):
-    """One decided run, as the task reads it (only these columns)."""
-
-    id: Any
-    created_at: datetime
-    proposal: Any  # the stored (redacted) proposal {action, params, flags}
-    status: str  # the run's status: rejected, or one reached through an approval
-    value: Decimal | None  # the run's value column (the proposal's value)
-    currency: str
 
 
 def person_verdict(status: str) -> str:
@@ -118,23 +106,25 @@ class Backtester:
         self.first_at: datetime | None = None
 
     def feed(self, rows: Iterable[tuple]) -> int:
-        """Decide each run in order; returns how many were fed."""
+        """Decide each run in order; returns how many were fed. A row is (id, created_at,
+        proposal, status, value, currency): the stored (redacted) proposal, the status a
+        person's decision left the run in, and the run's value and currency columns."""
         fed = 0
         for row in rows:
-            self._one(PastRun(*row))
+            self._one(*row)
             fed += 1
         return fed
 
-    def _one(self, run: PastRun) -> None:
-        at = run.created_at
+    def _one(self, run_id, at: datetime, proposal, status: str, value, currency) -> None:
         if self._last is not None and at < self._last:
             raise ValueError("a backtest needs its runs oldest first")
         self._last = at
         if self.first_at is None:
             self.first_at = at
-        verdict = person_verdict(run.status)
-        proposal = run.proposal if isinstance(run.proposal, dict) else {}
-        currency = _currency(run.currency)
+        verdict = person_verdict(status)
+        if type(proposal) is not dict:
+            proposal = {}
+        currency = _currency(currency)
         keys = rate_keys(self.compiled, proposal)
         seen_for = seen_keys(self.compiled, proposal)
         if keys or seen_for:
@@ -150,13 +140,14 @@ class Backtester:
         decision = evaluate(self.compiled, proposal, counters)
         if decision.outcome == ALLOW:
             for rule_id, subject, window in keys:
-                self._window(rule_id, subject, window).add(at, run.value, currency)
+                self._window(rule_id, subject, window).add(at, value, currency)
             if verdict == REJECTED:
-                self._mistake(run, currency)
+                self._mistake(run_id, value, currency)
         self._mark_seen(proposal)
         self.runs += 1
         self.cells[(decision.outcome, verdict)] += 1
-        self.rules_fired.update(decision.rules_fired)
+        if decision.rules_fired:
+            self.rules_fired.update(decision.rules_fired)
 
     def _window(self, rule_id: str, subject: str, seconds: int) -> _Window:
         window = self._windows.get((rule_id, subject))
@@ -178,12 +169,12 @@ class Backtester:
             if subject is not None:
                 self._seen.add(subject)
 
-    def _mistake(self, run: PastRun, currency: str) -> None:
-        self.mistakes.append(str(run.id))
-        if run.value is None:
+    def _mistake(self, run_id, value: Decimal | None, currency: str) -> None:
+        self.mistakes.append(str(run_id))
+        if value is None:
             self.mistakes_without_value += 1
         else:
-            self.mistake_value[currency] = self.mistake_value.get(currency, Decimal(0)) + run.value
+            self.mistake_value[currency] = self.mistake_value.get(currency, Decimal(0)) + value
 
     def result(self) -> dict:
         """The figures, as JSON (decimals as strings; docs/policy.md, "Backtests")."""

@@ -6,7 +6,10 @@ over only the columns the simulation needs), oldest first, and writes its progre
 after every chunk, so the page can show how far it got.
 """
 
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -146,14 +149,30 @@ def backtest_run(backtest_id: int) -> Backtest | None:
     return Backtest.objects.get(pk=backtest_id)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a history streams through: every row
+    allocates a few containers and the simulation keeps some, so the collector runs every
+    few hundred rows over a growing heap and finds nothing (our rows make no cycles).
+    Measured on 100,000 runs: ~20% of a backtest (bench/README.md, "Backtests")."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _replay(backtest_id: int, compiled: CompiledPolicy, history: QuerySet) -> dict:
     tester = Backtester(compiled)
     chunk: list[tuple] = []
-    for row in history.iterator(chunk_size=CHUNK):
-        chunk.append(row)
-        if len(chunk) == CHUNK:
-            tester.feed(chunk)
-            chunk = []
-            Backtest.objects.filter(pk=backtest_id).update(progress_done=tester.runs)
-    tester.feed(chunk)
+    with _collector_paused():
+        for row in history.iterator(chunk_size=CHUNK):
+            chunk.append(row)
+            if len(chunk) == CHUNK:
+                tester.feed(chunk)
+                chunk = []
+                Backtest.objects.filter(pk=backtest_id).update(progress_done=tester.runs)
+        tester.feed(chunk)
     return tester.result()
