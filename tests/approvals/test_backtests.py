@@ -311,6 +311,16 @@ def test_a_refused_document_names_every_problem_and_starts_nothing(
         since="2026-02-30",
     )
     assert window.status_code == 422 and "From: not a date" in window.content.decode()
+    backwards = _start(
+        client,
+        "shop",
+        django_capture_on_commit_callbacks,
+        document=json.dumps(POLICY),
+        since="2026-03-02",
+        until="2026-03-01",
+    )
+    assert backwards.status_code == 422
+    assert "the window must end after it starts" in backwards.content.decode()
     assert Backtest.objects.count() == 0
 
 
@@ -326,6 +336,9 @@ def test_who_may_see_and_start_backtests(
     reviewer = login(people["rev"])
     listing = reviewer.get("/workflows/shop/backtests/")
     assert listing.status_code == 200 and 'id="backtest-form"' not in listing.content.decode()
+    # The list shows each backtest's allowed runs and would-be mistakes.
+    row = re.search(r'<tr>\s*<td><a href="%s">.*?</tr>' % detail, listing.content.decode(), re.S)
+    assert re.findall(r"<td>(\d+)</td>", row.group(0)) == ["12", "5", "3"]
     assert reviewer.get(detail).status_code == 200
     refused = reviewer.post("/workflows/shop/backtests/", {"document": json.dumps(POLICY)})
     assert refused.status_code == 403
