@@ -337,7 +337,7 @@ def test_who_may_see_and_start_backtests(
     listing = reviewer.get("/workflows/shop/backtests/")
     assert listing.status_code == 200 and 'id="backtest-form"' not in listing.content.decode()
     # The list shows each backtest's allowed runs and would-be mistakes.
-    row = re.search(r'<tr>\s*<td><a href="%s">.*?</tr>' % detail, listing.content.decode(), re.S)
+    row = re.search(rf'<tr>\s*<td><a href="{detail}">.*?</tr>', listing.content.decode(), re.S)
     assert re.findall(r"<td>(\d+)</td>", row.group(0)) == ["12", "5", "3"]
     assert reviewer.get(detail).status_code == 200
     refused = reviewer.post("/workflows/shop/backtests/", {"document": json.dumps(POLICY)})
