@@ -246,6 +246,7 @@ def start_worker() -> subprocess.Popen:
         [sys.executable, "-m", "celery", "-A", "ladder", "worker", "-P", "solo", "-l", "warning"],
         cwd=ROOT,
         env=env,
+        stdout=sys.stderr,  # its banner and warnings go with the progress, not the figures
         start_new_session=True,
     )
     return worker
@@ -326,7 +327,11 @@ def main() -> None:
     Backtest.objects.filter(workflow=wf).delete()
     rows = [(name, *values) for name, values in figures.items()]
 
-    print(f"\n{args.runs:,} past L3 runs, {args.rounds} rounds; seconds: median (min, max)\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"\n{args.runs:,} past L3 runs, {args.rounds} rounds; seconds: median (min, max); "
+        f"{os.cpu_count()} CPUs, load average at the end {load}\n"
+    )
     print("| policy | task, end to end | via a Celery worker | streaming only | simulation only "
           "| target |")  # fmt: skip
     print("|---|---|---|---|---|---|")
