@@ -22,6 +22,7 @@ from ladder.errors import LadderError, Unprocessable
 from ladder.models import PolicyVersion, Workflow
 from ladder.policies import policy_read_json, workflow_actions
 from ladder.policy import parse_policy, policy_text
+from ladder.rungs import Rung
 from traces.models import Backtest, Run
 from traces.services.backtests import backtest_start
 
@@ -67,6 +68,12 @@ def _start(request: HttpRequest, workflow: Workflow) -> Backtest:
         document = policy_read_json(post.get("document", ""))
         return backtest_start(
             workflow=workflow, by=request.user, document=document, since=since, until=until
+        )
+    if post.get("document", "").strip():
+        # Never test one thing while the person looks at another.
+        raise Unprocessable(
+            "a document was pasted: choose “the document below” to test it, "
+            "or empty it to test the saved version"
         )
     version = None
     if choice.isdigit():
@@ -129,6 +136,8 @@ def backtests(request: HttpRequest, slug: str) -> HttpResponse:
             "workflow": workflow,
             "may_start": may_start,
             "versions": versions,
+            # The newest version decides at L4/L5 and is the draft below (docs/policy.md).
+            "newest": "in force" if workflow.rung >= Rung.L4 else "the draft",
             "backtests": _recent(workflow),
             "problems": problems,
             "form": request.POST if problems else {},

@@ -243,6 +243,8 @@ def test_a_saved_version_and_a_date_window(
 ):
     version = policy_set(workflow=shop["wf"], document=POLICY, by=people["owner"])
     client = login(people["compliance"])
+    form = client.get("/workflows/shop/backtests/").content.decode()
+    assert '<option value="1">version 1 (newest: the draft)</option>' in form
     day = history[0].created_at.date().isoformat()
     _start(
         client,
@@ -300,6 +302,8 @@ def test_a_refused_document_names_every_problem_and_starts_nothing(
         client, "shop", django_capture_on_commit_callbacks, policy="draft", document="{"
     )
     assert broken.status_code == 422 and "not valid JSON" in broken.content.decode()
+    mixed = _start(client, "shop", django_capture_on_commit_callbacks, policy="1", document=typed)
+    assert mixed.status_code == 422 and "a document was pasted" in mixed.content.decode()
     unknown = _start(client, "shop", django_capture_on_commit_callbacks, policy="7")
     assert unknown.status_code == 422 and "choose a saved version" in unknown.content.decode()
     window = _start(
