@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError
 from ladder.errors import Unprocessable
 from ladder.models import PolicyVersion, Workflow
 from ladder.policies import policy_validate, workflow_actions
-from ladder.policy import CompiledPolicy, compile_policy, parse_policy
+from ladder.policy import CompiledPolicy, compile_policy, parse_policy, policy_document
 from ladder.rungs import Rung
 from traces.backtest import Backtester
 from traces.models import Backtest, Run, RunStatus
@@ -73,7 +73,8 @@ def backtest_start(
         if version.workflow_id != workflow.pk:
             raise Unprocessable("no such policy version", code="invalid_backtest")
         document = version.document
-    policy_validate(workflow, document)
+    # Stored normalised (decimals as strings), as a saved version is.
+    document = policy_document(policy_validate(workflow, document))
     if since is not None and until is not None and since >= until:
         raise Unprocessable("the window must end after it starts", code="invalid_window")
     backtest = Backtest.objects.create(
