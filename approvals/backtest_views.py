@@ -15,7 +15,7 @@ from django.core.paginator import Paginator
 from django.db.models.fields.json import KT
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from approvals.roles import access_for
 from ladder.errors import LadderError, Unprocessable
@@ -108,6 +108,7 @@ def _recent(workflow: Workflow):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def backtests(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = _workflow_or_404(request, slug)
     may_start = _may_start(request, workflow)
@@ -122,8 +123,6 @@ def backtests(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             messages.success(request, "Backtest started.")
             return redirect("backtest", slug=slug, backtest_id=backtest.pk)
-    elif request.method != "GET":
-        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
     versions = list(
         PolicyVersion.objects.filter(workflow=workflow)
         .order_by("-number")
@@ -187,7 +186,7 @@ def _mistake_page(request: HttpRequest, backtest: Backtest):
 def backtest_detail(request: HttpRequest, slug: str, backtest_id: int) -> HttpResponse:
     workflow = _workflow_or_404(request, slug)
     backtest = (
-        Backtest.objects.select_related("workflow", "version", "requested_by")
+        Backtest.objects.select_related("workflow", "version")
         .filter(pk=backtest_id, workflow=workflow)
         .first()
     )
