@@ -407,3 +407,29 @@ def test_a_second_delivery_of_a_finished_backtest_changes_nothing(
     run_backtest(backtest.pk)
     again = Backtest.objects.get()
     assert again.finished_at == backtest.finished_at and again.result == backtest.result
+
+
+def test_progress_is_written_after_every_chunk(
+    history, people, login, monkeypatch, django_capture_on_commit_callbacks
+):
+    from traces.services import backtests
+
+    seen = []
+
+    class Watching(backtests.Backtester):
+        def feed(self, rows):
+            # What the page would show while this chunk waits to be decided.
+            row = Backtest.objects.values_list("state", "progress_done", "progress_total").get()
+            seen.append(row)
+            return super().feed(rows)
+
+    monkeypatch.setattr(backtests, "CHUNK", 5)
+    monkeypatch.setattr(backtests, "Backtester", Watching)
+    client = login(people["owner"])
+    _start(client, "shop", django_capture_on_commit_callbacks, document=json.dumps(POLICY))
+    assert seen == [("running", 0, 12), ("running", 5, 12), ("running", 10, 12)]
+    assert Backtest.objects.values_list("state", "progress_done", "progress_total").get() == (
+        "done",
+        12,
+        12,
+    )
