@@ -433,3 +433,22 @@ def test_progress_is_written_after_every_chunk(
         12,
         12,
     )
+
+
+def test_a_backtest_that_breaks_says_so_on_its_page(
+    history, people, login, monkeypatch, django_capture_on_commit_callbacks
+):
+    from traces.services import backtests
+
+    class Broken(backtests.Backtester):
+        def feed(self, rows):
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(backtests, "Backtester", Broken)
+    client = login(people["owner"])
+    _start(client, "shop", django_capture_on_commit_callbacks, document=json.dumps(POLICY))
+    backtest = Backtest.objects.get()
+    assert backtest.state == "failed" and backtest.result is None
+    page = client.get(f"/workflows/shop/backtests/{backtest.pk}/").content.decode()
+    assert "the backtest failed: RuntimeError" in page
+    assert "every 1s" not in page  # nothing left to poll for
