@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import backtest_views, views
+from approvals import backtest_views, views, workflow_views
 
 urlpatterns = [
     path("", views.queue, name="queue"),
@@ -8,6 +8,19 @@ urlpatterns = [
     path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
     path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),
     path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
+    path("workflows/", workflow_views.workflow_list, name="workflows"),
+    path("workflows/<slug:slug>/", workflow_views.workflow_detail, name="workflow"),
+    path("workflows/<slug:slug>/policy/", workflow_views.workflow_policy, name="workflow-policy"),
+    path(
+        "workflows/<slug:slug>/policy.json",
+        workflow_views.workflow_policy_json,
+        name="workflow-policy-json",
+    ),
+    path(
+        "workflows/<slug:slug>/policy/edit",
+        workflow_views.workflow_policy_edit,
+        name="workflow-policy-edit",
+    ),
     path("workflows/<slug:slug>/backtests/", backtest_views.backtests, name="backtests"),
     path(
         "workflows/<slug:slug>/backtests/<int:backtest_id>/",

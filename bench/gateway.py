@@ -98,10 +98,10 @@ from ladder.models import ActionType, Workflow
 from traces.models import AgentToken
 from traces.services.tokens import token_create
 
-slug, token_name, refund_schema, credit_schema = sys.argv[1:5]
+slug, token_name, refund_schema, credit_schema, rung = sys.argv[1:6]
 wf, _ = Workflow.objects.update_or_create(
     slug=slug,
-    defaults={"name": "Bench refunds", "rung": 3, "personal_fields": ["customer_name"]},
+    defaults={"name": "Bench refunds", "rung": int(rung), "personal_fields": ["customer_name"]},
 )
 ActionType.objects.update_or_create(
     workflow=wf, name="refund.issue",
@@ -113,6 +113,17 @@ ActionType.objects.update_or_create(
     defaults={"param_schema": json.loads(credit_schema), "value_param": "amount",
               "currency_param": "currency", "reversible": True},
 )
+if int(rung) >= 4:
+    # The 100-rule envelope of bench/policy.py, in force: its other action types too.
+    from bench.policy_envelope import ACTIONS, envelope
+    from traces.services.policy import policy_set
+    for name, (value_param, currency_param) in ACTIONS.items():
+        if name not in ("refund.issue", "credit.issue"):
+            ActionType.objects.update_or_create(
+                workflow=wf, name=name,
+                defaults={"value_param": value_param, "currency_param": currency_param},
+            )
+    policy_set(workflow=wf, document=envelope(), by=None, note="bench/gateway.py --rung 4")
 AgentToken.objects.filter(name=token_name).delete()
 _token, raw = token_create(name=token_name, workflows=[wf])
 print("TOKEN=" + raw)
@@ -143,7 +154,22 @@ PHONE_FORMATS = [
 ]
 
 
-def body_template(workflow: str) -> str:
+# At --rung 4 the proposal also carries the parameters the 100-rule envelope reads
+# (bench/policy_envelope.py), with values inside it, and a customer from a pool: repeat
+# customers as real traffic has them (first-seen and per-customer limits see both kinds).
+L4_PARAMS = {
+    "customer": "@CUSTOMER@",
+    "country": "DE",
+    "channel": "email",
+    "tier": "pro",
+    "items": 2,
+    "order_age_days": 12,
+    "customer_age_days": 400,
+}
+CUSTOMER_POOL = 20_000
+
+
+def body_template(workflow: str, *, rung: int = 3) -> str:
     """A realistic run (~1.6 KB): a customer message with an email and a phone number, two
     tool calls, the agent's reply and a refund proposal with two alternatives. The %(...)s
     slots are filled per request, so the server never sees the same PII twice in a row
@@ -221,9 +247,12 @@ def body_template(workflow: str) -> str:
             "flags": ["damaged_item"],
         },
     }
+    if rung >= 4:
+        body["proposal"]["params"].update(L4_PARAMS)
     text = json.dumps(body).replace("%", "%%")
     text = text.replace('"@AMOUNT@"', "%(amount)s")
-    for slot in ("KEY", "NAME", "FULLNAME", "FIRST", "TICKET", "STREET", "ORDER", "EMAIL", "PHONE"):
+    slots = ("KEY", "NAME", "FULLNAME", "FIRST", "TICKET", "STREET", "ORDER", "EMAIL", "PHONE")
+    for slot in (*slots, "CUSTOMER"):
         text = text.replace(f"@{slot}@", f"%({slot.lower()})s")
     return text
 
@@ -246,6 +275,7 @@ def make_body(template: str, rng: random.Random, key: str) -> bytes:
             "email": f"{login}.{rng.randrange(10**6)}@example.com",
             "phone": rng.choice(PHONE_FORMATS)(rng),
             "amount": f"{rng.randrange(100, 10_000) / 100:.2f}",
+            "customer": f"customer-{rng.randrange(CUSTOMER_POOL)}@example.net",
         }
     ).encode("utf-8")
 
@@ -536,7 +566,7 @@ def run_phase(*, name, path, clients, args, server, token, dbname, run_nonce) ->
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     workers = []
-    template = body_template(WORKFLOW)
+    template = body_template(WORKFLOW, rung=args.rung)
     max_per_client = max(1, args.max_requests // clients)
     for i, threads in enumerate(per_proc):
         job = {
@@ -698,7 +728,7 @@ def run_checked(cmd: list[str], env: dict, what: str) -> str:
     return proc.stdout
 
 
-def prepare_database(database_url: str, env: dict, keep_data: bool) -> str:
+def prepare_database(database_url: str, env: dict, keep_data: bool, rung: int = 3) -> str:
     """Migrate, seed the workflow and a token, create/empty the tables. Returns the token."""
     ensure_database(database_url)
     run_checked([PYTHON, "manage.py", "migrate", "--noinput"], env, "manage.py migrate")
@@ -711,6 +741,7 @@ def prepare_database(database_url: str, env: dict, keep_data: bool) -> str:
             TOKEN_NAME,
             json.dumps(REFUND_SCHEMA),
             json.dumps(CREDIT_SCHEMA),
+            str(rung),
         ],
         env,
         "seeding the bench workflow",
@@ -728,7 +759,10 @@ def prepare_database(database_url: str, env: dict, keep_data: bool) -> str:
                 )
             # Start from empty tables each time so figures do not drift as the DB grows.
             # TRUNCATE is not stopped by the append-only row triggers on trace events.
-            c.execute("TRUNCATE traces_traceevent, traces_run, bench_baseline CASCADE")
+            c.execute(
+                "TRUNCATE traces_traceevent, traces_run, traces_policyallowance, "
+                "traces_subjectseen, bench_baseline CASCADE"
+            )
         c.execute("VACUUM ANALYZE traces_run")
         c.execute("VACUUM ANALYZE traces_traceevent")
         c.execute("VACUUM ANALYZE bench_baseline")
@@ -929,7 +963,14 @@ def markdown(report: dict) -> str:
         f"{m['server']['threads']}, "
         f"PostgreSQL `{m['database']}`, {m['warmup_s']:g} s warm-up + {m['duration_s']:g} s "
         f"per phase{rounds}, redaction: {m['redaction']}, request body {m['body_bytes']} B, "
-        f"connections split {m['split']} over the workers.",
+        f"connections split {m['split']} over the workers, workflow at L{m['rung']}"
+        + (
+            " under the 100-rule envelope (outcomes: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(m["policy_outcomes"].items()))
+            + ")."
+            if m["rung"] >= 4
+            else "."
+        ),
         "",
         "| endpoint | clients | requests | errors | req/s | p50 ms | p99 ms "
         "| CPU ms/req server / db / loadgen | other load (cores) | conns per worker |",
@@ -1025,6 +1066,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="balanced: spread each load generator's connections evenly over the gunicorn "
         "workers (the default); random: keep whichever worker accepted each connection",
     )
+    ap.add_argument(
+        "--rung",
+        type=int,
+        choices=[3, 4],
+        default=3,
+        help="3: every run waits for a person (the default); 4: the 100-rule envelope of "
+        "bench/policy_envelope.py decides each run (rate limits and first-seen counted)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
     ap.add_argument(
@@ -1082,7 +1131,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         log(f"preparing {args.database_url} (migrate, seed)")
-        token = prepare_database(args.database_url, env, args.keep_data)
+        token = prepare_database(args.database_url, env, args.keep_data, args.rung)
         server = Server(env, args.workers, args.threads, args.app, args.worker_class)
         log(
             f"starting gunicorn on {HOST}:{server.port} "
@@ -1152,6 +1201,13 @@ def main(argv: list[str] | None = None) -> int:
                 "SELECT count(*) FROM traces_run WHERE idempotency_key LIKE %s",
                 [f"{run_nonce}-%"],
             ).fetchone()[0]
+            outcomes = dict(
+                c.execute(
+                    "SELECT coalesce(policy->>'outcome', 'none'), count(*) FROM traces_run "
+                    "WHERE idempotency_key LIKE %s GROUP BY 1",
+                    [f"{run_nonce}-%"],
+                ).fetchall()
+            )
         sent_ok = sum(p["ok_total"] for p in all_runs if p["name"] == "gateway")
         if stored != sent_ok:
             log(f"WARNING: {sent_ok} gateway 2xx responses but {stored} runs stored")
@@ -1188,8 +1244,12 @@ def main(argv: list[str] | None = None) -> int:
             "split": args.split,
             "redaction": redaction_version()
             + (", names/addresses OFF (--without-names)" if args.without_names else ""),
-            "body_bytes": len(make_body(body_template(WORKFLOW), random.Random(0), "k" * 40)),
+            "body_bytes": len(
+                make_body(body_template(WORKFLOW, rung=args.rung), random.Random(0), "k" * 40)
+            ),
             "runs_stored": stored,
+            "rung": args.rung,
+            "policy_outcomes": outcomes,
         },
         "phases": phases,
         "checks": evaluate(phases, args.high, args.low),

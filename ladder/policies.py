@@ -7,6 +7,7 @@ a draft evaluated in shadow at L2/L3 (docs/policy.md, "Versions").
 
 import difflib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -104,8 +105,10 @@ def version_policy(version: PolicyVersion) -> Policy | None:
         return None
 
 
-def policy_out(version: PolicyVersion | None) -> dict | None:
-    """The API's `policy`: {version, audit_sample_rate, rules, text, ...}."""
+def policy_out(version: PolicyVersion | None, *, author: bool = True) -> dict | None:
+    """The API's `policy`: {version, audit_sample_rate, rules, text, ...}. `author=False`
+    leaves out who saved it (`created_by`: None), for agents, who are told what was
+    decided, never by whom."""
     if version is None:
         return None
     policy = version_policy(version)
@@ -118,7 +121,7 @@ def policy_out(version: PolicyVersion | None) -> dict | None:
         "valid": policy is not None,
         "note": version.note,
         "created_at": version.created_at,
-        "created_by": version.created_by.get_username() if version.created_by else None,
+        "created_by": version.created_by.get_username() if author and version.created_by else None,
     }
 
 
@@ -131,25 +134,67 @@ def policy_compile(workflow: Workflow, version: PolicyVersion):
         return None
 
 
-def policy_diff(old: PolicyVersion | None, new: PolicyVersion) -> list[tuple[str, str]]:
-    """What changed between two versions, as (mark, line) over their plain-language
-    sentences and their JSON: mark is "+" (added), "-" (removed) or " " (kept)."""
+@dataclass(frozen=True)
+class PolicyDiff:
+    """What changed from one version to another: the plain-language sentences, each
+    marked "+" (added), "-" (removed) or " " (kept), and the JSON documents as a unified
+    diff ("+", "-", " ", and "@" for the line that starts each hunk)."""
 
-    def lines(version: PolicyVersion | None) -> list[str]:
-        if version is None:
-            return []
-        policy = version_policy(version)
-        sentences = policy_text(policy) if policy is not None else []
-        rules = [json.dumps(r, sort_keys=True) for r in version.document.get("rules", [])]
-        return [
-            *sentences,
-            f"audit_sample_rate: {version.document.get('audit_sample_rate')}",
-            *rules,
-        ]
+    sentences: list[tuple[str, str]]
+    json: list[tuple[str, str]]
 
-    out = []
-    for line in difflib.ndiff(lines(old), lines(new)):
-        mark, text = line[:1], line[2:]
-        if mark in "+- ":
-            out.append((mark, text))
-    return out
+    @property
+    def added(self) -> int:
+        return sum(mark == "+" for mark, _ in self.sentences)
+
+    @property
+    def removed(self) -> int:
+        return sum(mark == "-" for mark, _ in self.sentences)
+
+
+def version_sentences(version: PolicyVersion | None) -> list[str]:
+    """The version's plain-language sentences ([] when it no longer fits the workflow)."""
+    policy = version_policy(version) if version is not None else None
+    return policy_text(policy) if policy is not None else []
+
+
+def version_json(version: PolicyVersion | None) -> str:
+    """The document as the pages show and edit it: indented, each rule's keys in reading
+    order (id, kind, what it tests, then, control, note). PostgreSQL's jsonb keeps keys in
+    an order of its own, so the order is rebuilt from the rules, not read back."""
+    if version is None:
+        return ""
+    policy = version_policy(version)
+    if policy is None:
+        return json.dumps(version.document, indent=2, ensure_ascii=False, sort_keys=True)
+    return json.dumps(policy_document(policy), indent=2, ensure_ascii=False)
+
+
+def policy_diff(old: PolicyVersion | None, new: PolicyVersion) -> PolicyDiff:
+    """Compare two versions (old None: everything in `new` is added). Lines are matched
+    exactly (no fuzzy pairing of similar lines), so a 1,000-rule document still diffs in
+    linear-ish time."""
+    before, after = version_sentences(old), version_sentences(new)
+    sentences: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            sentences += [(" ", line) for line in before[i1:i2]]
+            continue
+        sentences += [("-", line) for line in before[i1:i2]]
+        sentences += [("+", line) for line in after[j1:j2]]
+    old_json = version_json(old).splitlines()
+    new_json = version_json(new).splitlines()
+    # autojunk off: in a long document, lines such as "    }," are frequent, and
+    # treating them as junk pairs the wrong rules with each other.
+    matcher = difflib.SequenceMatcher(None, old_json, new_json, autojunk=False)
+    lines: list[tuple[str, str]] = []
+    for group in matcher.get_grouped_opcodes(3):
+        lines.append(("@", f"at line {group[0][3] + 1} of the newer document"))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                lines += [(" ", line) for line in old_json[i1:i2]]
+                continue
+            lines += [("-", line) for line in old_json[i1:i2]]
+            lines += [("+", line) for line in new_json[j1:j2]]
+    return PolicyDiff(sentences=sentences, json=lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -57,6 +57,7 @@ _FIELDS: dict[str, tuple[set[str], set[str]]] = {
 }
 _MAX_RULES = 1000
 _MAX_ID = 100
+_MAX_NOTE = 500
 
 # An action's (value_param, currency_param), as its ActionType declares them ("" = none).
 ActionValue = tuple[str, str]
@@ -74,6 +75,7 @@ class AllowActions:
     kind: str = "allow_actions"
     then: str = DENY
     action: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ValueCap:
     max: Decimal
     currency: str = ""
     kind: str = "value_cap"
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Flag:
     flag: str
     action: str = ""
     kind: str = "flag"
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class RateLimit:
     max_value: Decimal | None = None
     currency: str = ""
     kind: str = "rate_limit"
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class Condition:
     value: Any = None  # a scalar, a tuple of scalars (in/not_in) or a Decimal (lt..gte)
     action: str = ""
     kind: str = "condition"
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class FirstSeen:
     per: str  # "param:<name>"
     action: str = ""
     kind: str = "first_seen"
+    note: str = ""
 
 
 Rule = AllowActions | ValueCap | Flag | RateLimit | Condition | FirstSeen
@@ -377,6 +384,11 @@ def _parse_rule(
         problems.add(rid, "per", f"must be {expected}")
         return ""
 
+    note = raw.get("note", "")
+    if not isinstance(note, str) or len(note) > _MAX_NOTE:
+        problems.add(rid, "note", f"must be text of at most {_MAX_NOTE} characters")
+        note = ""
+
     rule: Rule | None = None
     if kind == "allow_actions":
         names = raw.get("actions")
@@ -440,7 +452,10 @@ def _parse_rule(
     elif kind == "first_seen":
         per = per_field(allow_workflow=False)
         rule = FirstSeen(id=rid, control=control, then=then, per=per, action=action)
-    return rule if len(problems.items) == before else None
+    if rule is None or len(problems.items) != before:
+        return None
+    # Kept with the rule (policy_document), so the reason for a rule survives each save.
+    return replace(rule, note=note.strip()) if note.strip() else rule
 
 
 def _parse_condition(
@@ -524,6 +539,8 @@ def policy_document(policy: Policy) -> dict:
             doc["action"] = rule.action
         doc["then"] = rule.then
         doc["control"] = rule.control
+        if rule.note:
+            doc["note"] = rule.note
         rules.append(doc)
     return {"audit_sample_rate": policy.audit_sample_rate, "rules": rules}
 

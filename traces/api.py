@@ -473,8 +473,8 @@ def get_workflow(request, slug: str):
             }
             for a in workflow.action_types.all()
         ],
-        "policy": policy_out(latest) if in_force else None,
-        "draft_policy": None if in_force else policy_out(latest),
+        "policy": policy_out(latest, author=False) if in_force else None,
+        "draft_policy": None if in_force else policy_out(latest, author=False),
         "review_deadline_seconds": workflow.review_deadline_seconds,
         "deadline_action": workflow.deadline_action,
         "gate_snapshot": None,

@@ -39,7 +39,7 @@ REJECTED = "rejected"
 OUTCOMES = (ALLOW, ESCALATE, DENY)
 
 
-def person_verdict(status: str) -> str:
+def _verdict(status: str) -> str:
     """ "rejected" or "approved", from the status a person's decision left the run in."""
     if status == RunStatus.REJECTED:
         return REJECTED
@@ -121,7 +121,7 @@ class Backtester:
         self._last = at
         if self.first_at is None:
             self.first_at = at
-        verdict = person_verdict(status)
+        verdict = _verdict(status)
         if type(proposal) is not dict:
             proposal = {}
         currency = _currency(currency)

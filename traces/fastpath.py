@@ -88,7 +88,7 @@ def remember_token(auth: AgentAuth) -> None:
 
 
 @contextmanager
-def _prepared_cursor():
+def prepared_cursor():
     """A cursor that binds on the server and reuses prepared statements.
 
     Django's own cursors interpolate parameters on the client, so PostgreSQL parses and
@@ -125,7 +125,7 @@ class _PortableCursor:
 
 def token_rows(token_hash: str) -> list[tuple[int, str, int]]:
     """(token id, prefix, workflow id) for a live token: one row per scoped workflow."""
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         cur.execute(
             "SELECT t.id, t.prefix, tw.workflow_id FROM traces_agenttoken t "
             "JOIN traces_agenttoken_workflows tw ON tw.agenttoken_id = t.id "
@@ -162,14 +162,15 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
     memory (insert_run re-checks `rules_version`, so a stale answer is never acted on)."""
     if memo and (known := WORKFLOWS.get(slug)) is not None:
         return known
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         cur.execute(
             "SELECT w.id, w.rung, w.personal_fields, w.rules_version, w.linkage_group, "
             "w.review_deadline_seconds, w.deadline_action, p.number, p.document, "
             "a.id, a.name, a.param_schema, "
             "a.value_param, a.currency_param, a.executor FROM ladder_workflow w "
-            "LEFT JOIN LATERAL (SELECT pv.number, pv.document FROM ladder_policyversion pv "
-            "WHERE pv.workflow_id = w.id ORDER BY pv.number DESC LIMIT 1) p ON true "
+            # The newest policy version (portable SQL: SQLite has no LATERAL).
+            "LEFT JOIN ladder_policyversion p ON p.workflow_id = w.id AND p.number = "
+            "(SELECT max(pv.number) FROM ladder_policyversion pv WHERE pv.workflow_id = w.id) "
             "LEFT JOIN ladder_actiontype a ON a.workflow_id = w.id WHERE w.slug = %s",
             [slug],
             prepare=True,
@@ -353,10 +354,80 @@ class Stored(Enum):
     NEW = "new"  # the run and its events are stored
     DUPLICATE = "duplicate"  # the idempotency key is taken on this workflow: nothing stored
     STALE = "stale"  # the token or the workflow rules changed: nothing stored, re-read
+    FULL = "full"  # an allowed action no longer fits a rate limit: nothing stored, decide again
 
 
-def _insert_sql() -> str:
+@dataclass(frozen=True)
+class PolicyWrite:
+    """What a policy's counters add to a run's INSERT (traces/services/policy.py builds it).
+
+    `room_*`: for an allowed action under rate limits, the limits to re-check under the
+    advisory `locks` (traces_policy_room, migration 0010), one entry per limit; empty
+    otherwise. `counted`: (action, subject digest) the allowance is counted under.
+    `marks`: first-seen subject digests this run marks as seen.
+    """
+
+    locks: list[int]
+    room_actions: list[str]
+    room_subjects: list[str]
+    room_since: list[datetime]
+    room_currencies: list[str]
+    room_max_counts: list[int | None]
+    room_max_values: list[Decimal | None]
+    value: Decimal | None
+    currency: str
+    shadow: bool
+    counted: list[tuple[str, str]]
+    marks: list[str]
+
+    def params(self, workflow_id: int, at: datetime) -> tuple[list, list]:
+        """(the room check's parameters, the writes' parameters) in SQL text order."""
+        room = [
+            workflow_id,
+            self.locks,
+            self.room_actions,
+            self.room_subjects,
+            self.room_since,
+            self.room_currencies,
+            self.room_max_counts,
+            self.room_max_values,
+            self.value,
+        ]
+        writes = [
+            workflow_id,
+            self.shadow,
+            at,
+            self.value,
+            self.currency,
+            [a for a, _ in self.counted],
+            [d for _, d in self.counted],
+            workflow_id,
+            self.marks,
+        ]
+        return room, writes
+
+
+def _insert_sql(*, policy: bool = False) -> str:
     columns = ", ".join(RUN_COLUMNS)
+    # With a policy's counters: the room re-check under the counters' locks before the
+    # run goes in, and the allowance and first-seen rows after it, in the same statement.
+    room = (
+        "room AS (SELECT traces_policy_room(%s, %s::bigint[], %s::text[], %s::text[], "
+        "%s::timestamptz[], %s::text[], %s::bigint[], %s::numeric[], %s::numeric) AS ok), "
+        if policy
+        else "room AS (SELECT true AS ok), "
+    )
+    writes = (
+        ", counted AS (INSERT INTO traces_policyallowance "
+        "(run_id, workflow_id, shadow, action, subject, at, value, currency) "
+        "SELECT new_run.id, %s, %s, x.action, x.subject, %s::timestamptz, %s::numeric, %s "
+        "FROM new_run, unnest(%s::text[], %s::text[]) AS x(action, subject) RETURNING 1), "
+        "marked AS (INSERT INTO traces_subjectseen (workflow_id, subject, first_run) "
+        "SELECT %s, m, new_run.id FROM new_run, unnest(%s::text[]) AS m "
+        "ON CONFLICT DO NOTHING RETURNING 1) "
+        if policy
+        else ""
+    )
     # Only constant column names are interpolated.
     return (
         "WITH guard AS (SELECT EXISTS (SELECT 1 FROM ladder_workflow w "  # noqa: S608
@@ -365,9 +436,10 @@ def _insert_sql() -> str:
         "JOIN traces_agenttoken_workflows tw "
         "ON tw.agenttoken_id = t.id WHERE t.id = %s AND t.token_hash = %s "
         "AND t.revoked_at IS NULL AND tw.workflow_id = %s)) AS ok), "
+        f"{room}"
         f"new_run AS (INSERT INTO traces_run ({columns}) "
-        f"SELECT {columns} FROM json_populate_record(NULL::traces_run, %s::json), guard "
-        "WHERE guard.ok "
+        f"SELECT {columns} FROM json_populate_record(NULL::traces_run, %s::json), guard, room "
+        "WHERE guard.ok AND room.ok "
         "ON CONFLICT (workflow_id, idempotency_key) DO NOTHING RETURNING id), "
         f"new_events AS (INSERT INTO traces_traceevent ({', '.join(EVENT_COLUMNS)}) "
         f"SELECT {', '.join(_EVENT_VALUES.get(c, f'e.{c}') for c in EVENT_COLUMNS)} "
@@ -375,11 +447,13 @@ def _insert_sql() -> str:
         f"{', '.join([f'string_to_array(%s, {_SEP_SQL})'] * len(_JOINED_EVENT_COLUMNS))}) "
         f"WITH ORDINALITY AS e({', '.join(_JOINED_EVENT_COLUMNS)}, n) "
         "RETURNING 1) "
-        "SELECT guard.ok, (SELECT count(*) FROM new_events) FROM guard"
+        f"{writes}"
+        "SELECT guard.ok, room.ok, (SELECT count(*) FROM new_events) FROM guard, room"
     )
 
 
 _INSERT_SQL = _insert_sql()
+_INSERT_POLICY_SQL = _insert_sql(policy=True)
 
 
 def insert_run(
@@ -390,6 +464,7 @@ def insert_run(
     auth: AgentAuth,
     workflow: WorkflowRow,
     proposal_json: str | None = None,
+    policy: PolicyWrite | None = None,
 ) -> Stored:
     """Store a new run and its first trace events, if the token and the workflow rules
     they were decided under are still current.
@@ -401,6 +476,8 @@ def insert_run(
     leave orphans. Elsewhere the caller has just read both afresh.
 
     `proposal_json`, when given, is `run.proposal` as JSON (see _run_document).
+    `policy`, when given, adds the policy's counters (PolicyWrite): on PostgreSQL in this
+    same statement; elsewhere the caller writes them in its transaction.
     """
     if not _on_postgresql():
         events = [TraceEvent(run_id=run.id, at=at, **link._asdict()) for link in links]
@@ -411,6 +488,7 @@ def insert_run(
         except IntegrityError:
             return Stored.DUPLICATE
         return Stored.NEW
+    room, writes = policy.params(workflow.id, at) if policy is not None else ([], [])
     params = [
         workflow.id,
         workflow.slug,
@@ -419,16 +497,21 @@ def insert_run(
         auth.token_id,
         auth.token_hash,
         workflow.id,
+        *room,
         _run_document(run, proposal_json),
         links[0].seq,
         at,
         *_joined_columns(links),
+        *writes,
     ]
-    with _prepared_cursor() as cur:
-        cur.execute(_INSERT_SQL, params, prepare=True)
-        ok, stored = cur.fetchone()
+    sql = _INSERT_SQL if policy is None else _INSERT_POLICY_SQL
+    with prepared_cursor() as cur:
+        cur.execute(sql, params, prepare=True)
+        ok, room_ok, stored = cur.fetchone()
     if not ok:
         TOKENS.drop(auth.token_hash)
         WORKFLOWS.drop(workflow.slug)
         return Stored.STALE
+    if not room_ok:
+        return Stored.FULL
     return Stored.NEW if stored == len(links) else Stored.DUPLICATE

@@ -3,6 +3,10 @@
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
+from django.db.models.fields.json import KT
 
 from ladder.models import Workflow
 from traces.chain import ChainProblem, verify_chain
@@ -14,7 +18,7 @@ from traces.replay import (
     decision_context_events,
     replay,
 )
-from traces.status import FINISHED_STATUSES
+from traces.status import APPROVED_STATUSES, FINISHED_STATUSES, RunStatus
 
 _EVENT_FIELDS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
 
@@ -172,3 +176,149 @@ def chain_problems(*, batch: int = 500) -> Iterator[tuple[str, ChainProblem]]:
     )
     for run_id in orphans:
         yield str(run_id), ChainProblem(None, "events belong to a run that no longer exists")
+
+
+# -- shadow decisions ----------------------------------------------------------------------
+# At L2/L3 a workflow's draft envelope is evaluated on every run without acting (Run.shadow,
+# the trace's policy_shadow event) and a person decides as usual. docs/policy.md, "Shadow
+# decisions", defines every number below so that it can be recomputed from the replays.
+
+SHADOW_OUTCOMES = ("allow", "escalate", "deny")
+MISTAKES_LISTED = 200
+
+_REJECTED = Q(status=RunStatus.REJECTED)
+_APPROVED = Q(status__in=sorted(APPROVED_STATUSES))
+# L3 approvals carry the proposal unchanged; an L2 pick says whether it was the agent's
+# first choice (review_decision "matched").
+_AS_PROPOSED = _APPROVED & (Q(decision__kind="approve") | Q(decision__matched=True))
+
+
+def person_verdict(status: str, kind: str | None, matched) -> str | None:
+    """What a person did with the agent's proposal, from the run's status and its
+    decision's `kind` and `matched`: "approved" (as proposed), "other" (approved, but an L2
+    pick of another option or the person's own action), "rejected"; None if no person
+    approved or rejected it. `matched` as the database reads a JSON true: True, 1, "true"."""
+    if status == RunStatus.REJECTED:
+        return "rejected"
+    if status not in APPROVED_STATUSES:
+        return None
+    if kind == "approve" or str(matched).lower() in ("true", "1"):
+        return "approved"
+    return "other"
+
+
+@dataclass(frozen=True)
+class ShadowAgreement:
+    """A draft version's would-have-done beside the people's decisions, on one workflow."""
+
+    version: int | None  # the shadow version counted (None: no run carries a shadow)
+    versions: list[tuple[int, int]]  # (version, runs with its shadow), newest first
+    # shadow outcome → person's verdict → decided runs; the verdict is "approved" (the
+    # agent's proposal as it was), "other" (an L2 pick of another option or the person's
+    # own action) or "rejected".
+    table: dict[str, dict[str, int]]
+    waiting: int  # runs with this shadow a person has not decided yet
+    mistakes: list[Run]  # allowed by the draft, rejected by a person (newest first)
+    mistakes_count: int
+    mistakes_value: list[tuple[str, Decimal]]  # (currency, total), by currency
+    mistakes_without_value: int
+    other: list[Run]  # allowed by the draft, a person took another action instead
+
+    def outcome_total(self, outcome: str) -> int:
+        return sum(self.table[outcome].values())
+
+    @property
+    def decided(self) -> int:
+        return sum(self.outcome_total(o) for o in SHADOW_OUTCOMES)
+
+    @property
+    def agreed(self) -> int:
+        return self.table["allow"]["approved"] + self.table["deny"]["rejected"]
+
+    @property
+    def settled(self) -> int:
+        """Decided runs the draft would have settled by itself (allowed or denied)."""
+        return self.outcome_total("allow") + self.outcome_total("deny")
+
+
+def _shadow_versions(workflow: Workflow) -> list[tuple[int, int]]:
+    rows = (
+        Run.objects.filter(workflow=workflow, shadow__isnull=False)
+        .values("shadow__version")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    found = [(row["shadow__version"], row["n"]) for row in rows]
+    return sorted(((v, n) for v, n in found if isinstance(v, int)), reverse=True)
+
+
+def shadow_agreement(workflow: Workflow, version: int | None = None) -> ShadowAgreement:
+    """How the draft policy `version` (default: the newest version that left shadow
+    decisions) would have decided the workflow's runs, beside what people decided.
+
+    Counted: the workflow's runs whose shadow names that version and that a person
+    decided (status rejected, or one reached through an approval, with a decider).
+    Runs decided by nobody (a deadline) are left out; those still waiting are counted
+    apart (`waiting`). At most five queries, whatever the number of runs.
+    """
+    versions = _shadow_versions(workflow)
+    if version is None and versions:
+        version = versions[0][0]
+    if version is None:
+        runs = Run.objects.none()
+    else:
+        runs = Run.objects.filter(workflow=workflow, shadow__version=version)
+    person = Q(decided_by__isnull=False)
+    table = {
+        outcome: dict.fromkeys(("approved", "other", "rejected"), 0) for outcome in SHADOW_OUTCOMES
+    }
+    waiting = 0
+    # One pass over the version's runs, grouped by what classifies them.
+    groups = (
+        runs.values_list(
+            KT("shadow__outcome"),
+            "status",
+            KT("decision__kind"),
+            KT("decision__matched"),
+            ExpressionWrapper(person, output_field=BooleanField()),
+        )
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for outcome, status, kind, matched, by_person, n in groups:
+        if status == RunStatus.PENDING_REVIEW:
+            waiting += n
+            continue
+        verdict = person_verdict(status, kind, matched) if by_person else None
+        if verdict is not None and outcome in table:
+            table[outcome][verdict] += n
+    allowed = runs.filter(person, shadow__outcome="allow").select_related("action_type")
+    mistakes = allowed.filter(_REJECTED)
+    totals: dict[str, Decimal] = {}
+    without_value = 0
+    by_currency = (
+        mistakes.order_by()
+        .values("currency")
+        .annotate(total=Sum("value"), blank=Count("pk", filter=Q(value__isnull=True)))
+    )
+    for row in by_currency:
+        # Currencies compare as the policy compares them: trimmed, case-insensitive.
+        code = (row["currency"] or "").strip().upper()
+        without_value += row["blank"]
+        if row["total"] is not None:
+            totals[code] = totals.get(code, Decimal(0)) + row["total"]
+    other = []
+    if table["allow"]["other"]:  # L2 only: spare L3 workflows the query
+        others = allowed.filter(_APPROVED).exclude(pk__in=allowed.filter(_AS_PROPOSED).values("pk"))
+        other = list(others.order_by("-created_at")[:MISTAKES_LISTED])
+    return ShadowAgreement(
+        version=version,
+        versions=versions,
+        table=table,
+        waiting=waiting,
+        mistakes=list(mistakes.order_by("-created_at")[:MISTAKES_LISTED]),
+        mistakes_count=table["allow"]["rejected"],
+        mistakes_value=sorted(totals.items()),
+        mistakes_without_value=without_value,
+        other=other,
+    )

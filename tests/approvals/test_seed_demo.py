@@ -63,3 +63,25 @@ def test_a_deployment_reseeding_a_development_database_takes_the_known_passwords
     call_command("seed_demo", stdout=StringIO())
     assert not User.objects.get(username="reviewer").has_usable_password()
     assert User.objects.get(username="owner").check_password("a password the owner chose 7")
+
+
+def test_seed_demo_gives_the_l4_workflow_a_policy_and_the_l3_one_a_draft_in_shadow():
+    from ladder.models import PolicyVersion
+
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # a second seed adds no version
+    shipping = Workflow.objects.get(slug="shipping-update")
+    refund = Workflow.objects.get(slug="support-refund")
+    assert PolicyVersion.objects.filter(workflow=shipping).count() == 1
+    assert PolicyVersion.objects.filter(workflow=refund).count() == 1
+    # shipping-update's runs were decided by its policy, with the version recorded.
+    decided = Run.objects.filter(workflow=shipping, policy__isnull=False)
+    assert decided.exists()
+    assert {r.policy["version"] for r in decided} == {1}
+    assert "approved" in {r.status for r in decided}
+    # support-refund's runs went to people, each with the draft's would-have-done beside.
+    refunds = Run.objects.filter(workflow=refund)
+    assert refunds.exists() and all(r.shadow and r.shadow["version"] == 1 for r in refunds)
+    assert all(r.policy is None for r in refunds)
+    cap = PolicyVersion.objects.get(workflow=refund).document["rules"][1]
+    assert (cap["kind"], cap["max"], cap["currency"]) == ("value_cap", "200.00", "EUR")

@@ -117,3 +117,19 @@ def test_without_javascript_the_reload_link_shows_the_results(
     expect(page.locator("#backtest-state")).to_have_text("Done")
     expect(page.locator("#backtest-counts")).to_contain_text("Allowed")
     assert Backtest.objects.get().result["mistakes"]["runs"] == [str(history[1].pk)]
+
+
+def test_the_editor_backtests_the_document_being_written(
+    new_context, live_server, ladder, history, owner
+):
+    ctx = new_context()
+    sign_in(ctx, owner, live_server)
+    page = ctx.new_page()
+    page.goto(f"{live_server.url}/workflows/support-refund/policy/edit")
+    page.fill("#policy-document", json.dumps(POLICY))
+    page.get_by_role("button", name="Backtest this document").click()
+    # Celery runs eagerly here: the backtest is done when its page opens.
+    expect(page.locator("#backtest-state")).to_have_text("Done")
+    expect(page.locator("#backtest-mistakes")).to_contain_text("worth 20.00 EUR")
+    backtest = Backtest.objects.get()
+    assert backtest.version is None and backtest.document["rules"][1]["max"] == "50"

@@ -242,6 +242,19 @@ def test_a_document_round_trips_through_its_normalised_form():
     assert again == policy
 
 
+def test_a_rule_note_is_kept_through_a_save_and_a_bad_one_is_named():
+    doc = {**CONTRACT, "rules": [*CONTRACT["rules"][:1], {**CONTRACT["rules"][1], "note": " why "}]}
+    policy = parse_policy(doc, actions=ACTIONS)
+    assert policy_document(policy)["rules"][1]["note"] == "why"
+    assert "note" not in policy_document(policy)["rules"][0]
+    assert parse_policy(policy_document(policy), actions=ACTIONS) == policy
+    bad = {**CONTRACT, "rules": [{**CONTRACT["rules"][0], "note": ["not", "text"]}]}
+    assert problems_of(bad) == {("actions", "note")}
+    assert problems_of({**CONTRACT, "rules": [{**CONTRACT["rules"][0], "note": "x" * 501}]}) == {
+        ("actions", "note")
+    }
+
+
 # --- evaluation order ---------------------------------------------------------------
 
 
@@ -856,3 +869,43 @@ def test_any_document_is_either_a_policy_or_a_named_refusal(doc):
         assert len(policy_text(policy)) == len(policy.rules) + 1
         decision = evaluate(compile_policy(policy, actions=ACTIONS), refund(), QUIET)
         assert decision.outcome in ("allow", "escalate", "deny")
+
+
+CAPS = st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False, allow_infinity=False)
+CURRENCIES = st.sampled_from(["EUR", "USD", "GBP", "JPY", "CHF"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cap=CAPS,
+    currency=CURRENCIES,
+    other=CURRENCIES,
+    spelling=st.sampled_from(["str", "num", "padded"]),
+)
+def test_caps_hold_at_their_boundary_in_every_spelling_and_currency(cap, currency, other, spelling):
+    doc = {"audit_sample_rate": 0, "rules": [
+        CONTRACT["rules"][0],
+        {"id": "cap", "kind": "value_cap", "action": "refund.issue", "max": str(cap),
+         "currency": currency, "then": "escalate", "control": "value_cap"}]}  # fmt: skip
+    policy = compiled(doc)
+
+    def spelled(value: Decimal):
+        if spelling == "num":
+            return float(value) if value != value.to_integral() else int(value)
+        if spelling == "padded":
+            return f" {value:.4f} "
+        return str(value)
+
+    def outcome(value: Decimal, cur: str) -> str:
+        return evaluate(
+            policy, refund(params={"amount": spelled(value), "currency": cur}), QUIET
+        ).outcome
+
+    assert outcome(cap, currency) == "allow"  # inclusive
+    assert outcome(cap, currency.lower()) == "allow"  # codes compare without case
+    assert outcome(cap + Decimal("0.01"), currency) == "escalate"
+    if cap >= Decimal("0.01"):
+        assert outcome(cap - Decimal("0.01"), currency) == "allow"
+    if other != currency:
+        # No cap covers this currency: nothing converts, so a person decides.
+        assert outcome(cap, other) == "escalate"

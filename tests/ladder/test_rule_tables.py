@@ -31,7 +31,7 @@ def tables_read_by_the_gateway_memo(monkeypatch, slug: str) -> set[str]:
     """The tables named by every statement the workflow-rules loader runs, through the
     hot path's own cursor or through Django's."""
     statements: list[str] = []
-    real = fastpath._prepared_cursor
+    real = fastpath.prepared_cursor
 
     class Recording:
         def __init__(self, cur):
@@ -49,7 +49,7 @@ def tables_read_by_the_gateway_memo(monkeypatch, slug: str) -> set[str]:
         with real() as cur:
             yield Recording(cur)
 
-    monkeypatch.setattr(fastpath, "_prepared_cursor", recording)
+    monkeypatch.setattr(fastpath, "prepared_cursor", recording)
     with CaptureQueriesContext(connection) as django_queries:
         row = fastpath.workflow_row(slug, memo=False)
     assert row is not None and row.rules.actions

@@ -132,3 +132,33 @@ def test_every_rule_table_has_its_rules_version_triggers_on_sqlite_too(sqlite_db
             assert any(f"AFTER {event} ON {table.upper()}" in sql for sql in sqls), (
                 f"{table}: no trigger bumps rules_version after {event}"
             )
+
+
+def test_make_runs_seed_decides_by_policy_on_sqlite_too(tmp_path):
+    """`make run` seeds the demo on SQLite: the gateway's reads (the newest policy version
+    among them) and the policy's counters must work there as on PostgreSQL."""
+    path = tmp_path / "seeded.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{path}", "REDIS_URL": ""}
+    for command in (["migrate", "--noinput", "-v0"], ["seed_demo"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=REPO,
+            env=env,
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    db = sqlite3.connect(path)
+    try:
+        decided = db.execute(
+            "SELECT count(*) FROM traces_run r JOIN ladder_workflow w ON w.id = r.workflow_id "
+            "WHERE w.slug = 'shipping-update' AND r.policy IS NOT NULL"
+        ).fetchone()[0]
+        shadowed = db.execute(
+            "SELECT count(*) FROM traces_run r JOIN ladder_workflow w ON w.id = r.workflow_id "
+            "WHERE w.slug = 'support-refund' AND r.shadow IS NOT NULL"
+        ).fetchone()[0]
+        counted = db.execute("SELECT count(*) FROM traces_policyallowance").fetchone()[0]
+    finally:
+        db.close()
+    assert decided > 0 and shadowed > 0 and counted > 0

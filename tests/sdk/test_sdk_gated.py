@@ -240,3 +240,46 @@ def test_a_gated_function_gets_real_values_back_for_its_own_pseudonyms(
     stored = Run.objects.get(workflow=wf)
     assert stored.proposal["params"]["order_id"].startswith("<EMAIL:")
     assert seen == ["ana.lopez@example.com"]
+
+
+L4_POLICY = {
+    "audit_sample_rate": 0,
+    "rules": [
+        {"id": "refunds", "kind": "allow_actions", "actions": ["refund.issue"],
+         "control": "allowed_tools"},
+        {"id": "cap", "kind": "value_cap", "action": "refund.issue", "max": "100.00",
+         "then": "escalate", "control": "value_cap"},
+        {"id": "blocked", "kind": "flag", "flag": "blocked", "then": "deny", "control": "rbac"},
+    ],
+}  # fmt: skip
+
+
+def test_at_l4_the_policy_lets_a_call_run_at_once_or_refuses_it_with_its_reason(
+    make_workflow, connect
+):
+    from traces.services.policy import policy_set
+
+    wf = make_workflow(rung=4)
+    policy_set(workflow=wf, document=L4_POLICY, by=None)
+    client = connect(wf)
+    calls = []
+
+    @client.gated(wf.slug, "refund.issue")
+    def issue_refund(order_id, amount, currency="EUR"):
+        calls.append((order_id, amount))
+        return {"refund_id": f"R-{order_id}"}
+
+    # Within the envelope: no person is asked, the function runs once, straight away.
+    assert issue_refund("A-1", 60.0) == {"refund_id": "R-A-1"}
+    assert calls == [("A-1", 60.0)]
+    allowed = Run.objects.get(workflow=wf, proposal__params__order_id="A-1")
+    assert allowed.status == "executed" and allowed.policy["outcome"] == "allow"
+
+    @client.gated(wf.slug, "refund.issue", flags=["blocked"])
+    def blocked_refund(order_id, amount, currency="EUR"):
+        calls.append((order_id, amount))
+
+    with pytest.raises(ActionRejected) as caught:
+        blocked_refund("A-2", 10.0)
+    assert calls == [("A-1", 60.0)]
+    assert "blocked" in caught.value.reason

@@ -29,13 +29,13 @@ def primed(make_workflow, agent):
 
 def _count_statements(monkeypatch):
     seen = []
-    real = fastpath._prepared_cursor
+    real = fastpath.prepared_cursor
 
     def counting():
         seen.append(1)
         return real()
 
-    monkeypatch.setattr(fastpath, "_prepared_cursor", counting)
+    monkeypatch.setattr(fastpath, "prepared_cursor", counting)
     return seen
 
 

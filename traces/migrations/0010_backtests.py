@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('ladder', '0004_policy_versions_and_deadlines'),
-        ('traces', '0009_policy_decisions_on_runs'),
+        ('traces', '0010_policy_room_function'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -238,11 +238,24 @@ def _submit_once(
     proposal = redacted["proposal"]
     counting = policy.counting_for(workflow.rules, proposal)
     if counting is None:
-        return _decide_and_store(**locals())
-    # A policy that counts: the counters are read and the run stored in one transaction,
-    # at L4/L5 under the counters' locks (traces/services/policy.py).
+        return _decide_and_store(**locals(), locked=False)
+    if fastpath.memo_enabled():
+        # PostgreSQL: decide on counters read without a lock; the INSERT re-checks an
+        # allow under the counters' locks and stores nothing if a limit filled up in
+        # between (traces_policy_room), and the proposal is decided again.
+        for _attempt in range(2):
+            try:
+                return _decide_and_store(**locals(), locked=False)
+            except _Full:
+                pass
+    # Still full after that (a hot limit), or SQLite: lock, read, decide and store in one
+    # transaction.
     with transaction.atomic():
-        return _decide_and_store(**locals())
+        return _decide_and_store(**locals(), locked=True)
+
+
+class _Full(Exception):
+    """An allowed action no longer fits a rate limit it was judged to fit; nothing stored."""
 
 
 def _decide_and_store(
@@ -257,13 +270,14 @@ def _decide_and_store(
     request_hash: str,
     proposal: dict | None,
     counting: policy.Counting | None,
+    locked: bool,
     **_: Any,
 ) -> tuple[Run, bool]:
     now = timezone.now()
     counters = None
     if counting is not None:
         live = workflow.rules.policy_decides
-        if live:
+        if live and locked:
             policy.lock_counters(workflow.id, counting)
         counters = policy.read_counters(workflow.id, counting, at=now, shadow=not live)
     decision = decide(workflow.rules, proposal, counters)
@@ -316,19 +330,25 @@ def _decide_and_store(
             "updated_at": now,
         }
     )
-    stored = fastpath.insert_run(
-        run, links, at=now, auth=auth, workflow=workflow, proposal_json=parts.proposal
-    )
-    if stored is fastpath.Stored.NEW:
-        policy.record_effects(
-            run_id=run_id,
-            workflow_id=workflow.id,
-            counting=counting,
-            decision=decision,
-            value=decision.value,
-            currency=decision.currency,
-            at=now,
+    write = None
+    if counting is not None:
+        write = policy.policy_write(
+            workflow_id=workflow.id, counting=counting, decision=decision, at=now
         )
+    stored = fastpath.insert_run(
+        run,
+        links,
+        at=now,
+        auth=auth,
+        workflow=workflow,
+        proposal_json=parts.proposal,
+        policy=write,
+    )
+    if stored is fastpath.Stored.FULL:
+        raise _Full
+    if stored is fastpath.Stored.NEW:
+        if write is not None and not fastpath.memo_enabled():
+            policy.record_effects_orm(run_id=run_id, workflow_id=workflow.id, write=write, at=now)
         if place.status == RunStatus.APPROVED and proposal["action"] in workflow.server_actions:
             # The same at-most-once path as a person's approval; an agent executor's run
             # is claimed by its agent, who reads `approved` in this very answer.

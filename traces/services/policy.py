@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
 
 from ladder.decide import Decision, WorkflowRules
 from ladder.models import Workflow
@@ -41,6 +42,7 @@ from ladder.policy import (
     subject_key,
 )
 from ladder.rungs import PolicyOutcome, Rung
+from traces import fastpath
 from traces.models import PolicyAllowance, Run, SubjectSeen
 
 
@@ -57,12 +59,24 @@ def _lock_id(workflow_id: int, digest: str) -> int:
     return int.from_bytes(raw, "big", signed=True)
 
 
-class Counting(NamedTuple):
-    """The counters one proposal needs: rate limits (rule id, action, subject digest,
-    window seconds, currency) and first-seen rules (rule id, subject digest); and the
-    subjects this run marks as seen (every first-seen `per` of the policy it names)."""
+class Rate(NamedTuple):
+    """One rate limit that applies to a proposal, with the key its counter lives under."""
 
-    rates: list[tuple[str, str, str, int, str]]
+    rule_id: str
+    action: str
+    subject: str  # subject_digest(action, "workflow" | "<param>=<value>")
+    window_seconds: int
+    currency: str
+    max_count: int | None
+    max_value: Decimal | None
+
+
+class Counting(NamedTuple):
+    """The counters one proposal needs: its rate limits, its first-seen rules (rule id,
+    subject digest), and the subjects this run marks as seen (every first-seen `per` of
+    the policy that its params name)."""
+
+    rates: list[Rate]
     seen: list[tuple[str, str]]
     marks: list[str]
 
@@ -78,11 +92,14 @@ def counting_for(rules: WorkflowRules, proposal: dict | None) -> Counting | None
     action = proposal.get("action")
     if not isinstance(action, str):
         return None
-    currencies = {r.id: r.currency for r in _rate_rules(compiled, action)}
-    rates = [
-        (rule_id, action, subject_digest(action, subject), window, currencies.get(rule_id, ""))
-        for rule_id, subject, window in rate_keys(compiled, proposal)
-    ]
+    limits = {r.id: r for r in _rate_rules(compiled, action)}
+    rates = []
+    for rule_id, subject, window in rate_keys(compiled, proposal):
+        rule = limits[rule_id]
+        digest = subject_digest(action, subject)
+        rates.append(
+            Rate(rule_id, action, digest, window, rule.currency, rule.max_count, rule.max_value)
+        )
     seen = [
         (rule_id, subject_digest("seen", subject))
         for rule_id, subject in seen_keys(compiled, proposal)
@@ -102,87 +119,142 @@ def _rate_rules(compiled: CompiledPolicy, action: str):
     return plan.rates if plan is not None else ()
 
 
+def _locks(workflow_id: int, rates: list[Rate]) -> list[int]:
+    return sorted({_lock_id(workflow_id, r.subject) for r in rates})
+
+
 def lock_counters(workflow_id: int, counting: Counting) -> None:
     """Take the advisory locks of these counters until the transaction ends (PostgreSQL;
-    elsewhere writes are serialised by the database itself)."""
+    SQLite, the single-process `make run` default, serialises its writes itself). The
+    gateway's slow path, after its lock-free attempts found no room twice."""
     if connection.vendor != "postgresql":
         return
-    keys = sorted(
-        {_lock_id(workflow_id, d) for _, _, d, _, _ in counting.rates}
-        | {_lock_id(workflow_id, d) for d in counting.marks}
-    )
-    with connection.cursor() as cur:
-        cur.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", [keys])
+    with fastpath.prepared_cursor() as cur:
+        cur.execute(_LOCK_SQL, [_locks(workflow_id, counting.rates)], prepare=True)
+
+
+_LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
+
+# Every counter of one proposal in one statement: a row per rate limit (its position,
+# the count and total allowed for its subject in its window, an index range of
+# allowance_window_idx) and a row per first-seen subject already seen.
+_READ_SQL = (
+    "SELECT r.i, count(a.run_id), coalesce(sum(a.value) FILTER "
+    "(WHERE r.cur = '' OR a.currency = r.cur), 0), NULL "
+    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
+    "WITH ORDINALITY AS r(action, subject, since, cur, i) "
+    "LEFT JOIN traces_policyallowance a ON a.workflow_id = %s AND a.shadow = %s "
+    "AND a.action = r.action AND a.subject = r.subject AND a.at > r.since "
+    "GROUP BY r.i "
+    "UNION ALL SELECT 0, 0, 0, s.subject FROM traces_subjectseen s "
+    "WHERE s.workflow_id = %s AND s.subject = ANY(%s::text[])"
+)
+
+
+def _since(at: datetime, rate: Rate) -> datetime:
+    return at - timedelta(seconds=rate.window_seconds)
 
 
 def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow: bool) -> Counters:
     """The counters as of now: for each rate limit, (count, total value) of what the
     policy allowed for its subject in (at - window, at]; for each first-seen rule,
     whether an earlier run of the workflow named the subject."""
+    if connection.vendor != "postgresql":
+        return _read_counters_orm(workflow_id, counting, at=at, shadow=shadow)
+    rates = counting.rates
+    params = [
+        [r.action for r in rates],
+        [r.subject for r in rates],
+        [_since(at, r) for r in rates],
+        [r.currency for r in rates],
+        workflow_id,
+        shadow,
+        workflow_id,
+        [digest for _, digest in counting.seen],
+    ]
+    with fastpath.prepared_cursor() as cur:
+        cur.execute(_READ_SQL, params, prepare=True)
+        rows = cur.fetchall()
+    counted = {i: (n, total) for i, n, total, subject in rows if subject is None}
+    known = {subject for _, _, _, subject in rows if subject is not None}
+    return Counters(
+        rates={rate.rule_id: counted[i] for i, rate in enumerate(rates, start=1)},
+        seen={rule_id: digest in known for rule_id, digest in counting.seen},
+    )
+
+
+def _read_counters_orm(workflow_id: int, counting: Counting, *, at: datetime, shadow: bool):
     rates: dict[str, tuple[int, Decimal]] = {}
-    for rule_id, action, digest, window, currency in counting.rates:
-        rows = PolicyAllowance.objects.filter(
+    for rate in counting.rates:
+        in_window = PolicyAllowance.objects.filter(
             workflow_id=workflow_id,
             shadow=shadow,
-            action=action,
-            subject=digest,
-            at__gt=at - timedelta(seconds=window),
-        ).values_list("value", "currency")
-        count, total = 0, Decimal(0)
-        for value, cur in rows:
-            count += 1
-            if value is not None and (not currency or cur.strip().upper() == currency):
-                total += value
-        rates[rule_id] = (count, total)
-    seen: dict[str, bool] = {}
-    if counting.seen:
-        known = set(
-            SubjectSeen.objects.filter(
-                workflow_id=workflow_id, subject__in=[d for _, d in counting.seen]
-            ).values_list("subject", flat=True)
+            action=rate.action,
+            subject=rate.subject,
+            at__gt=_since(at, rate),
         )
-        seen = {rule_id: digest in known for rule_id, digest in counting.seen}
-    return Counters(rates=rates, seen=seen)
+        values = Q(value__isnull=False)
+        if rate.currency:
+            values &= Q(currency=rate.currency)
+        got = in_window.aggregate(n=Count("pk"), total=Sum("value", filter=values))
+        rates[rate.rule_id] = (got["n"], got["total"] or Decimal(0))
+    known = set(
+        SubjectSeen.objects.filter(
+            workflow_id=workflow_id, subject__in=[d for _, d in counting.seen]
+        ).values_list("subject", flat=True)
+    )
+    return Counters(
+        rates=rates, seen={rule_id: digest in known for rule_id, digest in counting.seen}
+    )
 
 
-def record_effects(
-    *,
-    run_id,
-    workflow_id: int,
-    counting: Counting | None,
-    decision: Decision,
-    value: Decimal | None,
-    currency: str,
-    at: datetime,
-) -> None:
-    """After the run is stored (same transaction): count an allowed action under each of
-    its rate-limit subjects, and mark its first-seen subjects as seen."""
-    if not counting:
-        return
+def policy_write(
+    *, workflow_id: int, counting: Counting, decision: Decision, at: datetime
+) -> fastpath.PolicyWrite:
+    """What storing this run adds to the counters: an allowed action is counted under
+    each subject of its rate limits (at L4/L5 after re-checking, under the counters'
+    locks, that every limit still has room); its first-seen subjects are marked."""
     shadow = decision.shadow is not None
     verdict = decision.shadow if shadow else decision.policy
-    if verdict is not None and verdict.outcome == PolicyOutcome.ALLOW and counting.rates:
-        PolicyAllowance.objects.bulk_create(
-            PolicyAllowance(
-                run_id=run_id,
-                workflow_id=workflow_id,
-                shadow=shadow,
-                action=action,
-                subject=digest,
-                at=at,
-                value=value,
-                currency=(currency or "")[:8],
-            )
-            for action, digest in sorted({(a, d) for _, a, d, _, _ in counting.rates})
+    allowed = verdict is not None and verdict.outcome == PolicyOutcome.ALLOW
+    rates = counting.rates if allowed else []
+    checked = rates if not shadow else []  # a shadow decision re-checks nothing
+    return fastpath.PolicyWrite(
+        locks=_locks(workflow_id, checked),
+        room_actions=[r.action for r in checked],
+        room_subjects=[r.subject for r in checked],
+        room_since=[_since(at, r) for r in checked],
+        room_currencies=[r.currency for r in checked],
+        room_max_counts=[r.max_count for r in checked],
+        room_max_values=[r.max_value for r in checked],
+        value=decision.value,
+        currency=(decision.currency or "").strip().upper()[:8],
+        shadow=shadow,
+        counted=sorted({(r.action, r.subject) for r in rates}),
+        marks=sorted(set(counting.marks)),
+    )
+
+
+def record_effects_orm(*, run_id, workflow_id: int, write: fastpath.PolicyWrite, at) -> None:
+    """Where the gateway's INSERT cannot carry them (SQLite): the same rows, in the
+    caller's transaction."""
+    PolicyAllowance.objects.bulk_create(
+        PolicyAllowance(
+            run_id=run_id,
+            workflow_id=workflow_id,
+            shadow=write.shadow,
+            action=action,
+            subject=digest,
+            at=at,
+            value=write.value,
+            currency=write.currency,
         )
-    if counting.marks:
-        SubjectSeen.objects.bulk_create(
-            [
-                SubjectSeen(workflow_id=workflow_id, subject=digest, first_run=run_id)
-                for digest in sorted(set(counting.marks))
-            ],
-            ignore_conflicts=True,
-        )
+        for action, digest in write.counted
+    )
+    SubjectSeen.objects.bulk_create(
+        [SubjectSeen(workflow_id=workflow_id, subject=d, first_run=run_id) for d in write.marks],
+        ignore_conflicts=True,
+    )
 
 
 def counters_json(counters: Counters | None) -> dict[str, Any]:

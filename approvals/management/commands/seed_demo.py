@@ -102,6 +102,59 @@ WORKFLOWS = [
 ]
 
 
+# Policy envelopes: shipping-update (L4) decides by its policy; support-refund (L3) has a
+# draft L4 envelope that is evaluated in shadow on every run, so the agreement between
+# draft and reviewers and a backtest have something to show on a fresh `make run`.
+POLICIES = {
+    "shipping-update": {
+        "note": "demo: SMS and e-mail notices, three a day per recipient",
+        "document": {
+            "audit_sample_rate": 0.1,
+            "rules": [
+                {"id": "notices-only", "kind": "allow_actions", "actions": ["notify.send"],
+                 "control": "allowed_tools"},
+                {"id": "channels", "kind": "condition",
+                 "when": {"param": "channel", "op": "not_in", "value": ["sms", "email"]},
+                 "then": "deny", "control": "data_scope"},
+                {"id": "per-recipient", "kind": "rate_limit", "action": "notify.send",
+                 "window_seconds": 86400, "max_count": 3, "per": "param:to",
+                 "then": "escalate", "control": "rate_limit"},
+                {"id": "complaints", "kind": "flag", "flag": "complaint", "then": "escalate",
+                 "control": "rbac"},
+            ],
+        },
+    },
+    "support-refund": {
+        "note": "demo: draft L4 envelope, refunds up to 200 EUR",
+        "document": {
+            "audit_sample_rate": 0.05,
+            "rules": [
+                {"id": "refunds-only", "kind": "allow_actions", "actions": ["refund.issue"],
+                 "control": "allowed_tools"},
+                {"id": "cap-200", "kind": "value_cap", "action": "refund.issue",
+                 "max": "200.00", "currency": "EUR", "then": "escalate", "control": "value_cap"},
+                {"id": "fraud", "kind": "flag", "flag": "fraud_adjacent", "then": "escalate",
+                 "control": "rbac"},
+                {"id": "daily-total", "kind": "rate_limit", "action": "refund.issue",
+                 "window_seconds": 86400, "max_value": "2000.00", "currency": "EUR",
+                 "per": "workflow", "then": "escalate", "control": "rate_limit"},
+            ],
+        },
+    },
+}  # fmt: skip
+
+
+def _seed_policies() -> None:
+    """Each demo workflow's first policy version, once (later versions are the owner's)."""
+    from ladder.models import PolicyVersion
+    from traces.services.policy import policy_set
+
+    for slug, spec in POLICIES.items():
+        wf = Workflow.objects.get(slug=slug)
+        if not PolicyVersion.objects.filter(workflow=wf).exists():
+            policy_set(workflow=wf, document=spec["document"], by=None, note=spec["note"])
+
+
 def demo_password(username: str) -> str:
     return os.environ.get("LADDER_DEMO_PASSWORD") or f"{username}-ladder-demo"
 
@@ -172,6 +225,7 @@ class Command(BaseCommand):
                 )
             for name in PEOPLE:
                 role_grant(workflow=wf, user=people[name], role=Role(name), by=None)
+        _seed_policies()
         from approvals.demo import seed_history
 
         counts = seed_history(people=people)

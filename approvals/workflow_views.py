@@ -1,0 +1,286 @@
+"""Workflow pages: the list, one workflow (rung, policy, shadow agreement), its policy
+(read-only, versions, diff, JSON) and the owner's policy editor.
+
+Anyone with a role on a workflow may read these; a workflow you have no role on is a 404
+(its existence is not told). Only owners and admins edit its policy (403 for the others).
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Max
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from approvals.policies import (
+    document_text,
+    policy_edit_save,
+    policy_preview,
+    policy_problems,
+    rule_rows,
+    starter_document,
+)
+from approvals.roles import Access, access_for
+from approvals.views import _template
+from ladder.errors import Conflict, Forbidden, Unprocessable
+from ladder.models import PolicyVersion, Workflow
+from ladder.policies import (
+    policy_diff,
+    policy_latest,
+    policy_out,
+    version_json,
+    version_policy,
+)
+from ladder.policy import audit_text
+from ladder.rungs import Rung
+from traces.selectors import SHADOW_OUTCOMES, ShadowAgreement, shadow_agreement
+
+
+def _workflow_or_404(request: HttpRequest, slug: str) -> tuple[Workflow, Access]:
+    access = access_for(request.user)
+    workflow = Workflow.objects.filter(slug=slug).first()
+    if workflow is None or workflow.pk not in access.view:
+        raise Http404("no such workflow")
+    return workflow, access
+
+
+def _int(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _duration(seconds: int) -> str:
+    for unit, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= unit and seconds % unit == 0:
+            n = seconds // unit
+            return f"{n:,} {name}{'' if n == 1 else 's'}"
+    return f"{seconds:,} second{'' if seconds == 1 else 's'}"
+
+
+def _policy_view(version: PolicyVersion | None) -> dict | None:
+    """A version as the pages show it: rules with their sentences, or a warning when the
+    stored rules no longer fit the workflow (an action type they name was removed)."""
+    if version is None:
+        return None
+    policy = version_policy(version)
+    return {
+        "version": version,
+        "valid": policy is not None,
+        "rules": rule_rows(policy) if policy is not None else [],
+        "audit": audit_text(policy.audit_sample_rate) if policy is not None else "",
+    }
+
+
+# -- the list -----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def workflow_list(request: HttpRequest) -> HttpResponse:
+    access = access_for(request.user)
+    workflows = (
+        Workflow.objects.filter(pk__in=access.view)
+        .annotate(latest_policy=Max("policy_versions__number"))
+        .order_by("slug")
+    )
+    rows = [
+        {
+            "workflow": wf,
+            "in_force": wf.rung >= Rung.L4,
+            "reviewer": wf.pk in access.review,
+            "owner": wf.pk in access.own,
+        }
+        for wf in workflows
+    ]
+    return render(request, "approvals/workflows.html", {"rows": rows})
+
+
+# -- one workflow -------------------------------------------------------------------------
+
+
+_OUTCOME_WORDS = {
+    "allow": ("allowed", "Allowed it"),
+    "escalate": ("escalated", "Sent it to a person"),
+    "deny": ("denied", "Denied it"),
+}
+
+
+def _shadow_rows(shadow: ShadowAgreement) -> list[dict]:
+    return [
+        {
+            "outcome": outcome,
+            "verb": _OUTCOME_WORDS[outcome][0],
+            "label": _OUTCOME_WORDS[outcome][1],
+            "total": shadow.outcome_total(outcome),
+            **shadow.table[outcome],
+        }
+        for outcome in SHADOW_OUTCOMES
+    ]
+
+
+@login_required
+@require_GET
+def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow, access = _workflow_or_404(request, slug)
+    latest = policy_latest(workflow)
+    in_force = workflow.rung >= Rung.L4
+    shadow = None
+    if latest is not None and workflow.rung in (Rung.L2, Rung.L3):
+        shadow = shadow_agreement(workflow, _int(request.GET.get("version")))
+    context = {
+        "workflow": workflow,
+        "rungs": [
+            {"value": value, "label": label, "current": value == workflow.rung}
+            for value, label in Rung.choices
+        ],
+        "actions": workflow.action_types.order_by("name"),
+        "policy": _policy_view(latest),
+        "in_force": in_force,
+        "deadline": _duration(workflow.review_deadline_seconds),
+        "owner": workflow.pk in access.own,
+        "reviewer": workflow.pk in access.review,
+        "shadow": shadow,
+        "shadow_rows": _shadow_rows(shadow) if shadow is not None else [],
+    }
+    return render(request, _template(request, "approvals/workflow.html", "shadow-panel"), context)
+
+
+# -- its policy ---------------------------------------------------------------------------
+
+
+def _diff_context(versions: list[PolicyVersion], raw_from, raw_to) -> dict:
+    """The diff the page shows: `?from=N&to=M`, by default the previous version against
+    the newest. An unknown version is named, not guessed."""
+    numbers = {v.number: v for v in versions}
+    if not versions:
+        return {"diff": None, "diff_error": ""}
+    newest = versions[0].number
+    to = _int(raw_to) if raw_to else newest
+    start = _int(raw_from) if raw_from else (to - 1 if to is not None else None)
+    if to not in numbers:
+        return {"diff": None, "diff_error": f"There is no version {raw_to} of this policy."}
+    if start not in numbers and start != 0:
+        return {"diff": None, "diff_error": f"There is no version {raw_from} of this policy."}
+    return {
+        "diff": policy_diff(numbers.get(start), numbers[to]),
+        "diff_from": start,
+        "diff_to": to,
+        "diff_error": "",
+    }
+
+
+@login_required
+@require_GET
+def workflow_policy(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow, access = _workflow_or_404(request, slug)
+    versions = list(
+        PolicyVersion.objects.filter(workflow=workflow)
+        .select_related("workflow", "created_by")
+        .order_by("-number")
+    )
+    latest = versions[0] if versions else None
+    diff = _diff_context(versions, request.GET.get("from"), request.GET.get("to"))
+    context = {
+        "workflow": workflow,
+        "policy": _policy_view(latest),
+        "json": version_json(latest),
+        "in_force": workflow.rung >= Rung.L4,
+        "versions": versions,
+        "owner": workflow.pk in access.own,
+        **diff,
+    }
+    response = render(request, _template(request, "approvals/policy.html", "policy-diff"), context)
+    if diff["diff_error"]:
+        response.status_code = 404
+    return response
+
+
+@login_required
+@require_GET
+def workflow_policy_json(request: HttpRequest, slug: str) -> JsonResponse:
+    """The same policy as `GET /api/v1/workflows/{slug}` gives agents, for people (session
+    auth, same permission as the policy page), with the version history."""
+    workflow, _ = _workflow_or_404(request, slug)
+    versions = list(
+        PolicyVersion.objects.filter(workflow=workflow)
+        .select_related("workflow", "created_by")
+        .order_by("-number")
+    )
+    latest = policy_out(versions[0]) if versions else None
+    in_force = workflow.rung >= Rung.L4
+    return JsonResponse(
+        {
+            "workflow": workflow.slug,
+            "rung": workflow.rung,
+            "policy": latest if in_force else None,
+            "draft_policy": None if in_force else latest,
+            "versions": [
+                {
+                    "version": v.number,
+                    "created_at": v.created_at,
+                    "created_by": v.created_by.get_username() if v.created_by else None,
+                    "note": v.note,
+                }
+                for v in versions
+            ],
+        }
+    )
+
+
+# -- the editor ---------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workflow_policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow, access = _workflow_or_404(request, slug)
+    if workflow.pk not in access.own:
+        raise PermissionDenied("only an owner of the workflow can change its policy")
+    latest = policy_latest(workflow)
+    context = {
+        "workflow": workflow,
+        "latest": latest,
+        "next_number": (latest.number if latest else 0) + 1,
+        "in_force": workflow.rung >= Rung.L4,
+        "based_on": latest.number if latest else 0,
+        "text": version_json(latest) if latest else document_text(starter_document(workflow)),
+        "note": "",
+        "preview": None,
+        "problems": [],
+        "error": "",
+    }
+    if request.method == "GET":
+        return render(request, "approvals/policy_edit.html", context)
+    text = request.POST.get("document", "").replace("\r\n", "\n")
+    note = request.POST.get("note", "")
+    context |= {"text": text, "note": note, "based_on": _int(request.POST.get("based_on")) or 0}
+    if request.POST.get("intent") == "preview":
+        preview = policy_preview(workflow=workflow, text=text)
+        context["preview"] = preview
+        page = _template(request, "approvals/policy_edit.html", "policy-preview")
+        return render(request, page, context, status=200 if preview.valid else 422)
+    try:
+        version = policy_edit_save(
+            workflow=workflow, text=text, note=note, based_on=context["based_on"], by=request.user
+        )
+    except Unprocessable as exc:
+        context["problems"] = policy_problems(exc)
+        return render(request, "approvals/policy_edit.html", context, status=422)
+    except Conflict as exc:
+        # Shown once: the form now builds on the version saved meanwhile.
+        latest = policy_latest(workflow)
+        context |= {
+            "error": exc.message,
+            "latest": latest,
+            "based_on": latest.number if latest else 0,
+            "next_number": (latest.number if latest else 0) + 1,
+        }
+        return render(request, "approvals/policy_edit.html", context, status=409)
+    except Forbidden as exc:
+        raise PermissionDenied(exc.message) from None
+    state = "in force" if workflow.rung >= Rung.L4 else "the draft, evaluated in shadow"
+    messages.success(request, f"Saved version {version.number}: it is now {state}.")
+    return redirect("workflow-policy", slug=workflow.slug)
