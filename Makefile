@@ -72,8 +72,11 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# -B: the worker also runs Celery beat, the periodic sweeps of CELERY_BEAT_SCHEDULE (review
+# deadlines, docs/deadlines.md); its schedule file stays out of the work tree. A deployment
+# with several workers runs them without -B beside one `celery -A ladder beat`.
 worker: install
-	$(VENV)/bin/celery -A ladder worker -l info
+	$(VENV)/bin/celery -A ladder worker -B -s $(VENV)/celerybeat-schedule -l info
 
 bench: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/gateway.py

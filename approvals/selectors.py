@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
 from django.db.models import Count, Q, QuerySet
@@ -57,6 +57,21 @@ def runs_waiting_for(*, workflow_ids: list[int], filters: QueueFilters) -> Query
         )
         runs = runs.filter(action_type_id__in=action_ids)
     return runs.select_related("workflow", "action_type").order_by("created_at", "id")
+
+
+def parse_after(raw: str) -> tuple[datetime, uuid.UUID] | None:
+    """A page cursor ("<created_at>_<id>") from a query string; None when absent or bad."""
+    if not raw:
+        return None
+    try:
+        at, run_id = raw.rsplit("_", 1)
+        when = datetime.fromisoformat(at)
+        # In UTC, as the cursor was written: PostgreSQL refuses offsets past ±15:59, and
+        # 9999-12-31T23:59-23:59 is past the last datetime (OverflowError).
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        return when, uuid.UUID(run_id)
+    except (ValueError, OverflowError):
+        return None
 
 
 def page_after(

@@ -13,11 +13,15 @@ from approvals import review as rules
 from approvals.models import Review
 from approvals.roles import access_for
 from ladder.decide import validate_params
+from ladder.durations import duration_text
 from ladder.errors import Conflict, Forbidden, Unprocessable
+from ladder.models import Workflow
+from ladder.rungs import REVIEW_DEADLINE_MAX_SECONDS, REVIEW_DEADLINE_MIN_SECONDS, DeadlineAction
 from traces.models import Run, RunStatus, TraceEvent
 from traces.replay import shown_payload
 from traces.selectors import DecisionContext, decision_context
-from traces.services.decisions import DecisionInput, run_decide
+from traces.services.deadlines import DEADLINE_PASSED, deadline_due, run_after_deadline, too_late
+from traces.services.decisions import DecisionInput, already_decided, run_decide
 from traces.services.redactors import redactor_for
 from traces.services.trace import EventSpec, trace_append
 
@@ -158,7 +162,6 @@ def _check_can_decide(*, run: Run, reviewer: User) -> None:
         raise Forbidden("you do not review this workflow")
 
 
-@transaction.atomic
 def review_decide(
     *,
     run: Run,
@@ -167,18 +170,49 @@ def review_decide(
     seen_version: int,
     decision: DraftSubmission | Pick | Approval,
 ) -> Review:
-    """Decide a waiting run exactly once, on the content the reviewer saw.
+    """Decide a waiting run exactly once, on the content the reviewer saw, before its
+    deadline.
 
-    The snapshot hash is recomputed: if the run changed since it was shown, the decision
-    is refused as stale. run_decide's guarded UPDATE settles races between reviewers.
+    A decision that arrives after the deadline is refused (409 `deadline_passed`) and the
+    deadline is applied instead, in a transaction of its own so that it stands while the
+    decision is rolled back (traces.services.deadlines).
     """
     _check_can_decide(run=run, reviewer=reviewer)
-    if run.status != RunStatus.PENDING_REVIEW:
-        raise Conflict(
-            f"already decided by {run.decided_by.get_username() if run.decided_by else 'someone'}"
-            f" ({run.get_status_display().lower()})",
-            code="already_decided",
+    if deadline_due(run):
+        raise too_late(run_after_deadline(run))
+    try:
+        return _review_decide(
+            run=run,
+            reviewer=reviewer,
+            seen_hash=seen_hash,
+            seen_version=seen_version,
+            decision=decision,
         )
+    except Conflict as exc:
+        if exc.code != DEADLINE_PASSED or run.status != RunStatus.PENDING_REVIEW:
+            raise
+        # The deadline passed between the page's read and the guarded UPDATE.
+        raise too_late(run_after_deadline(_reloaded(run))) from None
+
+
+def _reloaded(run: Run) -> Run:
+    return Run.objects.select_related("workflow", "action_type").get(pk=run.pk)
+
+
+@transaction.atomic
+def _review_decide(
+    *,
+    run: Run,
+    reviewer: User,
+    seen_hash: str,
+    seen_version: int,
+    decision: DraftSubmission | Pick | Approval,
+) -> Review:
+    """The snapshot hash is recomputed: if the run changed since it was shown, the
+    decision is refused as stale. run_decide's guarded UPDATE settles races between
+    reviewers, and with the deadline."""
+    if run.status != RunStatus.PENDING_REVIEW:
+        raise already_decided(run)
     ctx = decision_context(run_id=run.id)
     snap = run_snapshot(run=run, ctx=ctx)
     current = rules.snapshot_hash(snap)
@@ -276,3 +310,33 @@ def _validate(run: Run, action: str, params: dict) -> None:
     if action_type is None:
         raise Unprocessable(f"'{action}' is not an action of this workflow", code="unknown_action")
     validate_params(action_type.param_schema, params)
+
+
+# -- workflow settings ----------------------------------------------------------------------
+
+
+def workflow_deadline_set(*, workflow: Workflow, seconds: int, action: str, by: User) -> None:
+    """How long a run of the workflow may wait for a person, and what its deadline does
+    then (docs/deadlines.md). Owners only; from 1 minute to 30 days.
+
+    Applies to runs that start waiting from now on (the gateway sets each run's
+    `deadline_at` when it stores it): a waiting run keeps the deadline it was given.
+    The change bumps the workflow's rules_version (a database trigger), so every gateway
+    process uses it for its very next run.
+    """
+    if workflow.pk not in access_for(by).own:
+        raise Forbidden("Only an owner of the workflow can change its settings.", code="not_owner")
+    if not REVIEW_DEADLINE_MIN_SECONDS <= seconds <= REVIEW_DEADLINE_MAX_SECONDS:
+        raise Unprocessable(
+            f"the deadline must be from {duration_text(REVIEW_DEADLINE_MIN_SECONDS)} to "
+            f"{duration_text(REVIEW_DEADLINE_MAX_SECONDS)}, not {duration_text(seconds)}",
+            code="invalid_deadline",
+        )
+    if action not in DeadlineAction.values:
+        raise Unprocessable(
+            f"the deadline either denies or escalates, not {action!r}", code="invalid_deadline"
+        )
+    Workflow.objects.filter(pk=workflow.pk).update(
+        review_deadline_seconds=seconds, deadline_action=action
+    )
+    workflow.review_deadline_seconds, workflow.deadline_action = seconds, action

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from approvals import backtest_views, views, workflow_views
+from approvals import audit_views, backtest_views, settings_views, views, workflow_views
 
 urlpatterns = [
     path("", views.queue, name="queue"),
@@ -21,6 +21,14 @@ urlpatterns = [
         workflow_views.workflow_policy_edit,
         name="workflow-policy-edit",
     ),
+    # With or without the trailing slash: a form posted to either keeps its data.
+    re_path(
+        r"^workflows/(?P<slug>[-a-zA-Z0-9_]+)/settings/?$",
+        settings_views.workflow_settings,
+        name="workflow-settings",
+    ),
+    path("audit/", audit_views.audit_queue, name="audit"),
+    path("audit/<str:run_id>/", audit_views.audit_run, name="audit-run"),
     path("workflows/<slug:slug>/backtests/", backtest_views.backtests, name="backtests"),
     path(
         "workflows/<slug:slug>/backtests/<int:backtest_id>/",

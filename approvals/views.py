@@ -3,8 +3,6 @@ service, respond; htmx requests get the page's partial, plain requests the page.
 
 import json
 import math
-import uuid
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
@@ -15,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -28,11 +27,13 @@ from approvals.roles import (
     role_grant,
     role_revoke,
 )
+from ladder.durations import time_left_text
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from ladder.rungs import Queue
 from traces.models import RunStatus
 from traces.selectors import run_replay
+from traces.services.deadlines import deadline_next, run_after_deadline
 
 
 def _template(request: HttpRequest, page: str, partial: str) -> str:
@@ -40,20 +41,6 @@ def _template(request: HttpRequest, page: str, partial: str) -> str:
 
 
 # -- queue --------------------------------------------------------------------------------
-
-
-def _parse_after(raw: str):
-    if not raw:
-        return None
-    try:
-        at, run_id = raw.rsplit("_", 1)
-        when = datetime.fromisoformat(at)
-        # In UTC, as the cursor was written: PostgreSQL refuses offsets past ±15:59, and
-        # 9999-12-31T23:59-23:59 is past the last datetime (OverflowError).
-        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-        return when, uuid.UUID(run_id)
-    except (ValueError, OverflowError):
-        return None
 
 
 @login_required
@@ -66,7 +53,9 @@ def queue(request: HttpRequest) -> HttpResponse:
         action=request.GET.get("action", "")[:100],
     )
     runs = selectors.runs_waiting_for(workflow_ids=workflow_ids, filters=filters)
-    page, has_more = selectors.page_after(runs, after=_parse_after(request.GET.get("after", "")))
+    page, has_more = selectors.page_after(
+        runs, after=selectors.parse_after(request.GET.get("after", ""))
+    )
     counts = selectors.facet_counts(workflow_ids=workflow_ids)
     held = services.reservations([r.id for r in page])
     base = {
@@ -83,6 +72,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         last = page[-1]
         next_url = "?" + urlencode({**base, "after": f"{last.created_at.isoformat()}_{last.id}"})
     owned = selectors.owned_workflow_ids(user=request.user)
+    now = timezone.now()
     context = {
         "runs": [
             {
@@ -90,6 +80,7 @@ def queue(request: HttpRequest) -> HttpResponse:
                 "held_by": held.get(str(r.id))
                 if held.get(str(r.id)) != request.user.get_username()
                 else None,
+                "time_left": _time_left(r, now),
             }
             for r in page
         ],
@@ -103,6 +94,13 @@ def queue(request: HttpRequest) -> HttpResponse:
         "waiting_total": counts["total"],
     }
     return render(request, _template(request, "approvals/queue.html", "queue-list"), context)
+
+
+def _time_left(run, now) -> str:
+    """Until the run's deadline decides it ("overdue" in the moments before the sweep)."""
+    if run.deadline_at is None:
+        return ""
+    return time_left_text((run.deadline_at - now).total_seconds())
 
 
 def _facets(counts: dict, base: dict) -> list[dict]:
@@ -172,6 +170,8 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
         if proposal
         else [],
         "action_names": action_names,
+        "time_left": _time_left(run, timezone.now()),
+        "deadline_then": deadline_next(run) if run.status == RunStatus.PENDING_REVIEW else "",
         "seen_hash": opened.hash,
         "held_by": opened.held_by,
         "can_decide": can_review and run.status == RunStatus.PENDING_REVIEW,
@@ -216,7 +216,8 @@ def _draft_fields(params: dict) -> list[dict]:
 @login_required
 @require_GET
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
-    run = _run_or_404(request, run_id)
+    # A run past its deadline is shown as the deadline decided it, never as decidable.
+    run = run_after_deadline(_run_or_404(request, run_id))
     return render(
         request, _template(request, "approvals/run.html", "run-panel"), _run_context(request, run)
     )

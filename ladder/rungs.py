@@ -43,6 +43,12 @@ class DeadlineAction(models.TextChoices):
     ESCALATE = "escalate", "Escalate it, then deny at the next deadline"
 
 
+# How long an owner may let a run wait for a person (the settings page and its service):
+# long enough to be read, never so long that an agent is as good as left waiting forever.
+REVIEW_DEADLINE_MIN_SECONDS = 60
+REVIEW_DEADLINE_MAX_SECONDS = 30 * 86400
+
+
 class PolicyOutcome(models.TextChoices):
     ALLOW = "allow", "Allowed"
     ESCALATE = "escalate", "Escalated"

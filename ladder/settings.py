@@ -147,6 +147,13 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery beat (`make worker` runs it inside the worker with -B; a deployment runs one
+# `celery -A ladder beat`): periodic sweeps.
+CELERY_BEAT_SCHEDULE = {
+    # Waiting runs past their review deadline are denied or escalated (docs/deadlines.md);
+    # agents and reviewers also apply a due deadline themselves when they read the run.
+    "apply-deadlines": {"task": "traces.tasks.apply_deadlines", "schedule": 30.0},
+}
 
 # The gateway refuses bodies over 1 MiB and JSON nested deeper than 64 levels.
 LADDER_MAX_BODY_BYTES = env_int("LADDER_MAX_BODY_BYTES", 1024 * 1024)

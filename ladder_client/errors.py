@@ -98,8 +98,9 @@ class DecisionTimeout(LadderError):
 
 
 class ActionRejected(LadderError):
-    """The proposed action was not approved (rejected by a reviewer or denied by policy),
-    so it was not performed. `reason` is what the reviewer or policy said."""
+    """The proposed action was not approved (rejected by a reviewer, denied by the policy
+    or by the review deadline), so it was not performed. `reason` is what the reviewer,
+    the policy or the deadline said."""
 
     def __init__(self, reason: str, decision: Decision | None = None) -> None:
         super().__init__(reason or "the action was rejected")

@@ -122,7 +122,8 @@ def gated(
       the return value;
     - approved, server executor: does not call `fn`; waits for the server's execution and
       returns its output (`ActionFailed` if it failed);
-    - rejected or denied: raises `ActionRejected(reason)` without calling `fn`;
+    - rejected or denied (by the policy, or by the review deadline when nobody decided
+      in time): raises `ActionRejected(reason)` without calling `fn`;
       approved for a different action: reports the run failed, raises `ActionChanged`;
     - no decision in time: raises `DecisionTimeout` (calling again with the same
       `idempotency_key` resumes the same run instead of proposing a new one).

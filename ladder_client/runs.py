@@ -70,8 +70,11 @@ class PendingDecision:
         """Long-poll `GET /runs/{id}?wait=` until the run stops waiting for review.
 
         Returns the final `Decision` (`approved`, `action`, the *final* `params` after a
-        reviewer's edits, `reason`, `status`). Raises `DecisionTimeout` after `timeout`
-        seconds; the run keeps waiting on the server, so calling `wait()` again is fine.
+        reviewer's edits, `reason`, `status`). A run nobody decided before its review
+        deadline comes back denied by the deadline (`reason` "no decision within …"); the
+        server answers a poll open at the deadline then. Raises `DecisionTimeout` after
+        `timeout` seconds; the run keeps waiting on the server, so calling `wait()` again
+        is fine.
         """
         deadline = time.monotonic() + timeout
         run = self.run

@@ -76,3 +76,28 @@ def agent(client, db):
         return Agent(raw)
 
     return make
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Time without sleeping: `clock.advance(seconds)` moves the server's
+    `timezone.now()` that far ahead of the real clock from then on (the real clock keeps
+    running under it), so a deadline passes when a test says so."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    real = timezone.now
+
+    class Clock:
+        offset = timedelta(0)
+
+        def advance(self, seconds: float) -> None:
+            self.offset += timedelta(seconds=seconds)
+
+        def now(self):
+            return real() + self.offset
+
+    ahead = Clock()
+    monkeypatch.setattr(timezone, "now", ahead.now)
+    return ahead

@@ -88,13 +88,30 @@ def test_hostile_values_in_page_filters_forms_and_paths_never_cause_a_500(world)
     for value in HOSTILE:
         for name in ("workflow", "queue", "action", "after"):
             seen.append((f"/?{name}={value[:40]!r}", browser.get("/", {name: value})))
+        seen.append((f"/audit/?after={value[:40]!r}", browser.get("/audit/", {"after": value})))
         segment = quote(value, safe="")
         for path in (
             f"/runs/{segment}/",
             f"/runs/{segment}/replay",
             f"/workflows/{segment}/roles/",
+            f"/workflows/{segment}/settings",
+            f"/audit/{segment}/",
         ):
             seen.append((f"GET {path[:60]}", browser.get(path)))
+        seen.append(
+            (
+                f"settings {value[:40]!r}",
+                browser.post(
+                    "/workflows/fuzz/settings", {"amount": value, "unit": value, "action": value}
+                ),
+            )
+        )
+        seen.append(
+            (
+                f"audit {value[:40]!r}",
+                browser.post(f"/audit/{run_id}/", {"label": value, "note": value}),
+            )
+        )
         form = {
             "verdict": value,
             "seen_version": value,

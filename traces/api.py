@@ -31,7 +31,7 @@ from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run, RunStatus
 from traces.selectors import run_replay_for_agent
-from traces.services import agent, gateway
+from traces.services import agent, deadlines, gateway
 
 log = logging.getLogger(__name__)
 
@@ -337,14 +337,17 @@ class WaitQuery(BaseModel):
 
 @api.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, tags=["runs"])
 def get_run(request, run_id: str, query: Query[WaitQuery]):
-    """Status and decision; `?wait=S` long-polls up to S seconds for a decision."""
+    """Status and decision; `?wait=S` long-polls up to S seconds for a decision. A run
+    past its review deadline is decided by it here if the sweep has not yet done so, and
+    a poll ends at the deadline at the latest (docs/deadlines.md)."""
     run = agent.run_for_agent(auth=request.auth, run_id=run_id)
-    seconds = min(query.wait, settings.LADDER_MAX_WAIT_SECONDS)
+    run = deadlines.run_after_deadline(run)
+    seconds = deadlines.wait_seconds(run, min(query.wait, settings.LADDER_MAX_WAIT_SECONDS))
     # Without holding this thread under the documented server (traces/longpoll.py).
     run = run_wait(request, auth=request.auth, run=run, seconds=seconds)
     if run is None:  # parked: the server drops this answer and calls the view again
         return HttpResponse(status=202)
-    return run_out(run)
+    return run_out(deadlines.run_after_deadline(run))
 
 
 class EventIn(BaseModel):

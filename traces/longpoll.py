@@ -79,9 +79,12 @@ def _wait_in_thread(*, auth: AgentAuth, run: Run, seconds: float) -> Run:
         deadline = time.monotonic() + seconds
         delay = 0.1
         while run.status in WAITING_STATUSES:
-            if time.monotonic() + delay > deadline:
+            # To the deadline itself, not a step short of it: a poll capped at the run's
+            # review deadline must end after it, when the view can apply it.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
-            time.sleep(delay)
+            time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 1.0)
             run.refresh_from_db()
         return run

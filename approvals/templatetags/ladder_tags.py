@@ -2,6 +2,7 @@ import json
 
 from django import template
 
+from approvals.audit import audits_due_count
 from approvals.roles import access_for
 
 register = template.Library()
@@ -29,3 +30,18 @@ def has_workflow_role(user) -> bool:
     """Whether the menu offers Workflows: any role on any workflow (one memoised lookup
     per request, shared with the views)."""
     return bool(user.is_authenticated and access_for(user).view)
+
+
+@register.simple_tag(takes_context=True)
+def audits_due(context) -> str | None:
+    """The menu's count of audit samples waiting for the signed-in person: None for
+    someone who reviews no workflow (no menu entry), "1000+" past the count's cap."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    workflow_ids = access_for(user).review
+    if not workflow_ids:
+        return None
+    due, capped = audits_due_count(workflow_ids=workflow_ids)
+    return f"{due}+" if capped else str(due)

@@ -26,6 +26,9 @@ EXPECTED = {
     "decide_partial": (302, 200, 403, 403, 200, 404, 404),
     "roles":          (302, 404, 200, 404, 200, 404, 404),
     "roles_post":     (302, 404, 302, 404, 302, 404, 404),
+    "settings":       (302, 403, 200, 403, 200, 404, 404),
+    "settings_post":  (302, 403, 302, 403, 302, 404, 404),
+    "audit":          (302, 200, 200, 200, 200, 200, 200),
 }
 # fmt: on
 MATRIX = {view: dict(zip(ROLES, codes, strict=True)) for view, codes in EXPECTED.items()}
@@ -65,6 +68,15 @@ def request_view(view, client, run, flows):
             f"/workflows/{flows['l3'].slug}/roles/",
             {"username": "stranger", "role": "compliance", "action": "grant"},
         )
+    if view == "settings":
+        return client.get(f"/workflows/{flows['l3'].slug}/settings")
+    if view == "settings_post":
+        return client.post(
+            f"/workflows/{flows['l3'].slug}/settings",
+            {"amount": "2", "unit": "3600", "action": "escalate"},
+        )
+    if view == "audit":
+        return client.get("/audit/")
     raise AssertionError(view)
 
 

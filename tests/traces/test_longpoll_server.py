@@ -308,3 +308,22 @@ def test_a_missed_notification_is_caught_by_the_re_check(l3):
         poll.close()
         assert (status, answer["status"]) == (200, "approved")
         assert time.monotonic() - decided_at < 5.0  # the re-check, long before the deadline
+
+
+def test_a_parked_poll_is_answered_at_the_runs_review_deadline_with_the_denial(make_workflow):
+    # Two seconds: below what an owner may set (a minute), so the real clock can pass it.
+    workflow = make_workflow(rung=3, review_deadline_seconds=2)
+    _t, token = token_create(name="deadline", workflows=[workflow])
+    # No re-check before the poll's end: only the deadline cap can answer it early.
+    with gunicorn(threads=1, LADDER_WAIT_RECHECK_SECONDS=60) as port:
+        _, _, run = request(
+            port, "POST", "/api/v1/runs", token=token, body=submission(workflow, "d")
+        )
+        started = time.monotonic()
+        poll = _open_poll(port, token, run["id"], wait=25)
+        status, answer = _read_all(poll)
+        poll.close()
+    assert status == 200
+    assert answer["status"] == "denied"
+    assert answer["decision"]["reason"] == "no decision within 2 s"
+    assert time.monotonic() - started < 10  # at the deadline, long before the poll's 25 s

@@ -201,16 +201,25 @@ def run_claim(*, auth: AgentAuth, run: Run) -> Run:
 
 @transaction.atomic
 def run_record_outcome(
-    *, actor: str, run: Run, label: str, source: str, note: str = "", by_agent: bool = True
+    *,
+    actor: str,
+    run: Run,
+    label: str,
+    source: str,
+    note: str = "",
+    by_agent: bool = True,
+    by: int | None = None,
 ) -> Run:
     """Add an outcome label to the run's trace. Labels accumulate and never replace one
     another: once any source said `wrong`, the run stays `wrong` (a silent failure for
-    the gates), whatever is labelled after."""
+    the gates), whatever is labelled after. `by`: the person who labelled it (an
+    auditor's user id), kept in the event and masked in the agent's replay."""
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
+    labelled = {"label": label, "source": source, "note": note}
+    if by is not None:
+        labelled["by"] = by
     with agent_redaction_budget() as budget:
-        payload = redactor_for(run.workflow).redact(
-            {"label": label, "source": source, "note": note}, budget=budget
-        )
+        payload = redactor_for(run.workflow).redact(labelled, budget=budget)
     specs = [EventSpec(TraceEvent.Type.OUTCOME, payload, actor)]
     trace_append(run=locked, specs=specs, bounded=by_agent)
     if locked.outcome != "wrong" and locked.outcome != label:

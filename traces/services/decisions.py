@@ -1,16 +1,18 @@
 """Decisions by people (approvals calls run_decide): a waiting run becomes approved or
-rejected exactly once, and an approved server action is queued for execution."""
+rejected exactly once, before its deadline, and an approved server action is queued for
+execution."""
 
 import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ladder.errors import Conflict, NotFound
 from ladder.rungs import Executor
 from traces.models import Run, RunStatus, TraceEvent
+from traces.services.deadlines import DEADLINE_PASSED, decided_by_deadline
 from traces.services.execution import execution_enqueue
 from traces.services.trace import EventSpec, trace_append
 
@@ -35,9 +37,11 @@ def run_decide(
 ) -> Run:
     """Move a waiting run to approved/rejected exactly once.
 
-    The guarded UPDATE is the arbiter: it matches only while the run still waits and is
-    still the version the reviewer saw, so of two racing reviewers exactly one row
-    changes. The loser learns who won (or that the run changed under them).
+    The guarded UPDATE is the arbiter: it matches only while the run still waits, is
+    still the version the reviewer saw and its deadline has not passed, so of two racing
+    reviewers (or a reviewer and the deadline) exactly one wins. The loser learns who won
+    (or that the run changed under them, or that the deadline passed: `deadline_passed`,
+    and the caller applies the deadline, traces.services.deadlines).
     """
     now = timezone.now()
     stored = {
@@ -51,18 +55,20 @@ def run_decide(
     }
     status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
     with transaction.atomic():
-        changed = Run.objects.filter(
-            pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version
-        ).update(
-            status=status,
-            decision=stored,
-            decided_by_id=user_id,
-            decided_at=now,
-            version=F("version") + 1,
-            updated_at=now,
+        changed = (
+            Run.objects.filter(pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version)
+            .filter(Q(deadline_at__isnull=True) | Q(deadline_at__gt=now))
+            .update(
+                status=status,
+                decision=stored,
+                decided_by_id=user_id,
+                decided_at=now,
+                version=F("version") + 1,
+                updated_at=now,
+            )
         )
         if changed != 1:
-            _explain_lost_decision(run_id)
+            _explain_lost_decision(run_id, now=now)
         run = (
             Run.objects.select_for_update(of=("self",))
             .select_related("action_type", "workflow")
@@ -87,17 +93,27 @@ def run_decide(
     return run
 
 
-def _explain_lost_decision(run_id: uuid.UUID) -> None:
+def already_decided(run: Run) -> Conflict:
+    """What a decision on a run that no longer waits is told: who decided it (a person,
+    the policy, the deadline)."""
+    if decided_by_deadline(run):
+        return Conflict("the deadline passed; the run was denied", code=DEADLINE_PASSED)
+    who = run.decided_by.get_username() if run.decided_by else "the system"
+    return Conflict(
+        f"already decided by {who} ({run.get_status_display().lower()})",
+        code="already_decided",
+        details={"decided_by": who, "status": run.status},
+    )
+
+
+def _explain_lost_decision(run_id: uuid.UUID, *, now) -> None:
     current = Run.objects.filter(pk=run_id).select_related("decided_by").first()
     if current is None:
         raise NotFound("no such run", code="unknown_run")
     if current.status != RunStatus.PENDING_REVIEW:
-        who = current.decided_by.get_username() if current.decided_by else "the system"
-        raise Conflict(
-            f"already decided by {who} ({current.get_status_display().lower()})",
-            code="already_decided",
-            details={"decided_by": who, "status": current.status},
-        )
+        raise already_decided(current)
+    if current.deadline_at is not None and current.deadline_at <= now:
+        raise Conflict("the deadline passed", code=DEADLINE_PASSED)
     raise Conflict(
         "this run changed since you opened it; reload to see the current version",
         code="stale_view",

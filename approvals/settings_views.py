@@ -1,0 +1,106 @@
+"""A workflow's settings page, for its owners: how long a run may wait for a person and
+what its deadline does then (docs/deadlines.md)."""
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from approvals import services
+from approvals.roles import access_for
+from ladder.durations import duration_text
+from ladder.errors import LadderError
+from ladder.models import Workflow
+from ladder.rungs import REVIEW_DEADLINE_MAX_SECONDS, REVIEW_DEADLINE_MIN_SECONDS, DeadlineAction
+
+UNITS = [(86400, "days"), (3600, "hours"), (60, "minutes")]
+
+
+class DeadlineForm(forms.Form):
+    amount = forms.IntegerField(label="A run may wait", min_value=1, max_value=10**9)
+    unit = forms.TypedChoiceField(
+        label="Unit", choices=[(size, name) for size, name in UNITS], coerce=int
+    )
+    action = forms.ChoiceField(
+        label="Then", choices=DeadlineAction.choices, widget=forms.RadioSelect
+    )
+
+    def clean(self):
+        data = super().clean()
+        if "amount" in data and "unit" in data:
+            data["seconds"] = data["amount"] * data["unit"]
+            if not REVIEW_DEADLINE_MIN_SECONDS <= data["seconds"] <= REVIEW_DEADLINE_MAX_SECONDS:
+                self.add_error(
+                    "amount",
+                    f"From {duration_text(REVIEW_DEADLINE_MIN_SECONDS)} to "
+                    f"{duration_text(REVIEW_DEADLINE_MAX_SECONDS)}; "
+                    f"{duration_text(data['seconds'])} is "
+                    + (
+                        "too short."
+                        if data["seconds"] < REVIEW_DEADLINE_MIN_SECONDS
+                        else "too long."
+                    ),
+                )
+        return data
+
+
+def _initial(workflow: Workflow) -> dict:
+    """The stored deadline in the largest unit that says it exactly."""
+    seconds = workflow.review_deadline_seconds
+    size = next((size for size, _ in UNITS if seconds % size == 0), 60)
+    return {
+        "amount": max(1, seconds // size),
+        "unit": size,
+        "action": workflow.deadline_action,
+    }
+
+
+def _owned_workflow(request: HttpRequest, slug: str) -> Workflow:
+    """404 for a workflow the person holds no role on (nothing is revealed about it),
+    403 for one they may see but do not own."""
+    workflow = Workflow.objects.filter(slug=slug).first()
+    access = access_for(request.user)
+    if workflow is None or workflow.pk not in access.view:
+        raise Http404("no such workflow")
+    if workflow.pk not in access.own:
+        raise PermissionDenied("only an owner of the workflow can change its settings")
+    return workflow
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workflow_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow = _owned_workflow(request, slug)
+    if request.method == "POST":
+        form = DeadlineForm(request.POST)
+        if form.is_valid():
+            try:
+                services.workflow_deadline_set(
+                    workflow=workflow,
+                    seconds=form.cleaned_data["seconds"],
+                    action=form.cleaned_data["action"],
+                    by=request.user,
+                )
+            except LadderError as exc:
+                form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Settings of {workflow.slug} saved.")
+                return redirect("workflow-settings", slug=workflow.slug)
+    else:
+        form = DeadlineForm(initial=_initial(workflow))
+    response = render(
+        request,
+        "approvals/settings.html",
+        {
+            "workflow": workflow,
+            "form": form,
+            "deadline_text": duration_text(workflow.review_deadline_seconds),
+            "deadline_then": DeadlineAction(workflow.deadline_action).label.lower(),
+        },
+    )
+    if form.errors:
+        response.status_code = 422
+    return response
