@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from approvals import audit_views, settings_views, views, workflow_views
+from approvals import audit_views, backtest_views, settings_views, views, workflow_views
 
 urlpatterns = [
     path("", views.queue, name="queue"),
@@ -29,4 +29,10 @@ urlpatterns = [
     ),
     path("audit/", audit_views.audit_queue, name="audit"),
     path("audit/<str:run_id>/", audit_views.audit_run, name="audit-run"),
+    path("workflows/<slug:slug>/backtests/", backtest_views.backtests, name="backtests"),
+    path(
+        "workflows/<slug:slug>/backtests/<int:backtest_id>/",
+        backtest_views.backtest_detail,
+        name="backtest",
+    ),
 ]

@@ -299,3 +299,63 @@ class SubjectSeen(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject[:12]}… first seen in run {self.first_run}"
+
+
+class Backtest(models.Model):
+    """ "What would this policy have done?": one policy document run over a workflow's
+    past L3 runs that people decided (traces/backtest.py; docs/policy.md, "Backtests").
+
+    The document tested is always stored as it was at the start (a copy of the saved
+    version's, or the editor's unsaved draft), so the figures stay explainable after the
+    workflow's policy moves on."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    # No single-column index: backtest_wf_idx leads with it.
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="backtests", db_index=False
+    )
+    # The saved version tested, or null for an unsaved draft document.
+    version = models.ForeignKey(
+        "ladder.PolicyVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    document = models.JSONField()
+    # Only runs created in [since, until) are replayed (null: no bound).
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workflow", "-created_at"], name="backtest_wf_idx")]
+
+    def __str__(self) -> str:
+        tested = f"v{self.version.number}" if self.version_id else "draft"
+        return f"backtest {self.pk} of {self.workflow_id} ({tested}, {self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (self.State.DONE, self.State.FAILED)

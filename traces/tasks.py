@@ -11,6 +11,7 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from ladder.celery import app
+from traces.services.backtests import backtest_run
 from traces.services.deadlines import deadlines_sweep
 from traces.services.execution import execution_sweep, run_execute
 
@@ -61,3 +62,10 @@ class SweepOnConnect(bootsteps.StartStopStep):
 
 
 app.steps["consumer"].add(SweepOnConnect)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_backtest(backtest_id: int) -> None:
+    """Safe to deliver twice: a finished backtest is left as it is, an unfinished one
+    (its worker died) starts over."""
+    backtest_run(int(backtest_id))
