@@ -384,3 +384,32 @@ def test_an_allow_on_counters_that_filled_up_meanwhile_is_decided_again(
     assert PolicyAllowance.objects.filter(workflow=wf).count() == 1
     replay = client.get(f"/runs/{second['id']}/replay").json()
     assert replay["run"]["policy"]["counters"]["rates"]["rate"]["count"] == 1
+
+
+def test_the_counters_are_read_by_index_even_in_the_generic_plan(make_workflow):
+    """The gateway's counters statement is prepared, and PostgreSQL switches a prepared
+    statement to a generic plan after a few runs: that plan too must look each key up
+    by every column of its index, or each submission would read the workflow's whole
+    history of allowances and customers."""
+    import re as regex
+
+    from traces.services.policy import _READ_SQL
+
+    wf = make_workflow(rung=4)
+    numbered = iter(range(1, 100))
+    sql = regex.sub("%s", lambda _: f"${next(numbered)}", _READ_SQL)
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cur.execute(f"PREPARE counters_probe AS {sql}")
+        try:
+            cur.execute(
+                "EXPLAIN EXECUTE counters_probe(%s, %s, ARRAY[now()]::timestamptz[], %s, "
+                "%s, false, %s, %s)",
+                [["refund.issue"], ["a" * 64], [""], wf.id, ["b" * 64], wf.id],
+            )
+            plan = "\n".join(row[0] for row in cur.fetchall())
+        finally:
+            cur.execute("DEALLOCATE counters_probe")
+    assert "Bitmap" not in plan and "Hash" not in plan and "Seq Scan" not in plan, plan
+    assert regex.search(r"allowance_window_idx.*\n.*subject\)::text = r\.subject", plan), plan
+    assert regex.search(r"subject_seen_unique.*\n.*\(subject = m\.subject\)", plan), plan

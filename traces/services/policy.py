@@ -136,18 +136,23 @@ def lock_counters(workflow_id: int, counting: Counting) -> None:
 _LOCK_SQL = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k"
 
 # Every counter of one proposal in one statement: a row per rate limit (its position,
-# the count and total allowed for its subject in its window, an index range of
-# allowance_window_idx) and a row per first-seen subject already seen.
+# the count and total allowed for its subject in its window) and a row per first-seen
+# subject already seen. Written as per-key lookups (LATERAL; LIMIT 1 keeps the planner
+# from flattening the second into a hash join over the workflow's subjects) so
+# that even the generic plan of this prepared statement reads allowance_window_idx and
+# subject_seen_unique by every column: its cost stays the few rows of one window, never
+# the whole workflow's history.
 _READ_SQL = (
-    "SELECT r.i, count(a.run_id), coalesce(sum(a.value) FILTER "
-    "(WHERE r.cur = '' OR a.currency = r.cur), 0), NULL "
+    "SELECT r.i, c.n, c.total, NULL "
     "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[]) "
     "WITH ORDINALITY AS r(action, subject, since, cur, i) "
-    "LEFT JOIN traces_policyallowance a ON a.workflow_id = %s AND a.shadow = %s "
-    "AND a.action = r.action AND a.subject = r.subject AND a.at > r.since "
-    "GROUP BY r.i "
-    "UNION ALL SELECT 0, 0, 0, s.subject FROM traces_subjectseen s "
-    "WHERE s.workflow_id = %s AND s.subject = ANY(%s::text[])"
+    "CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(sum(a.value) FILTER "
+    "(WHERE r.cur = '' OR a.currency = r.cur), 0) AS total "
+    "FROM traces_policyallowance a WHERE a.workflow_id = %s AND a.shadow = %s "
+    "AND a.action = r.action AND a.subject = r.subject AND a.at > r.since) AS c "
+    "UNION ALL SELECT 0, 0, 0, s.subject FROM unnest(%s::text[]) AS m(subject) "
+    "CROSS JOIN LATERAL (SELECT ss.subject FROM traces_subjectseen ss "
+    "WHERE ss.workflow_id = %s AND ss.subject = m.subject LIMIT 1) AS s"
 )
 
 
@@ -169,8 +174,8 @@ def read_counters(workflow_id: int, counting: Counting, *, at: datetime, shadow:
         [r.currency for r in rates],
         workflow_id,
         shadow,
-        workflow_id,
         [digest for _, digest in counting.seen],
+        workflow_id,
     ]
     with fastpath.prepared_cursor() as cur:
         cur.execute(_READ_SQL, params, prepare=True)
