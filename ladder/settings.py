@@ -164,7 +164,7 @@ if REDIS_URL:
 # another worker (the task's time limits end a live worker's call well before the lease).
 # The sweep runs every LADDER_EXECUTION_SWEEP_SECONDS (beat) and once as each worker starts.
 LADDER_EXECUTION_GRACE_SECONDS = env_int("LADDER_EXECUTION_GRACE_SECONDS", 10)
-LADDER_EXECUTION_LEASE_SECONDS = env_int("LADDER_EXECUTION_LEASE_SECONDS", 60)
+LADDER_EXECUTION_LEASE_SECONDS = env_int("LADDER_EXECUTION_LEASE_SECONDS", 40)
 LADDER_EXECUTION_SWEEP_SECONDS = env_int("LADDER_EXECUTION_SWEEP_SECONDS", 15)
 LADDER_EXECUTION_SWEEP_BATCH = env_int("LADDER_EXECUTION_SWEEP_BATCH", 200)
 # An idempotent executor is re-called after a lost worker at most this many times in all;

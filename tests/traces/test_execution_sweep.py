@@ -18,7 +18,7 @@ from traces.services.execution import Sweep, execution_sweep, run_execute
 
 pytestmark = pytest.mark.django_db
 
-LEASE = timedelta(seconds=60)  # the default LADDER_EXECUTION_LEASE_SECONDS
+LEASE = timedelta(seconds=40)  # the default LADDER_EXECUTION_LEASE_SECONDS
 
 
 def abandoned(run, *, claimed_ago, attempts=1):
