@@ -113,13 +113,14 @@ def backtests(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = _workflow_or_404(request, slug)
     may_start = _may_start(request, workflow)
     problems: list[str] = []
+    status = 200
     if request.method == "POST":
         if not may_start:
             raise PermissionDenied("only owners and compliance start backtests")
         try:
             backtest = _start(request, workflow)
         except LadderError as exc:
-            problems = _problems(exc)
+            problems, status = _problems(exc), exc.status
         else:
             messages.success(request, "Backtest started.")
             return redirect("backtest", slug=slug, backtest_id=backtest.pk)
@@ -142,8 +143,7 @@ def backtests(request: HttpRequest, slug: str) -> HttpResponse:
             "form": request.POST if problems else {},
         },
     )
-    if problems:
-        response.status_code = 422
+    response.status_code = status  # 422 a refused document, 409 too many running
     return response
 
 

@@ -204,6 +204,9 @@ LADDER_MAX_WAIT_SECONDS = env_int("LADDER_MAX_WAIT_SECONDS", 30)
 # Parked polls re-read their run every LADDER_WAIT_RECHECK_SECONDS even when no
 # notification came (PostgreSQL LISTEN/NOTIFY wakes them at once).
 LADDER_MAX_WAITS_PER_TOKEN = env_int("LADDER_MAX_WAITS_PER_TOKEN", 10)
+# Backtests of one workflow queued or running at once (0: no limit); more is 409
+# `backtests_busy` (traces/services/backtests.py).
+LADDER_MAX_RUNNING_BACKTESTS = env_int("LADDER_MAX_RUNNING_BACKTESTS", 2)
 LADDER_RATE_LIMIT_PER_SECOND = env_int("LADDER_RATE_LIMIT_PER_SECOND", 50)
 LADDER_RATE_LIMIT_BURST = env_int("LADDER_RATE_LIMIT_BURST", 100)
 LADDER_WAIT_RECHECK_SECONDS = env_int("LADDER_WAIT_RECHECK_SECONDS", 5)

@@ -452,3 +452,27 @@ def test_a_backtest_that_breaks_says_so_on_its_page(
     page = client.get(f"/workflows/shop/backtests/{backtest.pk}/").content.decode()
     assert "the backtest failed: RuntimeError" in page
     assert "every 1s" not in page  # nothing left to poll for
+
+
+def test_a_workflow_runs_at_most_two_backtests_at_once(
+    shop, people, login, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Each backtest reads the workflow's whole history: clicking "start" again and again
+    queues two, then says to wait; a finished one frees its place."""
+    queued = []
+    monkeypatch.setattr(run_backtest, "delay", queued.append)  # the worker is busy
+    client = login(people["owner"])
+    for _ in range(2):
+        started = _start(
+            client, "shop", django_capture_on_commit_callbacks, document=json.dumps(POLICY)
+        )
+        assert started.status_code == 302
+    refused = _start(
+        client, "shop", django_capture_on_commit_callbacks, document=json.dumps(POLICY)
+    )
+    assert refused.status_code == 409
+    assert "2 backtests of this workflow are still running" in refused.content.decode()
+    assert Backtest.objects.count() == 2
+    run_backtest.run(queued[0])  # one finishes
+    again = _start(client, "shop", django_capture_on_commit_callbacks, document=json.dumps(POLICY))
+    assert again.status_code == 302 and Backtest.objects.count() == 3

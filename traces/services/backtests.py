@@ -10,15 +10,16 @@ import gc
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from ladder.errors import Unprocessable
+from ladder.errors import Conflict, Unprocessable
 from ladder.models import PolicyVersion, Workflow
 from ladder.policies import policy_validate, workflow_actions
 from ladder.policy import CompiledPolicy, compile_policy, parse_policy, policy_document
@@ -77,16 +78,41 @@ def backtest_start(
     document = policy_document(policy_validate(workflow, document))
     if since is not None and until is not None and since >= until:
         raise Unprocessable("the window must end after it starts", code="invalid_window")
-    backtest = Backtest.objects.create(
-        workflow=workflow,
-        version=version,
-        document=document,
-        since=since,
-        until=until,
-        requested_by=by,
-    )
-    transaction.on_commit(lambda: _dispatch(backtest.pk))
+    with transaction.atomic():
+        _refuse_when_busy(workflow)
+        backtest = Backtest.objects.create(
+            workflow=workflow,
+            version=version,
+            document=document,
+            since=since,
+            until=until,
+            requested_by=by,
+        )
+        transaction.on_commit(lambda: _dispatch(backtest.pk))
     return backtest
+
+
+def _refuse_when_busy(workflow: Workflow) -> None:
+    """At most LADDER_MAX_RUNNING_BACKTESTS of one workflow queued or running at once: each
+    reads the workflow's whole history, and a person clicking "start" again and again must
+    not fill the workers. One unfinished for more than an hour (its worker died) no longer
+    counts, so a lost backtest never blocks the workflow."""
+    limit = settings.LADDER_MAX_RUNNING_BACKTESTS
+    if not limit:
+        return
+    # The workflow row's lock makes count-then-create one step (the caller's transaction).
+    Workflow.objects.select_for_update().filter(pk=workflow.pk).first()
+    busy = Backtest.objects.filter(
+        workflow=workflow,
+        state__in=(Backtest.State.QUEUED, Backtest.State.RUNNING),
+        created_at__gt=timezone.now() - timedelta(hours=1),
+    ).count()
+    if busy >= limit:
+        raise Conflict(
+            f"{busy} backtests of this workflow are still running (at most {limit} at "
+            "once): wait for one to finish",
+            code="backtests_busy",
+        )
 
 
 def _dispatch(backtest_id: int) -> None:
