@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from approvals.roles import access_for
 from ladder.errors import LadderError, Unprocessable
 from ladder.models import PolicyVersion, Workflow
-from ladder.policies import policy_read_json, workflow_actions
+from ladder.policies import policy_read_json, problem_lines, workflow_actions
 from ladder.policy import parse_policy, policy_text
 from ladder.rungs import Rung
 from traces.models import Backtest, Run
@@ -85,16 +85,6 @@ def _start(request: HttpRequest, workflow: Workflow) -> Backtest:
     )
 
 
-def _problems(exc: LadderError) -> list[str]:
-    """Every problem a refused policy named, one line each (or the one message)."""
-    details = exc.details if isinstance(exc.details, list) else []
-    lines = []
-    for item in details:
-        where = ".".join(part for part in (item.get("rule"), item.get("field")) if part)
-        lines.append(f"{where}: {item['problem']}" if where else item["problem"])
-    return lines or [exc.message]
-
-
 def _recent(workflow: Workflow):
     """The latest backtests with their two headline figures, read out of the result in
     the database: a result lists every would-be mistake's id, too much to load 50 times."""
@@ -120,7 +110,7 @@ def backtests(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             backtest = _start(request, workflow)
         except LadderError as exc:
-            problems, status = _problems(exc), exc.status
+            problems, status = problem_lines(exc), exc.status
         else:
             messages.success(request, "Backtest started.")
             return redirect("backtest", slug=slug, backtest_id=backtest.pk)

@@ -12,16 +12,16 @@ from typing import Any
 
 from django.db import transaction
 
-from ladder.errors import Unprocessable
+from ladder.errors import LadderError, Unprocessable
 from ladder.models import PolicyVersion, Workflow
 from ladder.policy import (
+    CompiledPolicy,
     Policy,
     compile_policy,
     parse_policy,
     policy_document,
     policy_text,
 )
-from ladder.rungs import Rung
 
 
 def workflow_actions(workflow: Workflow) -> dict[str, tuple[str, str]]:
@@ -50,6 +50,17 @@ def policy_read_json(text: str | bytes) -> Any:
             code="invalid_policy",
             details=[{"rule": "", "field": "", "problem": problem}],  # type: ignore[arg-type]
         ) from exc
+
+
+def problem_lines(exc: LadderError) -> list[str]:
+    """Every problem a refused document names, one line each ("cap.max: must be …"), or
+    the error's one message."""
+    details = exc.details if isinstance(exc.details, list) else []
+    lines = []
+    for item in details:
+        where = ".".join(part for part in (item.get("rule"), item.get("field")) if part)
+        lines.append(f"{where}: {item['problem']}" if where else item["problem"])
+    return lines or [exc.message]
 
 
 def policy_save(*, workflow: Workflow, document: Any, by, note: str = "") -> PolicyVersion:
@@ -82,20 +93,6 @@ def policy_latest(workflow: Workflow) -> PolicyVersion | None:
     return PolicyVersion.objects.filter(workflow=workflow).order_by("-number").first()
 
 
-def policy_in_force(workflow: Workflow) -> PolicyVersion | None:
-    """The version that decides the workflow's runs: its newest, at L4 and L5."""
-    if workflow.rung < Rung.L4:
-        return None
-    return policy_latest(workflow)
-
-
-def policy_draft(workflow: Workflow) -> PolicyVersion | None:
-    """Below L4 the newest version decides nothing: it is evaluated in shadow."""
-    if workflow.rung >= Rung.L4:
-        return None
-    return policy_latest(workflow)
-
-
 def version_policy(version: PolicyVersion) -> Policy | None:
     """The version's rules, or None when they no longer fit the workflow (an action
     type they name was removed or lost its value parameter)."""
@@ -125,11 +122,12 @@ def policy_out(version: PolicyVersion | None, *, author: bool = True) -> dict | 
     }
 
 
-def policy_compile(workflow: Workflow, version: PolicyVersion):
-    """The compiled policy (for backtests and shadow views), or None if it no longer fits."""
+def policy_compile(workflow: Workflow, document: dict) -> CompiledPolicy | None:
+    """A stored policy document compiled against the workflow's action types as they are
+    now, or None when it no longer fits them (an action type it names is gone)."""
     actions = workflow_actions(workflow)
     try:
-        return compile_policy(parse_policy(version.document, actions=actions), actions=actions)
+        return compile_policy(parse_policy(document, actions=actions), actions=actions)
     except Unprocessable:
         return None
 

@@ -944,19 +944,15 @@ def _generate_rate(src: _Source, rule: RateLimit, index: int, local, hit) -> Non
         src.emit(hit(index, over), depth + 1)
 
 
-def subject_key(per: str, params: dict) -> str | None:
-    """The counted subject of a proposal's params: "workflow", or "<param>=<value>" for
-    `per: "param:<name>"` (None when the parameter is missing or not a plain value)."""
-    return _subject(per, params)
-
-
 def seen_params(policy: Policy) -> tuple[str, ...]:
     """The `per` of every first_seen rule: the subjects a workflow records as seen for
     every run, whatever its action (so "first seen" means in any earlier run)."""
     return tuple(sorted({r.per for r in policy.rules if isinstance(r, FirstSeen)}))
 
 
-def _subject(per: str, params: dict) -> str | None:
+def subject_key(per: str, params: dict) -> str | None:
+    """The counted subject of a proposal's params: "workflow", or "<param>=<value>" for
+    `per: "param:<name>"` (None when the parameter is missing or not a plain value)."""
     if per == "workflow":
         return "workflow"
     name = per[6:]
@@ -1018,7 +1014,7 @@ def rate_keys(compiled: CompiledPolicy, proposal: dict) -> list[tuple[str, str, 
     params = proposal.get("params") or {}
     keys = []
     for rule in plan.rates:
-        subject = _subject(rule.per, params)
+        subject = subject_key(rule.per, params)
         if subject is not None:
             keys.append((rule.id, subject, rule.window_seconds))
     return keys
@@ -1032,7 +1028,7 @@ def seen_keys(compiled: CompiledPolicy, proposal: dict) -> list[tuple[str, str]]
     params = proposal.get("params") or {}
     keys = []
     for rule in plan.first_seen:
-        subject = _subject(rule.per, params)
+        subject = subject_key(rule.per, params)
         if subject is not None:
             keys.append((rule.id, subject))
     return keys

@@ -21,8 +21,8 @@ from kombu.exceptions import OperationalError
 
 from ladder.errors import Conflict, Unprocessable
 from ladder.models import PolicyVersion, Workflow
-from ladder.policies import policy_validate, workflow_actions
-from ladder.policy import CompiledPolicy, compile_policy, parse_policy, policy_document
+from ladder.policies import policy_compile, policy_validate
+from ladder.policy import CompiledPolicy, policy_document
 from ladder.rungs import Rung
 from traces.backtest import Backtester
 from traces.models import Backtest, Run, RunStatus
@@ -132,21 +132,13 @@ def _fail(backtest_id: int, error: str) -> None:
     )
 
 
-def _compiled(backtest: Backtest) -> CompiledPolicy | None:
-    actions = workflow_actions(backtest.workflow)
-    try:
-        return compile_policy(parse_policy(backtest.document, actions=actions), actions=actions)
-    except Unprocessable:
-        return None
-
-
 def backtest_run(backtest_id: int) -> Backtest | None:
     """Run a queued (or redelivered) backtest to the end. A second delivery of a finished
     one does nothing; a delivery after a worker died starts it over from the first run."""
     backtest = Backtest.objects.select_related("workflow").filter(pk=backtest_id).first()
     if backtest is None or backtest.finished:
         return backtest
-    compiled = _compiled(backtest)
+    compiled = policy_compile(backtest.workflow, backtest.document)
     if compiled is None:
         _fail(backtest_id, "the policy no longer fits the workflow's action types")
         return Backtest.objects.get(pk=backtest_id)

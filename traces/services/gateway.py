@@ -4,6 +4,7 @@ events, the ladder's decision, then one INSERT of the run and its events."""
 
 import hashlib
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple
 
 from django.db import transaction
@@ -235,23 +236,34 @@ def _submit_once(
         )
     parts = submission_json(redacted)
     request_hash = hashlib.sha256(parts.text.encode("utf-8")).hexdigest()
-    proposal = redacted["proposal"]
-    counting = policy.counting_for(workflow.rules, proposal)
+    counting = policy.counting_for(workflow.rules, redacted["proposal"])
+    store = partial(
+        _decide_and_store,
+        auth=auth,
+        pseudonyms=pseudonyms,
+        workflow=workflow,
+        key=key,
+        found=found,
+        parts=parts,
+        redacted=redacted,
+        request_hash=request_hash,
+        counting=counting,
+    )
     if counting is None:
-        return _decide_and_store(**locals(), locked=False)
+        return store(locked=False)
     if fastpath.memo_enabled():
         # PostgreSQL: decide on counters read without a lock; the INSERT re-checks an
         # allow under the counters' locks and stores nothing if a limit filled up in
         # between (traces_policy_room), and the proposal is decided again.
         for _attempt in range(2):
             try:
-                return _decide_and_store(**locals(), locked=False)
+                return store(locked=False)
             except _Full:
                 pass
     # Still full after that (a hot limit), or SQLite: lock, read, decide and store in one
     # transaction.
     with transaction.atomic():
-        return _decide_and_store(**locals(), locked=True)
+        return store(locked=True)
 
 
 class _Full(Exception):
@@ -268,11 +280,10 @@ def _decide_and_store(
     parts: Submission,
     redacted: dict,
     request_hash: str,
-    proposal: dict | None,
     counting: policy.Counting | None,
     locked: bool,
-    **_: Any,
 ) -> tuple[Run, bool]:
+    proposal = redacted["proposal"]
     now = timezone.now()
     counters = None
     if counting is not None:

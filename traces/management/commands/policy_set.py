@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ladder.errors import Unprocessable
 from ladder.models import Workflow
-from ladder.policies import policy_read_json
+from ladder.policies import policy_read_json, problem_lines
 from ladder.policy import policy_text
 from traces.services.policy import policy_set
 
@@ -34,14 +34,8 @@ class Command(BaseCommand):
                 workflow=found, document=policy_read_json(text), by=None, note=note
             )
         except Unprocessable as exc:
-            problems = exc.details if isinstance(exc.details, list) else []
-            lines = [
-                f"  {p['rule'] or 'policy'}{'.' + p['field'] if p['field'] else ''}: {p['problem']}"
-                for p in problems
-            ]
-            raise CommandError(
-                "the policy was not saved:\n" + ("\n".join(lines) or exc.message)
-            ) from exc
+            lines = "\n".join(f"  {line}" for line in problem_lines(exc))
+            raise CommandError(f"the policy was not saved:\n{lines}") from exc
         self.stdout.write(str(version.number))
         if options["verbosity"] > 1:
             from ladder.policies import version_policy
