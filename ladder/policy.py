@@ -716,6 +716,8 @@ class CompiledPolicy:
     plans: dict[str, _Plan]  # allowed action -> its plan
     refused: dict[str, tuple[str, ...]]  # known but not allowed action -> allow_actions ids
     denied_ids: tuple[str, ...]  # allow_actions ids (for an unknown action)
+    # Every first_seen rule's `per` (seen_params): what each run marks as seen.
+    seen_pers: tuple[str, ...] = ()
 
 
 def compile_policy(policy: Policy, *, actions: Mapping[str, ActionValue]) -> CompiledPolicy:
@@ -759,6 +761,7 @@ def compile_policy(policy: Policy, *, actions: Mapping[str, ActionValue]) -> Com
         plans=plans,
         refused=refused,
         denied_ids=tuple(r.id for r in allow_rules),
+        seen_pers=seen_params(policy),
     )
 
 

@@ -29,7 +29,6 @@ from ladder.policy import (
     evaluate,
     rate_keys,
     seen_keys,
-    seen_params,
     subject_key,
 )
 from traces.status import APPROVED_STATUSES, RunStatus
@@ -92,7 +91,7 @@ class Backtester:
     def __init__(self, compiled: CompiledPolicy) -> None:
         self.compiled = compiled
         self._limits = {r.id: r for r in compiled.policy.rules if isinstance(r, RateLimit)}
-        self._seen_pers = seen_params(compiled.policy)
+        self._seen_pers = compiled.seen_pers
         self._windows: dict[tuple[str, str], _Window] = {}
         self._seen: set[str] = set()
         self._last: datetime | None = None

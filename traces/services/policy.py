@@ -38,7 +38,6 @@ from ladder.policy import (
     audit_sampled,
     rate_keys,
     seen_keys,
-    seen_params,
     subject_key,
 )
 from ladder.rungs import PolicyOutcome, Rung
@@ -106,7 +105,7 @@ def counting_for(rules: WorkflowRules, proposal: dict | None) -> Counting | None
     ]
     marks = []
     params = proposal.get("params") or {}
-    for per in seen_params(compiled.policy):
+    for per in compiled.seen_pers:
         subject = subject_key(per, params)
         if subject is not None:
             marks.append(subject_digest("seen", subject))
