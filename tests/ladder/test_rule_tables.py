@@ -21,7 +21,7 @@ from traces import fastpath
 
 pytestmark = pytest.mark.django_db
 
-_TABLE = re.compile(r'\b(?:FROM|JOIN)\s+(?!LATERAL\b)"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
+_TABLE = re.compile(r'\b(?:FROM|JOIN)\s+"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
 
 # pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h).
 _INSERT, _DELETE, _UPDATE = 1 << 2, 1 << 3, 1 << 4
