@@ -5,12 +5,13 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
+from ladder import gates
 from traces.chain import canonical_json
 
 # What the screen shows is built in traces.replay, which rebuilds it for examiners too.
 from traces.replay import snapshot, snapshot_hash  # noqa: F401
 
-LIGHT_EDIT_MAX = 0.2
+LIGHT_EDIT_MAX = gates.LIGHT_EDIT_MAX
 
 
 def draft_text(params: dict, artifact: Any) -> str:
@@ -59,6 +60,4 @@ def options(proposal: dict) -> list[dict]:
 
 def matches_first(proposal: dict, action: str, params: dict) -> bool:
     """Match = the chosen action equals the agent's first recommendation, type and params."""
-    return action == proposal["action"] and canonical_json(params) == canonical_json(
-        proposal.get("params") or {}
-    )
+    return gates.matches_first(proposal, action, params, canonical=canonical_json)

@@ -12,6 +12,7 @@ from django.db import transaction
 from approvals import review as rules
 from approvals.models import Review
 from approvals.roles import access_for
+from ladder import gates
 from ladder.decide import validate_params
 from ladder.durations import duration_text
 from ladder.errors import Conflict, Forbidden, Unprocessable
@@ -244,7 +245,7 @@ def _review_decide(
             verdict, review.verdict = "approved", Review.Verdict.SUBMITTED
             action = proposal.get("action", "")
             review.edit_distance = rules.edit_distance(before, after)
-            review.light_edit = review.edit_distance <= rules.LIGHT_EDIT_MAX
+            review.light_edit = gates.is_light_edit(review.edit_distance)
             review.diff = rules.unified_diff(before, after)
             review.submitted = {"action": action, "params": params, "artifact": artifact}
         extra = {

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 
-from ladder.rungs import DeadlineAction, Executor, RiskClass, Rung
+from ladder.rungs import DeadlineAction, Executor, OutcomeDirection, RiskClass, Rung
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "lowercase letters, digits and dashes")
 action_name_validator = RegexValidator(
@@ -37,7 +37,24 @@ class Workflow(models.Model):
     linkage_group = models.CharField(
         max_length=80, blank=True, default="", db_default="", validators=[slug_validator]
     )
+    # Per-workflow bars, only ever tighter than ladder.gates' defaults:
+    # {"4": {"approval_rate": 0.97}} (ladder.gates.thresholds_validate).
     gate_thresholds = models.JSONField(default=dict, blank=True)
+    # The gate snapshot's window: runs decided in the last N days (docs/gates.md).
+    gate_window_days = models.PositiveSmallIntegerField(default=90, db_default=90)
+    # The business metric the outcome gate reads (points from POST .../metrics), which
+    # way is better, and the baseline: its mean over the N days before the current rung
+    # began, against its mean over the window since.
+    outcome_metric = models.CharField(max_length=100, blank=True, default="", db_default="")
+    outcome_direction = models.CharField(
+        max_length=4, choices=OutcomeDirection.choices, default="up", db_default="up"
+    )
+    outcome_baseline_days = models.PositiveSmallIntegerField(default=30, db_default=30)
+    # How long an L4/L5 autonomy certificate stays valid (docs/certificates.md).
+    certificate_valid_days = models.PositiveSmallIntegerField(default=90, db_default=90)
+    # Attention probes: the share of L3 review work that is a known-wrong eval case
+    # (0 = none; docs/evals.md).
+    probe_rate = models.FloatField(default=0.0, db_default=0.0)
     # How long a run may wait for a person, and what happens then (docs/deadlines.md).
     # Never unbounded: an agent is never left waiting forever.
     review_deadline_seconds = models.PositiveIntegerField(default=72 * 3600, db_default=72 * 3600)
@@ -153,3 +170,78 @@ class PolicyVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id} policy v{self.number}"
+
+
+class GateSnapshot(models.Model):
+    """The gates of one workflow over one window, computed from its runs
+    (traces/gates.py; docs/gates.md). Kept forever, append-only: a promotion request
+    freezes one, and the history draws its charts from them."""
+
+    class Trigger(models.TextChoices):
+        NIGHTLY = "nightly", "Nightly recompute"
+        ON_DEMAND = "on_demand", "Recomputed on demand"
+        COMMAND = "command", "manage.py recompute_gates"
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    computed_at = models.DateTimeField()
+    rung = models.PositiveSmallIntegerField(choices=Rung.choices)
+    # None at L5: nothing to climb to.
+    target_rung = models.PositiveSmallIntegerField(choices=Rung.choices, null=True)
+    window_days = models.PositiveSmallIntegerField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    eligible = models.BooleanField()
+    # Why not eligible, one sentence per unmet gate.
+    reasons = models.JSONField(default=list)
+    # The counts the gates were computed from (ladder.gates.Tallies as JSON).
+    tallies = models.JSONField()
+    # [{name, label, value, n, lower, upper, bar, verdict, sentence, required}, ...]
+    gates = models.JSONField()
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["workflow", "-computed_at", "-id"]
+        indexes = [
+            models.Index(fields=["workflow", "-computed_at", "-id"], name="gatesnapshot_latest_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"gates of {self.workflow_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+    def as_json(self) -> dict:
+        """The API's `gate_snapshot` (DESIGN.md "Gate metrics")."""
+        return {
+            "computed_at": self.computed_at.isoformat(),
+            "window": {
+                "days": self.window_days,
+                "start": self.window_start.isoformat(),
+                "end": self.window_end.isoformat(),
+            },
+            "rung": self.rung,
+            "target_rung": self.target_rung,
+            "eligible": self.eligible,
+            "reasons": list(self.reasons),
+            "gates": [
+                {
+                    key: gate.get(key)
+                    for key in (
+                        "name",
+                        "label",
+                        "value",
+                        "n",
+                        "lower",
+                        "upper",
+                        "bar",
+                        "verdict",
+                        "sentence",
+                        "required",
+                    )
+                }
+                for gate in self.gates
+            ],
+        }

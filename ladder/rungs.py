@@ -36,6 +36,13 @@ class Executor(models.TextChoices):
     SERVER = "server", "Registered callable run by a worker"
 
 
+class OutcomeDirection(models.TextChoices):
+    """Which way a workflow's business metric should move."""
+
+    UP = "up", "Higher is better"
+    DOWN = "down", "Lower is better"
+
+
 class DeadlineAction(models.TextChoices):
     """What happens to a run nobody decided in time (Workflow.review_deadline_seconds)."""
 

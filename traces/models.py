@@ -23,6 +23,13 @@ class AgentToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
+class Decider(models.TextChoices):
+    NONE = "", "Nobody yet"
+    PERSON = "person", "A person"
+    POLICY = "policy", "The policy"
+    DEADLINE = "deadline", "The deadline"
+
+
 class Run(models.Model):
     """One pass of an agent through a workflow. Its evidence lives in its trace events."""
 
@@ -84,6 +91,23 @@ class Run(models.Model):
     # When a server executor last claimed the run (approved -> executing): a run still
     # executing long after it was abandoned by a worker that died (traces.tasks sweeper).
     execution_claimed_at = models.DateTimeField(null=True, blank=True)
+    # What the evidence gates count, in typed columns so traces/gates.py reads no JSON
+    # (docs/gates.md). Who decided: a person, the policy (L4/L5) or the deadline.
+    decider = models.CharField(
+        max_length=8, choices=Decider.choices, blank=True, default="", db_default=""
+    )
+    # L1: the submitted draft was a light edit of the agent's (false when discarded).
+    light_edit = models.BooleanField(null=True, blank=True)
+    # L2: the person picked the agent's first recommendation, type and params.
+    matched = models.BooleanField(null=True, blank=True)
+    # The shadow decision of a draft envelope at L2/L3 (Run.shadow's outcome, version).
+    shadow_outcome = models.CharField(max_length=8, blank=True, default="", db_default="")
+    shadow_version = models.PositiveIntegerField(null=True, blank=True)
+    # A known-wrong eval case put in the L3 queue to show reviewers look (docs/evals.md):
+    # never executed, never counted as the agent's evidence.
+    probe = models.BooleanField(default=False, db_default=False)
+    # Once the execution is over: the replay was complete and its chain verified.
+    replay_ok = models.BooleanField(null=True, blank=True)
     # Bumped on every change a reviewer could have seen: a decision made on an older
     # version is stale and refused.
     version = models.PositiveIntegerField(default=1)

@@ -14,7 +14,7 @@ from traces.auth import AgentAuth
 from traces.models import MetricPoint, Run, RunStatus, TraceEvent
 from traces.replay import EXECUTION_PHASE, FREEZING_TYPES
 from traces.services.redactors import agent_redaction_budget, fit, redactor_for
-from traces.services.trace import EventSpec, trace_append
+from traces.services.trace import EventSpec, run_replay_mark, trace_append
 from traces.status import APPROVED_STATUSES, DECIDED_STATUSES, FINISHED_STATUSES
 
 AGENT_EVENT_TYPES = {TraceEvent.Type.INPUT, TraceEvent.Type.TOOL_CALL, TraceEvent.Type.OUTPUT}
@@ -156,6 +156,7 @@ def run_report_result(
     locked.executed_at = timezone.now()
     locked.save(update_fields=["status", "result", "executed_at", "updated_at"])
     trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, auth.actor)])
+    run_replay_mark(run=locked)
     return locked
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from ladder.durations import duration_text
 from ladder.errors import Conflict
 from ladder.rungs import DeadlineAction, Queue
-from traces.models import Run, RunStatus, TraceEvent
+from traces.models import Decider, Run, RunStatus, TraceEvent
 from traces.services.trace import EventSpec, trace_append
 
 BY_DEADLINE = "deadline"  # `decision.by` of a run the deadline decided
@@ -122,7 +122,8 @@ def _deny(run: Run, now: datetime, earlier: dict | None) -> None:
     run.status = RunStatus.DENIED
     run.decision = {"verdict": "denied", "reason": reason, "by": BY_DEADLINE, "at": now.isoformat()}
     run.decided_at = now
-    run.save(update_fields=["status", "decision", "decided_at", "updated_at"])
+    run.decider = Decider.DEADLINE
+    run.save(update_fields=["status", "decision", "decided_at", "decider", "updated_at"])
     _event(run, now, run.deadline_at, outcome="denied", reason=reason, window_seconds=window)
 
 

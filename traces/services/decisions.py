@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ladder.errors import Conflict, NotFound
 from ladder.rungs import Executor
-from traces.models import Run, RunStatus, TraceEvent
+from traces.models import Decider, Run, RunStatus, TraceEvent
 from traces.services.deadlines import DEADLINE_PASSED, decided_by_deadline
 from traces.services.execution import execution_enqueue
 from traces.services.trace import EventSpec, trace_append
@@ -54,6 +54,7 @@ def run_decide(
         **decision.extra,
     }
     status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
+    extra = decision.extra
     with transaction.atomic():
         changed = (
             Run.objects.filter(pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version)
@@ -63,6 +64,9 @@ def run_decide(
                 decision=stored,
                 decided_by_id=user_id,
                 decided_at=now,
+                decider=Decider.PERSON,
+                light_edit=extra.get("light_edit") if extra.get("kind") == "draft" else None,
+                matched=extra.get("matched") if extra.get("kind") == "pick" else None,
                 version=F("version") + 1,
                 updated_at=now,
             )

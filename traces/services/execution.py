@@ -22,7 +22,7 @@ from ladder.errors import Unprocessable
 from ladder.rungs import Executor
 from traces.models import Run, RunStatus, TraceEvent
 from traces.services.redactors import redactor_for
-from traces.services.trace import EventSpec, trace_append
+from traces.services.trace import EventSpec, run_replay_mark, trace_append
 
 log = logging.getLogger(__name__)
 
@@ -239,4 +239,5 @@ def _finish_execution(*, run: Run, succeeded: bool, output: Any, error: str | No
     run.executed_at = timezone.now()
     run.save(update_fields=["status", "result", "executed_at", "updated_at"])
     trace_append(run=run, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, "system")])
+    run_replay_mark(run=run)
     return run

@@ -18,7 +18,7 @@ from traces import fastpath, redaction
 from traces.auth import AgentAuth, authenticate_hash
 from traces.chain import GENESIS, canonical_json_of_parsed
 from traces.ids import uuid7
-from traces.models import Run, RunStatus, TraceEvent
+from traces.models import Decider, Run, RunStatus, TraceEvent
 from traces.services import policy
 from traces.services.execution import execution_enqueue
 from traces.services.policy import counters_json
@@ -329,6 +329,9 @@ def _decide_and_store(
             "decided_at": now if decided else None,
             "policy": policy.policy_verdict(decision) if decision.policy else None,
             "shadow": policy.policy_verdict(decision) if decision.shadow else None,
+            "decider": Decider.POLICY if decided else Decider.NONE,
+            "shadow_outcome": decision.shadow.outcome if decision.shadow else "",
+            "shadow_version": decision.policy_version if decision.shadow else None,
             "audit": AuditState.DUE if audit else AuditState.NONE,
             "deadline_at": (
                 now + timedelta(seconds=workflow.review_deadline_seconds)

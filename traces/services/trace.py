@@ -13,6 +13,7 @@ from django.utils import timezone
 from ladder.errors import Conflict, PayloadTooLarge
 from traces.chain import GENESIS, EventFrame, canonical_json, link_hash
 from traces.models import Run, TraceEvent
+from traces.selectors import run_replay
 
 
 class OctetLength(Func):
@@ -123,3 +124,13 @@ def _check_trace_room(*, run: Run, events: list[TraceEvent]) -> None:
             "(LADDER_MAX_RUN_TRACE_BYTES); nothing was added",
             code="trace_too_large",
         )
+
+
+def run_replay_mark(*, run: Run) -> bool:
+    """Check, once its execution is over, that the run's replay is complete and its
+    chain verified, and keep the answer in `replay_ok` for the replay-coverage gate
+    (docs/gates.md). recompute_gates checks any finished run left unchecked."""
+    result = run_replay(run=run)
+    run.replay_ok = bool(result["complete"] and result["verified"])
+    Run.objects.filter(pk=run.pk).update(replay_ok=run.replay_ok)
+    return run.replay_ok

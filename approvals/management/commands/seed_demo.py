@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from approvals.roles import Role, role_grant
+from ladder.gates import max_rung_for
 from ladder.models import ActionType, RungChange, Workflow
 from ladder.rungs import Executor, RiskClass, Rung
 
@@ -197,7 +198,7 @@ class Command(BaseCommand):
                     "description": spec["description"],
                     "owner": people["owner"],
                     "personal_fields": spec.get("personal_fields", []),
-                    "max_rung": Rung.L4 if spec["risk"] == RiskClass.CONSEQUENTIAL else Rung.L5,
+                    "max_rung": max_rung_for(spec["risk"]),
                 },
             )
             if created:
