@@ -1,7 +1,8 @@
 from django.conf import settings
 from django.db import models
 
-from ladder.models import Workflow
+from ladder.models import GateSnapshot, Workflow
+from ladder.rungs import Rung
 from traces.models import Run
 
 
@@ -83,3 +84,55 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_verdict_display()} {self.run_id}"
+
+
+class PromotionRequest(models.Model):
+    """An owner's request to move a workflow up one rung, with the evidence it rests on
+    frozen at the moment of asking: a compliance user who is not the requester decides
+    it, once (approvals/services.py; docs/promotion.md)."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        APPROVED = "approved", "Approved"
+        DECLINED = "declined", "Declined"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="+")
+    from_rung = models.PositiveSmallIntegerField(choices=Rung.choices)
+    to_rung = models.PositiveSmallIntegerField(choices=Rung.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(blank=True)
+    # The snapshot recomputed for the request, and a copy of its evidence as frozen: the
+    # copy (and its hash) is what the decision and the certificate rest on.
+    snapshot = models.ForeignKey(GateSnapshot, on_delete=models.PROTECT, related_name="+")
+    evidence = models.JSONField()
+    # sha256 of canonical_json(evidence) (traces.chain): anyone can recompute it.
+    evidence_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            # At most one open request per workflow, whoever asks and however fast.
+            models.UniqueConstraint(
+                fields=["workflow"],
+                condition=models.Q(state="open"),
+                name="promotion_one_open_per_workflow",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(to_rung=models.F("from_rung") + 1),
+                name="promotion_one_rung",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "-requested_at"], name="promotion_by_state")]
+
+    def __str__(self) -> str:
+        return f"promotion #{self.pk} of {self.workflow_id} L{self.from_rung}->L{self.to_rung}"

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import User
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
+from approvals.models import PromotionRequest
 from approvals.roles import access_for
 from ladder.errors import NotFound
-from ladder.models import ActionType, Workflow
+from ladder.models import ActionType, GateSnapshot, Workflow
 from traces.models import Run, RunStatus
 from traces.selectors import decision_context
 
@@ -191,3 +192,76 @@ def next_waiting(*, workflow_ids: list[int], exclude=None) -> Run | None:
     if exclude is not None:
         runs = runs.exclude(pk=exclude)
     return runs.order_by("created_at", "id").only("id").first()
+
+
+# -- gates and promotions -------------------------------------------------------------------
+
+
+def gate_snapshots_latest(*, workflow_ids) -> dict[int, GateSnapshot]:
+    """The newest gate snapshot of each workflow, in one query (a correlated subquery on
+    gatesnapshot_latest_idx per workflow, not a scan of the whole history)."""
+    if not workflow_ids:
+        return {}
+    newest = GateSnapshot.objects.filter(workflow_id=OuterRef("pk")).order_by("-computed_at", "-id")
+    ids = Workflow.objects.filter(pk__in=workflow_ids).values(
+        latest=Subquery(newest.values("id")[:1])
+    )
+    return {s.workflow_id: s for s in GateSnapshot.objects.filter(pk__in=ids)}
+
+
+def gate_snapshot_of(*, workflow: Workflow) -> GateSnapshot | None:
+    return (
+        GateSnapshot.objects.filter(workflow=workflow)
+        .select_related("requested_by")
+        .order_by("-computed_at", "-id")
+        .first()
+    )
+
+
+def waiting_counts(*, workflow_ids) -> dict[int, int]:
+    """Runs waiting for a person, per workflow."""
+    if not workflow_ids:
+        return {}
+    rows = (
+        Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+        .values_list("workflow_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
+def promotions_open_by_workflow(*, workflow_ids) -> dict[int, PromotionRequest]:
+    if not workflow_ids:
+        return {}
+    rows = PromotionRequest.objects.filter(
+        workflow_id__in=workflow_ids, state=PromotionRequest.State.OPEN
+    ).select_related("requested_by")
+    return {r.workflow_id: r for r in rows}
+
+
+def promotions_for(*, workflow_ids, decided: bool, limit: int = 100) -> list[PromotionRequest]:
+    """Promotion requests of the given workflows, newest first, with their workflow and
+    people in the same query: the open ones, or (`decided`) the decided and withdrawn."""
+    rows = PromotionRequest.objects.filter(workflow_id__in=workflow_ids)
+    if decided:
+        rows = rows.exclude(state=PromotionRequest.State.OPEN)
+    else:
+        rows = rows.filter(state=PromotionRequest.State.OPEN)
+    return list(
+        rows.select_related("workflow", "requested_by", "decided_by").order_by(
+            "-requested_at", "-id"
+        )[:limit]
+    )
+
+
+def promotion_for_person(*, user: User, request_id: int) -> PromotionRequest:
+    """A promotion request the person may see (any role on its workflow), else 404."""
+    found = (
+        PromotionRequest.objects.select_related("workflow", "requested_by", "decided_by")
+        .filter(pk=request_id, workflow_id__in=visible_workflow_ids(user=user))
+        .first()
+    )
+    if found is None:
+        raise NotFound("no such promotion request")
+    return found

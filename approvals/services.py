@@ -1,5 +1,7 @@
-"""Writes by people: opening a run for review and deciding it."""
+"""Writes by people: opening a run for review and deciding it, workflow settings, and
+promotion requests (asked by an owner, decided by compliance)."""
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -7,22 +9,31 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from approvals import review as rules
-from approvals.models import Review
+from approvals.models import PromotionRequest, Review
 from approvals.roles import access_for
 from ladder import gates
 from ladder.decide import validate_params
 from ladder.durations import duration_text
 from ladder.errors import Conflict, Forbidden, Unprocessable
-from ladder.models import Workflow
-from ladder.rungs import REVIEW_DEADLINE_MAX_SECONDS, REVIEW_DEADLINE_MIN_SECONDS, DeadlineAction
+from ladder.models import GateSnapshot, RungChange, Workflow
+from ladder.rungs import (
+    REVIEW_DEADLINE_MAX_SECONDS,
+    REVIEW_DEADLINE_MIN_SECONDS,
+    DeadlineAction,
+    Rung,
+)
+from ladder.services import rung_change
+from traces.chain import canonical_json
 from traces.models import Run, RunStatus, TraceEvent
 from traces.replay import shown_payload
 from traces.selectors import DecisionContext, decision_context
 from traces.services.deadlines import DEADLINE_PASSED, deadline_due, run_after_deadline, too_late
 from traces.services.decisions import DecisionInput, already_decided, run_decide
+from traces.services.gates import gates_recompute
 from traces.services.redactors import redactor_for
 from traces.services.trace import EventSpec, trace_append
 
@@ -341,3 +352,191 @@ def workflow_deadline_set(*, workflow: Workflow, seconds: int, action: str, by: 
         review_deadline_seconds=seconds, deadline_action=action
     )
     workflow.review_deadline_seconds, workflow.deadline_action = seconds, action
+
+
+# -- promotion requests ---------------------------------------------------------------------
+
+
+def evidence_freeze(snapshot: GateSnapshot) -> tuple[dict, str]:
+    """The evidence a promotion request rests on, as frozen, and its hash: sha256 of
+    its canonical JSON (traces.chain), so anyone holding the JSON can check it."""
+    evidence = {
+        "workflow": snapshot.workflow.slug,
+        "snapshot_id": snapshot.pk,
+        **snapshot.as_json(),
+        "tallies": snapshot.tallies,
+    }
+    return evidence, evidence_hash(evidence)
+
+
+def evidence_hash(evidence: dict) -> str:
+    return hashlib.sha256(canonical_json(evidence).encode()).hexdigest()
+
+
+def _unmet(snapshot: GateSnapshot) -> list[str]:
+    """One line per required gate that did not pass, with the gate's own sentence."""
+    return [
+        f"{gate['label']}: {gate['verdict']}. {gate['sentence']}"
+        for gate in snapshot.gates
+        if gate.get("required", True) and gate["verdict"] != gates.PASS
+    ]
+
+
+def promotion_request(
+    *, workflow: Workflow, by: User, note: str = "", to_rung: int | None = None
+) -> PromotionRequest:
+    """An owner asks to move `workflow` up one rung (`to_rung`, when given, must be the
+    next one). The gates are recomputed now and the snapshot frozen into the request.
+
+    Refused, storing no request: anyone but an owner, a skipped rung, a rung past the
+    workflow's max, a second open request, a required gate that fails or lacks volume,
+    L4 without a written policy envelope. The recomputed snapshot is kept either way: it
+    is the history's, and the page shows the numbers behind the refusal.
+    """
+    if workflow.pk not in access_for(by).own:
+        raise Forbidden(
+            "Only an owner of the workflow can request its promotion.", code="not_owner"
+        )
+    workflow.refresh_from_db(fields=["rung", "max_rung"])
+    target = workflow.rung + 1
+    if to_rung is not None and to_rung != target:
+        raise Unprocessable(
+            f"A promotion climbs one rung at a time: from L{workflow.rung} the next is "
+            f"L{target}, not L{to_rung}.",
+            code="rung_skip",
+        )
+    if target > Rung.L5:
+        raise Unprocessable("L5 is the top of the ladder.", code="past_max_rung")
+    if target > workflow.max_rung:
+        raise Unprocessable(
+            f"L{target} is past this workflow's max rung (L{workflow.max_rung}); only an "
+            "admin can raise it.",
+            code="past_max_rung",
+        )
+    if PromotionRequest.objects.filter(
+        workflow=workflow, state=PromotionRequest.State.OPEN
+    ).exists():
+        raise Conflict(
+            "A promotion request for this workflow is already open: it is decided or "
+            "withdrawn first.",
+            code="request_open",
+        )
+    snapshot = gates_recompute(workflow=workflow, trigger=GateSnapshot.Trigger.ON_DEMAND, by=by)
+    if snapshot.rung != workflow.rung or snapshot.target_rung != target:
+        raise Conflict(
+            f"The workflow moved to L{snapshot.rung} meanwhile; ask again from there.",
+            code="rung_moved",
+        )
+    if not snapshot.eligible:
+        policy = next((g for g in snapshot.gates if g["name"] == "policy"), None)
+        if target == Rung.L4 and policy is not None and policy["verdict"] != gates.PASS:
+            raise Unprocessable(
+                "L4 needs a written policy envelope, in force from the climb: "
+                + policy["sentence"],
+                code="no_policy",
+                details={"reasons": _unmet(snapshot)},
+            )
+        raise Unprocessable(
+            f"Not eligible for L{target}: " + " ".join(snapshot.reasons),
+            code="gates_not_met",
+            details={"reasons": _unmet(snapshot) or list(snapshot.reasons)},
+        )
+    evidence, digest = evidence_freeze(snapshot)
+    try:
+        with transaction.atomic():
+            return PromotionRequest.objects.create(
+                workflow=workflow,
+                from_rung=workflow.rung,
+                to_rung=target,
+                requested_by=by,
+                note=note.strip(),
+                snapshot=snapshot,
+                evidence=evidence,
+                evidence_hash=digest,
+            )
+    except IntegrityError:
+        # Two owners asking at once: the partial unique index lets one request in.
+        raise Conflict(
+            "A promotion request for this workflow is already open.", code="request_open"
+        ) from None
+
+
+def _already(request: PromotionRequest) -> Conflict:
+    request.refresh_from_db(fields=["state", "decided_by", "decided_at"])
+    if request.state == PromotionRequest.State.WITHDRAWN:
+        return Conflict("The requester withdrew this request.", code="already_decided")
+    who = request.decided_by.get_username() if request.decided_by else "someone"
+    return Conflict(
+        f"Already {request.get_state_display().lower()} by {who}.", code="already_decided"
+    )
+
+
+@transaction.atomic
+def promotion_decide(
+    *, request: PromotionRequest, by: User, approve: bool, reason: str
+) -> PromotionRequest:
+    """A compliance user of the workflow who is not the requester approves or declines
+    the request, with a reason, exactly once (a guarded UPDATE: a double click or a
+    second decider is told who decided).
+
+    Approval moves the workflow one rung through `rung_change` (which refuses if the
+    workflow no longer stands on the request's rung), recording the frozen evidence; all
+    in this one transaction, so the gateway's next run sees the new rung or nothing
+    changed at all.
+    """
+    if request.workflow_id not in access_for(by).comply:
+        raise Forbidden(
+            "Only a compliance user of the workflow can decide its promotion.",
+            code="not_compliance",
+        )
+    if by.pk == request.requested_by_id:
+        raise Forbidden("Nobody may decide their own promotion request.", code="self_decide")
+    reason = reason.strip()
+    if not reason:
+        raise Unprocessable("A decision needs a reason.", code="reason_required")
+    state = PromotionRequest.State.APPROVED if approve else PromotionRequest.State.DECLINED
+    now = timezone.now()
+    decided = PromotionRequest.objects.filter(
+        pk=request.pk, state=PromotionRequest.State.OPEN
+    ).update(state=state, decided_by=by, decided_at=now, decision_reason=reason)
+    if decided != 1:
+        raise _already(request)
+    request.state, request.decided_by, request.decided_at = state, by, now
+    request.decision_reason = reason
+    if approve:
+        workflow = request.workflow
+        rung_change(
+            workflow=workflow,
+            from_rung=request.from_rung,
+            to_rung=request.to_rung,
+            kind=RungChange.Kind.PROMOTION,
+            reason=f"Promotion request #{request.pk} approved by {by.get_username()}: {reason}",
+            evidence={
+                "promotion_request": request.pk,
+                "evidence_hash": request.evidence_hash,
+                "evidence": request.evidence,
+            },
+            actor=by,
+        )
+        # CERTIFICATE: certificate_issue(...) from ladder.services is called here once it
+        # lands on main (autonomy certificates, issue #11 item 7).
+    return request
+
+
+@transaction.atomic
+def promotion_withdraw(*, request: PromotionRequest, by: User) -> PromotionRequest:
+    """The requester takes back an open request (a guarded UPDATE, as deciding)."""
+    if by.pk != request.requested_by_id:
+        raise Forbidden("Only the requester can withdraw a request.", code="not_requester")
+    now = timezone.now()
+    done = PromotionRequest.objects.filter(pk=request.pk, state=PromotionRequest.State.OPEN).update(
+        state=PromotionRequest.State.WITHDRAWN, decided_by=by, decided_at=now
+    )
+    if done != 1:
+        raise _already(request)
+    request.state, request.decided_by, request.decided_at = (
+        PromotionRequest.State.WITHDRAWN,
+        by,
+        now,
+    )
+    return request

@@ -1,15 +1,45 @@
 from django.urls import path, re_path
 
-from approvals import audit_views, backtest_views, settings_views, views, workflow_views
+from approvals import (
+    audit_views,
+    backtest_views,
+    promotion_views,
+    settings_views,
+    views,
+    workflow_views,
+)
 
 urlpatterns = [
-    path("", views.queue, name="queue"),
+    path("", views.home, name="queue"),
+    path("queue/", views.queue, name="queue-page"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
     path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),
     path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
     path("workflows/", workflow_views.workflow_list, name="workflows"),
     path("workflows/<slug:slug>/", workflow_views.workflow_detail, name="workflow"),
+    path(
+        "workflows/<slug:slug>/gates/recompute",
+        workflow_views.workflow_gates_recompute,
+        name="workflow-gates-recompute",
+    ),
+    path(
+        "workflows/<slug:slug>/promotion",
+        workflow_views.workflow_promotion_request,
+        name="workflow-promotion-request",
+    ),
+    path("promotions/", promotion_views.promotion_list, name="promotions"),
+    path("promotions/<int:request_id>/", promotion_views.promotion_detail, name="promotion"),
+    path(
+        "promotions/<int:request_id>/decide",
+        promotion_views.promotion_decide_view,
+        name="promotion-decide",
+    ),
+    path(
+        "promotions/<int:request_id>/withdraw",
+        promotion_views.promotion_withdraw_view,
+        name="promotion-withdraw",
+    ),
     path("workflows/<slug:slug>/policy/", workflow_views.workflow_policy, name="workflow-policy"),
     path(
         "workflows/<slug:slug>/policy.json",

@@ -45,6 +45,20 @@ def _template(request: HttpRequest, page: str, partial: str) -> str:
 
 @login_required
 @require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """Home is where one's work waits: reviewers keep their queue, compliance lands on
+    the promotions to decide, owners on their workflows (the queue, with the failed
+    executions owners see there, stays at /queue/)."""
+    access = access_for(request.user)
+    if not access.review and access.comply:
+        return redirect("promotions")
+    if not access.review and access.own:
+        return redirect("workflows")
+    return queue(request)
+
+
+@login_required
+@require_GET
 def queue(request: HttpRequest) -> HttpResponse:
     workflow_ids = selectors.reviewable_workflow_ids(user=request.user)
     filters = selectors.QueueFilters(
@@ -86,11 +100,12 @@ def queue(request: HttpRequest) -> HttpResponse:
         ],
         "filters": filters,
         "counts": counts,
-        "facets": _facets(counts, base),
+        "facets": _facets(counts, base, request.path),
         "next_url": next_url,
         "first_page": "after" not in request.GET,
         "failed": selectors.failed_runs_for_owner(workflow_ids=owned),
-        "clear_url": reverse("queue"),
+        # The page's own path: "/" for reviewers, "/queue/" for owners reading theirs.
+        "clear_url": request.path,
         "waiting_total": counts["total"],
     }
     return render(request, _template(request, "approvals/queue.html", "queue-list"), context)
@@ -103,7 +118,7 @@ def _time_left(run, now) -> str:
     return time_left_text((run.deadline_at - now).total_seconds())
 
 
-def _facets(counts: dict, base: dict) -> list[dict]:
+def _facets(counts: dict, base: dict, path: str) -> list[dict]:
     groups = []
     labels = dict(Queue.choices)
     for key, title in (("workflow", "Workflow"), ("queue", "Rung"), ("action", "Action")):
@@ -121,7 +136,7 @@ def _facets(counts: dict, base: dict) -> list[dict]:
                     "label": labels.get(value, value) if key == "queue" else value,
                     "count": n,
                     "active": active,
-                    "url": "?" + urlencode(params) if params else reverse("queue"),
+                    "url": "?" + urlencode(params) if params else path,
                 }
             )
         groups.append({"key": key, "title": title, "items": items})

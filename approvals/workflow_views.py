@@ -1,5 +1,6 @@
-"""Workflow pages: the list, one workflow (rung, policy, shadow agreement), its policy
-(read-only, versions, diff, JSON) and the owner's policy editor.
+"""Workflow pages: the list, one workflow (rung, gates, rung history, promotion request,
+policy, shadow agreement), its policy (read-only, versions, diff, JSON) and the owner's
+policy editor.
 
 Anyone with a role on a workflow may read these; a workflow you have no role on is a 404
 (its existence is not told). Only owners and admins edit its policy (403 for the others).
@@ -11,8 +12,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from approvals import selectors
+from approvals.gate_display import gate_rows, ladder_rungs, verdict_counts
 from approvals.policies import (
     document_text,
     policy_edit_save,
@@ -22,9 +26,10 @@ from approvals.policies import (
     starter_document,
 )
 from approvals.roles import Access, access_for
+from approvals.services import promotion_request
 from approvals.views import _template
-from ladder.errors import Conflict, Forbidden, Unprocessable
-from ladder.models import PolicyVersion, Workflow
+from ladder.errors import Conflict, Forbidden, LadderError, Unprocessable
+from ladder.models import GateSnapshot, PolicyVersion, Workflow
 from ladder.policies import (
     policy_diff,
     policy_latest,
@@ -34,7 +39,9 @@ from ladder.policies import (
 )
 from ladder.policy import audit_text
 from ladder.rungs import Rung
+from ladder.services import rung_history
 from traces.selectors import SHADOW_OUTCOMES, ShadowAgreement, shadow_agreement
+from traces.services.gates import gates_recompute
 
 
 def _workflow_or_404(request: HttpRequest, slug: str) -> tuple[Workflow, Access]:
@@ -77,21 +84,41 @@ def _policy_view(version: PolicyVersion | None) -> dict | None:
 # -- the list -----------------------------------------------------------------------------
 
 
+def _glance(snapshot: GateSnapshot | None, workflow: Workflow) -> dict | None:
+    """The latest snapshot at a glance: verdict counts for the next rung, eligible or
+    not, and whether it still speaks of the rung the workflow stands on."""
+    if snapshot is None:
+        return None
+    return {
+        "snapshot": snapshot,
+        "counts": verdict_counts(snapshot.gates),
+        "stale": snapshot.rung != workflow.rung,
+    }
+
+
 @login_required
 @require_GET
 def workflow_list(request: HttpRequest) -> HttpResponse:
     access = access_for(request.user)
-    workflows = (
+    workflows = list(
         Workflow.objects.filter(pk__in=access.view)
         .annotate(latest_policy=Max("policy_versions__number"))
         .order_by("slug")
     )
+    ids = [wf.pk for wf in workflows]
+    snapshots = selectors.gate_snapshots_latest(workflow_ids=ids)
+    waiting = selectors.waiting_counts(workflow_ids=ids)
+    open_requests = selectors.promotions_open_by_workflow(workflow_ids=ids)
     rows = [
         {
             "workflow": wf,
             "in_force": wf.rung >= Rung.L4,
             "reviewer": wf.pk in access.review,
             "owner": wf.pk in access.own,
+            "ladder": ladder_rungs(rung=wf.rung, max_rung=wf.max_rung),
+            "glance": _glance(snapshots.get(wf.pk), wf),
+            "waiting": waiting.get(wf.pk, 0),
+            "open_request": open_requests.get(wf.pk),
         }
         for wf in workflows
     ]
@@ -121,31 +148,116 @@ def _shadow_rows(shadow: ShadowAgreement) -> list[dict]:
     ]
 
 
-@login_required
-@require_GET
-def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    workflow, access = _workflow_or_404(request, slug)
+def _request_blockers(workflow: Workflow, snapshot: GateSnapshot | None, open_request) -> list[str]:
+    """Why "Request promotion" is disabled, from what the page shows. The service
+    recomputes and checks again on submit: this only saves a pointless click."""
+    if workflow.rung >= Rung.L5:
+        return ["L5 is the top of the ladder."]
+    if workflow.rung + 1 > workflow.max_rung:
+        return [
+            f"L{workflow.rung + 1} is past this workflow's max rung (L{workflow.max_rung}); "
+            "only an admin can raise it."
+        ]
+    if open_request is not None:
+        return [f"Request #{open_request.pk} is open: it is decided or withdrawn first."]
+    if snapshot is None:
+        return ["No gates have been computed yet: recompute them first."]
+    if snapshot.rung != workflow.rung:
+        return [f"The latest gates were computed at L{snapshot.rung}: recompute them first."]
+    return list(snapshot.reasons)
+
+
+def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) -> dict:
     latest = policy_latest(workflow)
     in_force = workflow.rung >= Rung.L4
     shadow = None
     if latest is not None and workflow.rung in (Rung.L2, Rung.L3):
         shadow = shadow_agreement(workflow, _int(request.GET.get("version")))
-    context = {
+    snapshot = selectors.gate_snapshot_of(workflow=workflow)
+    open_request = selectors.promotions_open_by_workflow(workflow_ids=[workflow.pk]).get(
+        workflow.pk
+    )
+    owner = workflow.pk in access.own
+    blockers = _request_blockers(workflow, snapshot, open_request)
+    return {
         "workflow": workflow,
-        "rungs": [
-            {"value": value, "label": label, "current": value == workflow.rung}
-            for value, label in Rung.choices
-        ],
+        "rungs": ladder_rungs(rung=workflow.rung, max_rung=workflow.max_rung),
         "actions": workflow.action_types.order_by("name"),
         "policy": _policy_view(latest),
         "in_force": in_force,
         "deadline": _duration(workflow.review_deadline_seconds),
-        "owner": workflow.pk in access.own,
+        "owner": owner,
         "reviewer": workflow.pk in access.review,
         "shadow": shadow,
         "shadow_rows": _shadow_rows(shadow) if shadow is not None else [],
+        "snapshot": snapshot,
+        "glance": _glance(snapshot, workflow),
+        "gate_rows": gate_rows(snapshot.gates) if snapshot is not None else [],
+        "can_recompute": owner or workflow.pk in access.comply,
+        "history": [
+            {**change, "when": change["at"][:16].replace("T", " ")}
+            for change in rung_history(workflow=workflow, people=True)
+        ],
+        "open_request": open_request,
+        "next_rung": workflow.rung + 1,
+        "can_request": owner and not blockers,
+        "request_blockers": blockers,
+        "note": "",
+        "request_error": None,
     }
+
+
+@login_required
+@require_GET
+def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    workflow, access = _workflow_or_404(request, slug)
+    context = _detail_context(request, workflow, access)
     return render(request, _template(request, "approvals/workflow.html", "shadow-panel"), context)
+
+
+@login_required
+@require_POST
+def workflow_gates_recompute(request: HttpRequest, slug: str) -> HttpResponse:
+    """ "Recompute now": a fresh snapshot on demand (owners and compliance)."""
+    workflow, access = _workflow_or_404(request, slug)
+    if workflow.pk not in access.own | access.comply:
+        raise PermissionDenied("only owners and compliance recompute the gates")
+    snapshot = gates_recompute(
+        workflow=workflow, trigger=GateSnapshot.Trigger.ON_DEMAND, by=request.user
+    )
+    if request.htmx:
+        context = _detail_context(request, workflow, access)
+        return render(request, "approvals/workflow.html#gates-panel", context)
+    state = "eligible" if snapshot.eligible else "not eligible"
+    target = f"L{snapshot.target_rung}" if snapshot.target_rung is not None else "a higher rung"
+    messages.success(request, f"Gates recomputed: {state} for {target}.")
+    return redirect(reverse("workflow", args=[workflow.slug]) + "#gates")
+
+
+@login_required
+@require_POST
+def workflow_promotion_request(request: HttpRequest, slug: str) -> HttpResponse:
+    """An owner asks for the next rung. A refusal re-renders the page with the reasons
+    and the note as typed."""
+    workflow, access = _workflow_or_404(request, slug)
+    note = request.POST.get("note", "")[:4000]
+    try:
+        promotion = promotion_request(
+            workflow=workflow, by=request.user, note=note, to_rung=_int(request.POST.get("to_rung"))
+        )
+    except LadderError as exc:
+        workflow.refresh_from_db()
+        context = _detail_context(request, workflow, access) | {
+            "note": note,
+            "request_error": {"message": exc.message, "reasons": exc.details.get("reasons", [])},
+        }
+        return render(request, "approvals/workflow.html", context, status=exc.status)
+    messages.success(
+        request,
+        f"Promotion to L{promotion.to_rung} requested: a compliance user of the workflow "
+        "decides it.",
+    )
+    return redirect("promotion", request_id=promotion.pk)
 
 
 # -- its policy ---------------------------------------------------------------------------

@@ -32,6 +32,25 @@ def has_workflow_role(user) -> bool:
     return bool(user.is_authenticated and access_for(user).view)
 
 
+@register.filter
+def reviews_or_new(user) -> bool:
+    """Whether the menu offers the Queue: reviewers, and people with no role yet (whose
+    empty queue says what it means); owners and compliance land elsewhere."""
+    if not user.is_authenticated:
+        return False
+    access = access_for(user)
+    return bool(access.review) or not access.view
+
+
+@register.filter
+def decides_promotions(user) -> bool:
+    """Whether the menu offers Promotions: owners ask, compliance decides."""
+    if not user.is_authenticated:
+        return False
+    access = access_for(user)
+    return bool(access.own or access.comply)
+
+
 @register.simple_tag(takes_context=True)
 def audits_due(context) -> str | None:
     """The menu's count of audit samples waiting for the signed-in person: None for

@@ -17,8 +17,10 @@ ROLES = ["anonymous", "rev", "owner", "compliance", "admin", "stranger", "other_
 #                  anon  rev  owner compl admin stranger other_reviewer
 # fmt: off
 EXPECTED = {
-    "queue":          (302, 200, 200, 200, 200, 200, 200),
-    "queue_partial":  (302, 200, 200, 200, 200, 200, 200),
+    # Home: owners land on their workflows, compliance on the promotions (302).
+    "queue":          (302, 200, 302, 302, 200, 200, 200),
+    "queue_partial":  (302, 200, 302, 302, 200, 200, 200),
+    "queue_page":     (302, 200, 200, 200, 200, 200, 200),
     "run":            (302, 200, 200, 200, 200, 404, 404),
     "run_partial":    (302, 200, 200, 200, 200, 404, 404),
     "replay":         (302, 200, 200, 200, 200, 404, 404),
@@ -46,6 +48,8 @@ def request_view(view, client, run, flows):
     htmx = {"HX-Request": "true"}
     if view == "queue":
         return client.get("/")
+    if view == "queue_page":
+        return client.get("/queue/")
     if view == "queue_partial":
         return client.get("/?queue=l3", headers=htmx)
     if view == "run":

@@ -106,7 +106,7 @@ def test_owners_see_failed_executions_in_the_queue(login, people, submit):
     Run.objects.filter(pk=run.pk).update(
         status=RunStatus.FAILED, executed_at=timezone.now(), result={"error": "bank said no"}
     )
-    assert "bank said no" in login(people["owner"]).get("/").content.decode()
+    assert "bank said no" in login(people["owner"]).get("/queue/").content.decode()
 
 
 def test_an_htmx_decision_loads_the_next_run_in_place(login, people, submit, seen):
