@@ -70,7 +70,7 @@ def gate_rows(gate_list: list[dict]) -> list[dict]:
         name = gate["name"].split(":")[0]
         interval = ""
         if gate.get("lower") is not None and gate.get("upper") is not None:
-            interval = f"{_pct(gate['lower'])}\N{EN DASH}{_pct(gate['upper'])}"
+            interval = f"{gate['lower'] * 100:.1f}\N{EN DASH}{_pct(gate['upper'])}"
         rows.append(
             {
                 **gate,

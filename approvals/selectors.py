@@ -209,15 +209,6 @@ def gate_snapshots_latest(*, workflow_ids) -> dict[int, GateSnapshot]:
     return {s.workflow_id: s for s in GateSnapshot.objects.filter(pk__in=ids)}
 
 
-def gate_snapshot_of(*, workflow: Workflow) -> GateSnapshot | None:
-    return (
-        GateSnapshot.objects.filter(workflow=workflow)
-        .select_related("requested_by")
-        .order_by("-computed_at", "-id")
-        .first()
-    )
-
-
 def waiting_counts(*, workflow_ids) -> dict[int, int]:
     """Runs waiting for a person, per workflow."""
     if not workflow_ids:

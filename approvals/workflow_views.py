@@ -40,7 +40,12 @@ from ladder.policies import (
 from ladder.policy import audit_text
 from ladder.rungs import Rung
 from ladder.services import rung_history
-from traces.selectors import SHADOW_OUTCOMES, ShadowAgreement, shadow_agreement
+from traces.selectors import (
+    SHADOW_OUTCOMES,
+    ShadowAgreement,
+    gate_snapshot_latest,
+    shadow_agreement,
+)
 from traces.services.gates import gates_recompute
 
 
@@ -173,7 +178,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
     shadow = None
     if latest is not None and workflow.rung in (Rung.L2, Rung.L3):
         shadow = shadow_agreement(workflow, _int(request.GET.get("version")))
-    snapshot = selectors.gate_snapshot_of(workflow=workflow)
+    snapshot = gate_snapshot_latest(workflow=workflow)
     open_request = selectors.promotions_open_by_workflow(workflow_ids=[workflow.pk]).get(
         workflow.pk
     )

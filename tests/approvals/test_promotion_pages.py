@@ -148,7 +148,8 @@ def test_the_workflow_page_shows_each_gate_with_its_number_interval_bar_and_sent
     assert "Gates for L3 → L4" in page
     assert 'data-gate="approval_rate"' in page
     assert "Over 4,200 runs reviewers approved the agent&#x27;s action 98.1%" in page
-    assert "(95% CI 97.6%\N{EN DASH}98.5%)" in page
+    assert "(95% CI 97.6\N{EN DASH}98.5%)" in page
+    assert "<td>97.6\N{EN DASH}98.5%</td>" in page
     assert "at least 95.0%" in page
     assert "Not eligible for L4" in page
     assert "<svg" in page  # the interval drawn against the bar
