@@ -60,6 +60,7 @@ def _detail_context(request: HttpRequest, promotion: PromotionRequest) -> dict:
     return {
         "promotion": promotion,
         "evidence": evidence,
+        "computed_at": str(evidence.get("computed_at", ""))[:16].replace("T", " "),
         "gate_rows": gate_rows(evidence.get("gates", [])),
         # Recomputed from the stored copy each time the page is shown: a mismatch would
         # mean the frozen evidence was altered after the request was made.
