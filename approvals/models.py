@@ -1,5 +1,8 @@
+import json
+
 from django.conf import settings
 from django.db import models
+from django.utils.functional import cached_property
 
 from ladder.models import GateSnapshot, Workflow
 from ladder.rungs import Rung
@@ -108,8 +111,11 @@ class PromotionRequest(models.Model):
     # The snapshot recomputed for the request, and a copy of its evidence as frozen: the
     # copy (and its hash) is what the decision and the certificate rest on.
     snapshot = models.ForeignKey(GateSnapshot, on_delete=models.PROTECT, related_name="+")
-    evidence = models.JSONField()
-    # sha256 of canonical_json(evidence) (traces.chain): anyone can recompute it.
+    # The evidence as canonical JSON text (traces.chain.canonical_json), byte for byte
+    # what was hashed: a database JSON type may rewrite numbers (jsonb turns 1e+20 into
+    # an integer), which would make intact evidence fail its own hash.
+    evidence_canonical = models.TextField()
+    # sha256 of evidence_canonical: anyone holding the JSON can recompute it.
     evidence_hash = models.CharField(max_length=64)
     state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
     decided_by = models.ForeignKey(
@@ -136,3 +142,7 @@ class PromotionRequest(models.Model):
 
     def __str__(self) -> str:
         return f"promotion #{self.pk} of {self.workflow_id} L{self.from_rung}->L{self.to_rung}"
+
+    @cached_property
+    def evidence(self) -> dict:
+        return json.loads(self.evidence_canonical)

@@ -64,7 +64,7 @@ def _detail_context(request: HttpRequest, promotion: PromotionRequest) -> dict:
         "gate_rows": gate_rows(evidence.get("gates", [])),
         # Recomputed from the stored copy each time the page is shown: a mismatch would
         # mean the frozen evidence was altered after the request was made.
-        "hash_ok": evidence_hash(evidence) == promotion.evidence_hash,
+        "hash_ok": evidence_hash(promotion.evidence_canonical) == promotion.evidence_hash,
         "may_decide": _may_decide(request, promotion),
         "mine": promotion.requested_by_id == request.user.pk,
         "reason": "",

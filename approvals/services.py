@@ -357,20 +357,21 @@ def workflow_deadline_set(*, workflow: Workflow, seconds: int, action: str, by: 
 # -- promotion requests ---------------------------------------------------------------------
 
 
-def evidence_freeze(snapshot: GateSnapshot) -> tuple[dict, str]:
-    """The evidence a promotion request rests on, as frozen, and its hash: sha256 of
-    its canonical JSON (traces.chain), so anyone holding the JSON can check it."""
+def evidence_freeze(snapshot: GateSnapshot) -> tuple[str, str]:
+    """The evidence a promotion request rests on, as canonical JSON text (traces.chain),
+    and its hash: sha256 of that text, so anyone holding the JSON can check it."""
     evidence = {
         "workflow": snapshot.workflow.slug,
         "snapshot_id": snapshot.pk,
         **snapshot.as_json(),
         "tallies": snapshot.tallies,
     }
-    return evidence, evidence_hash(evidence)
+    text = canonical_json(evidence)
+    return text, evidence_hash(text)
 
 
-def evidence_hash(evidence: dict) -> str:
-    return hashlib.sha256(canonical_json(evidence).encode()).hexdigest()
+def evidence_hash(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _unmet(snapshot: GateSnapshot) -> list[str]:
@@ -441,7 +442,7 @@ def promotion_request(
             code="gates_not_met",
             details={"reasons": _unmet(snapshot) or list(snapshot.reasons)},
         )
-    evidence, digest = evidence_freeze(snapshot)
+    canonical, digest = evidence_freeze(snapshot)
     try:
         with transaction.atomic():
             return PromotionRequest.objects.create(
@@ -451,7 +452,7 @@ def promotion_request(
                 requested_by=by,
                 note=note.strip(),
                 snapshot=snapshot,
-                evidence=evidence,
+                evidence_canonical=canonical,
                 evidence_hash=digest,
             )
     except IntegrityError:

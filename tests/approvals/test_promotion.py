@@ -40,8 +40,10 @@ def test_an_owner_asks_for_the_next_rung_and_the_evidence_is_frozen_with_its_has
     assert request.snapshot.requested_by == people["owner"]
     assert request.evidence["gates"] == request.snapshot.as_json()["gates"]
     assert request.evidence["snapshot_id"] == request.snapshot.pk
-    digest = hashlib.sha256(canonical_json(request.evidence).encode()).hexdigest()
-    assert request.evidence_hash == digest
+    stored = PromotionRequest.objects.get(pk=request.pk)
+    assert stored.evidence_canonical == canonical_json(stored.evidence)
+    digest = hashlib.sha256(stored.evidence_canonical.encode()).hexdigest()
+    assert stored.evidence_hash == digest
 
 
 def test_approval_moves_the_workflow_one_rung_once_and_records_the_change(l0, people):
@@ -164,7 +166,7 @@ def test_the_database_itself_refuses_a_second_open_request(l0, people):
             to_rung=1,
             requested_by=people["admin"],
             snapshot=first.snapshot,
-            evidence=first.evidence,
+            evidence_canonical=first.evidence_canonical,
             evidence_hash=first.evidence_hash,
         )
 

@@ -315,3 +315,12 @@ def test_the_promotions_list_costs_the_same_queries_for_one_or_many(
     client.force_login(people["compliance"])
     with django_assert_num_queries(6):
         assert client.get("/promotions/").status_code == 200
+
+
+def test_evidence_altered_after_the_request_shows_as_not_matching_its_hash(client, people, l0):
+    request = promotion_request(workflow=l0, by=people["owner"], note="")
+    altered = request.evidence_canonical.replace('"verdict":"pass"', '"verdict":"fail"', 1)
+    PromotionRequest.objects.filter(pk=request.pk).update(evidence_canonical=altered)
+    client.force_login(people["compliance"])
+    page = client.get(f"/promotions/{request.pk}/").content.decode()
+    assert "does NOT match the stored evidence" in page
