@@ -2,6 +2,7 @@
 compliance user who is not the requester decides it once, and every refusal says why."""
 
 import hashlib
+import json
 
 import pytest
 
@@ -195,3 +196,14 @@ def test_the_requester_withdraws_and_nobody_else_can(l0, people):
     assert l0.rung == 0
     # A withdrawn request leaves room for a new one.
     assert ask(l0, people).state == "open"
+
+
+def test_the_hash_can_be_checked_from_the_json_the_page_shows(l0, people):
+    from approvals.templatetags.ladder_tags import pretty_json
+
+    request = PromotionRequest.objects.get(pk=ask(l0, people).pk)
+    shown = json.loads(pretty_json(request.evidence))
+    text = json.dumps(
+        shown, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    assert hashlib.sha256(text.encode()).hexdigest() == request.evidence_hash
