@@ -74,7 +74,8 @@ SELECT
   CASE
     WHEN rung >= 4 AND v < 0.85 THEN (CASE WHEN x < 0.97 THEN 'executed' ELSE 'failed' END)
     WHEN rung >= 4 AND v < 0.95 THEN 'denied'
-    WHEN v < 0.9 THEN (CASE WHEN rung = 3 THEN (CASE WHEN x < 0.98 THEN 'executed' ELSE 'failed' END)
+    WHEN v < 0.9 THEN (CASE WHEN rung = 3
+                            THEN (CASE WHEN x < 0.98 THEN 'executed' ELSE 'failed' END)
                             ELSE 'approved' END)
     ELSE 'rejected' END,
   '', (%(actions)s)[1 + (n %% 3)],
@@ -83,13 +84,15 @@ SELECT
   'refund ' || n, round((u * 250)::numeric, 2), 'EUR', '[]'::jsonb, '', NULL, decided,
   0,
   CASE WHEN w < 0.01 THEN 'wrong' WHEN w < 0.05 THEN 'correct' ELSE '' END,
-  CASE WHEN rung >= 4 AND v < 0.85 AND w < 0.06 THEN (CASE WHEN x < 0.99 THEN 'correct' ELSE 'wrong' END)
+  CASE WHEN rung >= 4 AND v < 0.85 AND w < 0.06
+       THEN (CASE WHEN x < 0.99 THEN 'correct' ELSE 'wrong' END)
        ELSE '' END,
   2, md5(u::text), 4, decided - interval '3 minutes', decided,
   CASE WHEN rung >= 4 AND v < 0.95 THEN 'policy' ELSE 'person' END,
   CASE WHEN rung = 1 THEN (x < 0.85) END,
   CASE WHEN rung = 2 THEN (x < 0.93) END,
-  CASE WHEN rung IN (2, 3) THEN (CASE WHEN u < 0.8 THEN 'allow' WHEN u < 0.9 THEN 'deny' ELSE 'escalate' END)
+  CASE WHEN rung IN (2, 3)
+       THEN (CASE WHEN u < 0.8 THEN 'allow' WHEN u < 0.9 THEN 'deny' ELSE 'escalate' END)
        ELSE '' END,
   CASE WHEN rung IN (2, 3) THEN 1 END,
   (rung = 3 AND n %% 97 = 0),
