@@ -295,3 +295,14 @@ def test_an_examiner_recounts_every_number_from_the_replays(flows, history, kind
         approval = recounted["approval"]
         assert gates_by_name["approval_rate"]["n"] == approval["n"]
         assert gates_by_name["approval_rate"]["value"] == approval["k"] / approval["n"]
+
+
+def test_finished_runs_never_checked_are_checked_before_counting(flows, history):
+    # Runs that finished before replay checks existed carry no verdict (the migration
+    # leaves replay_ok null): the recompute checks them rather than counting them missing.
+    Run.objects.filter(workflow=flows["l3"]).update(replay_ok=None)
+    snap = gates_recompute(workflow=flows["l3"], trigger="command")
+    assert snap.tallies["replay"] == {"k": 6, "n": 6}
+    assert not Run.objects.filter(
+        workflow=flows["l3"], status__in=["executed", "failed"], replay_ok=None
+    ).exists()
