@@ -400,6 +400,12 @@ def promotion_request(
         )
     workflow.refresh_from_db(fields=["rung", "max_rung"])
     target = workflow.rung + 1
+    if to_rung is not None and to_rung <= workflow.rung:
+        raise Conflict(
+            f"The workflow is at L{workflow.rung} already: the page you asked from was out "
+            "of date.",
+            code="rung_moved",
+        )
     if to_rung is not None and to_rung != target:
         raise Unprocessable(
             f"A promotion climbs one rung at a time: from L{workflow.rung} the next is "

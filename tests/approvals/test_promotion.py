@@ -207,3 +207,9 @@ def test_the_hash_can_be_checked_from_the_json_the_page_shows(l0, people):
         shown, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
     assert hashlib.sha256(text.encode()).hexdigest() == request.evidence_hash
+
+
+def test_asking_from_an_out_of_date_page_is_told_the_workflow_moved(l0, people):
+    with pytest.raises(Conflict, match="at L0 already") as exc:
+        ask(l0, people, to_rung=0)
+    assert exc.value.code == "rung_moved"
