@@ -48,6 +48,13 @@ def test_an_owner_recomputes_the_gates_and_sees_why_the_workflow_cannot_climb_ye
     expect(button).to_be_disabled()
     expect(page.locator("#request-blockers")).to_contain_text("Written policy: fail.")
     screenshot(page, "workflow-gates.png")
+
+    page.get_by_role("link", name="Workflows").first.click()
+    row = page.locator(f"tr[data-workflow={wf.slug}]")
+    expect(row.locator(".glance")).to_contain_text("not eligible for L4")
+    expect(row.locator(".waits")).to_contain_text("3 runs in the queue")
+    expect(row.locator("ol.ladder li[aria-current=step]")).to_have_text("L3")
+    screenshot(page, "workflows.png")
     assert page.evaluate("window.__csp") == []
 
 
