@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from approvals import services
 from ladder.models import GateSnapshot, RungChange
@@ -306,3 +307,24 @@ def test_finished_runs_never_checked_are_checked_before_counting(flows, history)
     assert not Run.objects.filter(
         workflow=flows["l3"], status__in=["executed", "failed"], replay_ok=None
     ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counting_on_two_connections_gives_the_numbers_of_one(flows, history, monkeypatch):
+    # Outside a transaction the workflows' windows are counted in two halves at once.
+    from ladder.models import Workflow
+    from traces import gates as gate_sql
+    from traces.gates import run_tallies, window_for
+
+    for i in range(8):
+        Workflow.objects.create(slug=f"extra-{i}", name=f"extra {i}", rung=1 + i % 5)
+    now = timezone.now()
+    windows = [
+        window_for(workflow_id=w.pk, rung=w.rung, days=90, now=now)
+        for w in Workflow.objects.order_by("pk")
+    ]
+    assert gate_sql._parallel(windows)
+    split = run_tallies(windows)
+    monkeypatch.setattr(gate_sql, "_parallel", lambda windows: False)
+    assert run_tallies(windows) == split
+    assert split[flows["l3"].pk].approval.n == 8
