@@ -33,13 +33,17 @@ def test_without_a_certificate_an_l4_run_is_handled_at_l3_and_waits_for_a_person
     make_workflow, agent
 ):
     wf = l4(make_workflow, certified=False)
-    answer = agent(wf).post("/runs", run("a", 10, wf=wf)).json()
+    client = agent(wf)
+    answer = client.post("/runs", run("a", 10, wf=wf)).json()
     assert answer["status"] == "pending_review" and answer["queue"] == "l3"
     assert answer["rung"] == 3  # the rung it was handled at, not the workflow's
     assert "no autonomy certificate" in answer["escalation_reason"]
     assert answer["policy"] is None  # the policy decided nothing...
     # ...it was evaluated beside the person, as at L3.
     assert Run.objects.get(pk=answer["id"]).shadow["outcome"] == "allow"
+    # The trace says the same rung, so the replay agrees with the run row.
+    replay = client.get(f"/runs/{answer['id']}/replay").json()
+    assert replay["verified"] and replay["run"]["rung"] == 3
 
 
 def test_with_a_valid_certificate_the_policy_decides(make_workflow, agent):

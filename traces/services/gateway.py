@@ -308,7 +308,7 @@ def _decide_and_store(
     specs = _creation_specs(
         body=redacted,
         parts=parts,
-        rung=workflow.rung,
+        rung=rules.rung,
         decision=decision,
         place=place,
         actor=auth.actor,
