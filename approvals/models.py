@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.functional import cached_property
 
-from ladder.models import GateSnapshot, Workflow
+from ladder.models import Certificate, GateSnapshot, Workflow
 from ladder.rungs import Rung
 from traces.models import Run
 
@@ -123,6 +123,10 @@ class PromotionRequest(models.Model):
     )
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
+    # The autonomy certificate an approval issued (docs/certificates.md).
+    certificate = models.ForeignKey(
+        Certificate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-requested_at", "-id"]

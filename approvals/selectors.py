@@ -249,7 +249,9 @@ def promotions_for(*, workflow_ids, decided: bool, limit: int = 100) -> list[Pro
 def promotion_for_person(*, user: User, request_id: int) -> PromotionRequest:
     """A promotion request the person may see (any role on its workflow), else 404."""
     found = (
-        PromotionRequest.objects.select_related("workflow", "requested_by", "decided_by")
+        PromotionRequest.objects.select_related(
+            "workflow", "requested_by", "decided_by", "certificate"
+        )
         .filter(pk=request_id, workflow_id__in=visible_workflow_ids(user=user))
         .first()
     )

@@ -26,7 +26,7 @@ from ladder.rungs import (
     DeadlineAction,
     Rung,
 )
-from ladder.services import rung_change
+from ladder.services import certificate_issue, rung_change
 from traces.chain import canonical_json
 from traces.models import Run, RunStatus, TraceEvent
 from traces.replay import shown_payload
@@ -487,9 +487,10 @@ def promotion_decide(
     second decider is told who decided).
 
     Approval moves the workflow one rung through `rung_change` (which refuses if the
-    workflow no longer stands on the request's rung), recording the frozen evidence; all
-    in this one transaction, so the gateway's next run sees the new rung or nothing
-    changed at all.
+    workflow no longer stands on the request's rung), recording the frozen evidence, and
+    issues the signed autonomy certificate for the new rung over the evidence hash; all
+    in this one transaction, so the gateway's next run sees the new rung and its
+    certificate, or nothing changed at all.
     """
     if request.workflow_id not in access_for(by).comply:
         raise Forbidden(
@@ -525,8 +526,16 @@ def promotion_decide(
             },
             actor=by,
         )
-        # CERTIFICATE: certificate_issue(...) from ladder.services is called here once it
-        # lands on main (autonomy certificates, issue #11 item 7).
+        certificate = certificate_issue(
+            workflow=workflow,
+            rung=request.to_rung,
+            policy_version=request.evidence.get("tallies", {}).get("policy_version"),
+            evidence_hash=request.evidence_hash,
+            approved_by=by,
+            promotion_ref=f"promotion-request:{request.pk}",
+        )
+        PromotionRequest.objects.filter(pk=request.pk).update(certificate=certificate)
+        request.certificate = certificate
     return request
 
 

@@ -40,6 +40,11 @@ urlpatterns = [
         promotion_views.promotion_withdraw_view,
         name="promotion-withdraw",
     ),
+    path(
+        "workflows/<slug:slug>/certificates/<uuid:certificate_id>.json",
+        workflow_views.workflow_certificate_file,
+        name="workflow-certificate",
+    ),
     path("workflows/<slug:slug>/policy/", workflow_views.workflow_policy, name="workflow-policy"),
     path(
         "workflows/<slug:slug>/policy.json",

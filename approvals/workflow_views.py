@@ -1,10 +1,12 @@
 """Workflow pages: the list, one workflow (rung, gates, rung history, promotion request,
-policy, shadow agreement), its policy (read-only, versions, diff, JSON) and the owner's
-policy editor.
+certificate, policy, shadow agreement), its policy (read-only, versions, diff, JSON), the
+owner's policy editor and the download of its autonomy certificates.
 
 Anyone with a role on a workflow may read these; a workflow you have no role on is a 404
 (its existence is not told). Only owners and admins edit its policy (403 for the others).
 """
+
+import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,6 +15,7 @@ from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from approvals import selectors
@@ -29,7 +32,7 @@ from approvals.roles import Access, access_for
 from approvals.services import promotion_request
 from approvals.views import _template
 from ladder.errors import Conflict, Forbidden, LadderError, Unprocessable
-from ladder.models import GateSnapshot, PolicyVersion, Workflow
+from ladder.models import Certificate, GateSnapshot, PolicyVersion, Workflow
 from ladder.policies import (
     policy_diff,
     policy_latest,
@@ -39,7 +42,7 @@ from ladder.policies import (
 )
 from ladder.policy import audit_text
 from ladder.rungs import Rung
-from ladder.services import rung_history
+from ladder.services import certificate_current, rung_history
 from traces.selectors import (
     SHADOW_OUTCOMES,
     ShadowAgreement,
@@ -153,6 +156,36 @@ def _shadow_rows(shadow: ShadowAgreement) -> list[dict]:
     ]
 
 
+def _certificate_row(certificate: Certificate, now) -> dict:
+    if certificate.valid_until is None:
+        state, words = "ok", "valid, no expiry"
+    elif certificate.valid_at(now):
+        state, words = "ok", "valid"
+    else:
+        state, words = "denied", "expired"
+    return {"certificate": certificate, "state": state, "words": words}
+
+
+def _certificates(workflow: Workflow) -> dict:
+    """The certificate the workflow stands on and the others, newest first. At L4/L5
+    without a valid one the gateway handles its runs at L3: the page says so."""
+    now = timezone.now()
+    current = certificate_current(workflow=workflow, at=now)
+    valid = current is not None and current.valid_at(now)
+    others = (
+        Certificate.objects.filter(workflow=workflow)
+        .select_related("approved_by")
+        .order_by("-issued_at", "-id")
+    )
+    return {
+        "certificate": _certificate_row(current, now) if current else None,
+        "certificate_capped": workflow.rung >= Rung.L4 and not valid,
+        "past_certificates": [
+            _certificate_row(c, now) for c in others if current is None or c.pk != current.pk
+        ],
+    }
+
+
 def _request_blockers(workflow: Workflow, snapshot: GateSnapshot | None, open_request) -> list[str]:
     """Why "Request promotion" is disabled, from what the page shows. The service
     recomputes and checks again on submit: this only saves a pointless click."""
@@ -209,6 +242,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "request_blockers": blockers,
         "note": "",
         "request_error": None,
+        **_certificates(workflow),
     }
 
 
@@ -263,6 +297,22 @@ def workflow_promotion_request(request: HttpRequest, slug: str) -> HttpResponse:
         "decides it.",
     )
     return redirect("promotion", request_id=promotion.pk)
+
+
+@login_required
+@require_GET
+def workflow_certificate_file(request: HttpRequest, slug: str, certificate_id) -> HttpResponse:
+    """One certificate as a file for `manage.py verify_certificate` (docs/certificates.md):
+    anyone with a role on the workflow; for anyone else it does not exist."""
+    workflow, _ = _workflow_or_404(request, slug)
+    certificate = Certificate.objects.filter(workflow=workflow, pk=certificate_id).first()
+    if certificate is None:
+        raise Http404("no such certificate")
+    body = json.dumps(certificate.as_file(), indent=2, sort_keys=True, ensure_ascii=False)
+    response = HttpResponse(body + "\n", content_type="application/json; charset=utf-8")
+    name = f"{workflow.slug}-L{certificate.rung}-{certificate.issued_at:%Y%m%d}-{certificate.pk}"
+    response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+    return response
 
 
 # -- its policy ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Promotion requests: an owner's ask for the next rung with its evidence frozen as
-canonical JSON and hashed; at most one open per workflow (a partial unique index), one
-rung at a time (a check)."""
+canonical JSON and hashed, and the certificate an approval issued; at most one open per
+workflow (a partial unique index), one rung at a time (a check)."""
 
 import django.db.models.deletion
 import django.db.models.expressions
@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('approvals', '0002_role_changes'),
-        ('ladder', '0005_gates'),
+        ('ladder', '0006_certificates'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -30,6 +30,7 @@ class Migration(migrations.Migration):
                 ('state', models.CharField(choices=[('open', 'Open'), ('approved', 'Approved'), ('declined', 'Declined'), ('withdrawn', 'Withdrawn')], default='open', max_length=10)),
                 ('decided_at', models.DateTimeField(blank=True, null=True)),
                 ('decision_reason', models.TextField(blank=True)),
+                ('certificate', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ladder.certificate')),
                 ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
                 ('snapshot', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='ladder.gatesnapshot')),

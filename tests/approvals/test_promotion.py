@@ -213,3 +213,26 @@ def test_asking_from_an_out_of_date_page_is_told_the_workflow_moved(l0, people):
     with pytest.raises(Conflict, match="at L0 already") as exc:
         ask(l0, people, to_rung=0)
     assert exc.value.code == "rung_moved"
+
+
+def test_approval_issues_a_signed_certificate_over_the_frozen_evidence(l0, people):
+    from ladder import certificates
+    from ladder.services import certificate_public_key_pem
+
+    request = ask(l0, people)
+    promotion_decide(request=request, by=people["compliance"], approve=True, reason="ok")
+    stored = PromotionRequest.objects.select_related("certificate").get(pk=request.pk)
+    cert = stored.certificate
+    assert (cert.workflow_id, cert.rung, cert.approved_by) == (l0.pk, 1, people["compliance"])
+    assert cert.evidence_hash == stored.evidence_hash
+    assert cert.evidence_hash == certificates.evidence_hash(stored.evidence)
+    assert cert.promotion_ref == f"promotion-request:{stored.pk}"
+    public = certificates.public_key_from_pem(certificate_public_key_pem())
+    verified = certificates.certificate_verify(json.dumps(cert.as_file()), public)
+    assert verified.payload["evidence_hash"] == stored.evidence_hash
+
+
+def test_a_decline_issues_no_certificate(l0, people):
+    request = ask(l0, people)
+    promotion_decide(request=request, by=people["compliance"], approve=False, reason="no")
+    assert PromotionRequest.objects.get(pk=request.pk).certificate is None

@@ -236,6 +236,8 @@ def test_compliance_approves_from_the_request_page_and_the_workflow_moves(client
     assert l0.rung == 1
     page = client.get(response.url).content.decode()
     assert "is now at L1" in page
+    request.refresh_from_db()
+    assert f"/workflows/{l0.slug}/certificates/{request.certificate_id}.json" in page
     assert "both gates pass" in page
     # A double click: told who decided, nothing moves twice.
     again = client.post(f"/promotions/{request.pk}/decide", {"verdict": "approve", "reason": "x"})

@@ -28,7 +28,13 @@ def test_no_page_allows_inline_styles_or_scripts(make_workflow, client):
         assert policy["style-src"] == ["'self'"], path
         assert policy["script-src"] == ["'self'"], path
     client.force_login(person)
-    for path in ("/queue/", "/workflows/", f"/workflows/{wf.slug}/", "/promotions/"):
+    for path in (
+        "/queue/",
+        "/workflows/",
+        f"/workflows/{wf.slug}/",
+        f"/workflows/{wf.slug}/roles/",
+        "/promotions/",
+    ):
         resp = client.get(path)
         assert resp.status_code == 200
         assert directives(resp)["style-src"] == ["'self'"], path
