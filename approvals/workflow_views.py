@@ -34,6 +34,7 @@ from ladder.policies import (
 )
 from ladder.policy import audit_text
 from ladder.rungs import Rung
+from traces.evals import probe_catch
 from traces.selectors import SHADOW_OUTCOMES, ShadowAgreement, shadow_agreement
 
 
@@ -144,8 +145,21 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "reviewer": workflow.pk in access.review,
         "shadow": shadow,
         "shadow_rows": _shadow_rows(shadow) if shadow is not None else [],
+        "probes": _probes_view(workflow),
     }
     return render(request, _template(request, "approvals/workflow.html", "shadow-panel"), context)
+
+
+def _probes_view(workflow: Workflow) -> dict:
+    """The attention probes' catch rate for the workflow as a whole (never per person)."""
+    catch = probe_catch(workflow=workflow)
+    return {
+        "rate": f"{workflow.probe_rate * 100:g}",
+        "k": catch.k,
+        "n": catch.n,
+        "percent": f"{catch.k / catch.n * 100:.1f}" if catch.n else "",
+        "window_days": workflow.gate_window_days,
+    }
 
 
 # -- its policy ---------------------------------------------------------------------------
