@@ -36,21 +36,19 @@ def eval_tallies(*, workflow: Workflow) -> tuple[dict[str, int], EvalPass | None
     newest = (
         EvalResult.objects.filter(workflow=workflow)
         .order_by("-submitted_at", "-id")
-        .values_list("pass_label", flat=True)
+        .values_list("pass_label", "submitted_at")
         .first()
     )
     if newest is None:
         return cases, None
+    label, at = newest
     rows = (
-        EvalResult.objects.filter(workflow=workflow, pass_label=newest, case__retired_at=None)
+        EvalResult.objects.filter(workflow=workflow, pass_label=label, case__retired_at=None)
         .values_list("case__expected_action")
-        .annotate(k=Count("id", filter=Q(matched=True)), n=Count("id"), at=Max("submitted_at"))
+        .annotate(k=Count("id", filter=Q(matched=True)), n=Count("id"))
     )
-    by_type, at = {}, None
-    for action, k, n, last in rows:
-        by_type[action] = Tally(k=k, n=n)
-        at = last if at is None or last > at else at
-    return cases, EvalPass(label=newest, at=at, by_type=by_type)
+    by_type = {action: Tally(k=k, n=n) for action, k, n in rows}
+    return cases, EvalPass(label=label, at=at, by_type=by_type)
 
 
 def eval_cases_for_agent(
