@@ -139,10 +139,15 @@ def eval_overview(*, workflow: Workflow, passes: int = 10) -> dict:
 
 
 def probe_catch(*, workflow: Workflow, now: datetime | None = None) -> Tally:
-    """The attention probes' catch rate over the workflow's gate window: k = probes a
-    person rejected, n = probes a person decided. Per workflow, never per person."""
+    """The attention probes' catch rate as the gates count it (traces/gates.py): over the
+    workflow's gate window at its current rung, k = probes a person rejected, n = probes
+    a person decided. Per workflow, never per person."""
     since = (now or timezone.now()) - timedelta(days=workflow.gate_window_days)
     counts = Run.objects.filter(
-        workflow=workflow, probe=True, decider=Decider.PERSON, decided_at__gte=since
+        workflow=workflow,
+        rung=workflow.rung,
+        probe=True,
+        decider=Decider.PERSON,
+        decided_at__gte=since,
     ).aggregate(n=Count("id"), k=Count("id", filter=Q(status=RunStatus.REJECTED)))
     return Tally(k=counts["k"], n=counts["n"])
