@@ -309,7 +309,7 @@ def rate_gate(
     else:
         sentence = (
             f"Over {_num(count.n)} runs {what} {_pct(rate)} "
-            f"(95% CI {_pct(lower)}\N{EN DASH}{_pct(upper)}); the {judged} bound must be "
+            f"(95% CI {lower * 100:.1f}\N{EN DASH}{_pct(upper)}); the {judged} bound must be "
             f"{_bar_words(bar, upper_bar)}."
         )
     if verdict == INSUFFICIENT and count.n:

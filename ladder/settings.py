@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
@@ -178,6 +179,11 @@ if LADDER_EXECUTION_LEASE_SECONDS < 4 or LADDER_EXECUTION_MAX_ATTEMPTS < 1:
         "LADDER_EXECUTION_LEASE_SECONDS must be at least 4 and "
         "LADDER_EXECUTION_MAX_ATTEMPTS at least 1"
     )
+# The hour (UTC) of the nightly gate recompute.
+LADDER_GATES_HOUR = env_int("LADDER_GATES_HOUR", 2)
+if not 0 <= LADDER_GATES_HOUR <= 23:
+    raise ImproperlyConfigured("LADDER_GATES_HOUR must be an hour from 0 to 23")
+
 # Celery beat (`celery -A ladder beat`, or a worker with -B). One key per periodic job.
 CELERY_BEAT_SCHEDULE = {
     # Waiting runs past their review deadline are denied or escalated (docs/deadlines.md);
@@ -194,6 +200,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "traces.tasks.seed_probes",
         "schedule": 300.0,
         "options": {"expires": 300.0},
+    },
+    # Every workflow's gate snapshot, nightly (docs/gates.md); on demand from its page.
+    "recompute-gates": {
+        "task": "traces.tasks.recompute_gates",
+        "schedule": crontab(hour=LADDER_GATES_HOUR, minute=0),
     },
 }
 

@@ -25,13 +25,14 @@ from ladder.errors import Forbidden, LadderError, NotFound
 from ladder.models import Workflow
 from ladder.policies import policy_latest, policy_out
 from ladder.rungs import Rung
+from ladder.services import rung_history
 from traces.auth import AgentAuth, authenticate, authenticate_hash
 from traces.evals import eval_cases_for_agent
 from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run, RunStatus
-from traces.selectors import run_replay_for_agent
+from traces.selectors import gate_snapshot_latest, run_replay_for_agent
 from traces.services import agent, deadlines, evals, gateway
 
 log = logging.getLogger(__name__)
@@ -495,6 +496,7 @@ def get_workflow(request, slug: str):
     shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot."""
     workflow = _workflow_for(request.auth, slug)
     latest = policy_latest(workflow)
+    snapshot = gate_snapshot_latest(workflow=workflow)
     in_force = workflow.rung >= Rung.L4
     return {
         "slug": workflow.slug,
@@ -517,7 +519,8 @@ def get_workflow(request, slug: str):
         "draft_policy": None if in_force else policy_out(latest, author=False),
         "review_deadline_seconds": workflow.review_deadline_seconds,
         "deadline_action": workflow.deadline_action,
-        "gate_snapshot": None,
+        "gate_snapshot": snapshot.as_json() if snapshot else None,
+        "rung_history": rung_history(workflow=workflow, people=False),
     }
 
 

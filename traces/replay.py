@@ -131,7 +131,13 @@ def rebuild(events: list[dict], *, run_id: str = "") -> dict[str, Any]:
     decision was made on (events before the context froze); agent context that came
     after it is listed apart (`after_decision`: execution-phase reports, and anything an
     older gateway let through), never in its place."""
+    first = events[0] if events else None
     run: dict[str, Any] = {
+        # The rung the gateway handled the run at, from the run's first event (the
+        # gateway's own input event; later agent events cannot stand in for it).
+        "rung": (first["payload"] or {}).get("rung")
+        if first and first["seq"] == 1 and first["type"] == "input"
+        else None,
         **context_of(decision_context_events(events)),
         "proposal": None,
         "shown": [],

@@ -11,9 +11,11 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from ladder.celery import app
+from ladder.models import GateSnapshot
 from traces.services.backtests import backtest_run
 from traces.services.deadlines import deadlines_sweep
 from traces.services.execution import execution_sweep, run_execute
+from traces.services.gates import gates_recompute_all
 from traces.services.probes import probes_seed_all
 
 log = logging.getLogger(__name__)
@@ -78,3 +80,10 @@ def run_backtest(backtest_id: int) -> None:
     """Safe to deliver twice: a finished backtest is left as it is, an unfinished one
     (its worker died) starts over."""
     backtest_run(int(backtest_id))
+
+
+@shared_task(ignore_result=True)
+def recompute_gates() -> int:
+    """Nightly (CELERY_BEAT_SCHEDULE): a gate snapshot for every workflow. Safe to run
+    twice: it only adds snapshots."""
+    return len(gates_recompute_all(trigger=GateSnapshot.Trigger.NIGHTLY))

@@ -110,6 +110,7 @@ def _creation_specs(
     *,
     body: dict,
     parts: Submission,
+    rung: int,
     decision: Decision,
     place: Placement,
     actor: str,
@@ -119,9 +120,11 @@ def _creation_specs(
     specs = [
         EventSpec(
             TraceEvent.Type.INPUT,
-            {"input": body["input"]},
+            # The rung the run is handled at goes into its first event, where the chain
+            # covers it: an examiner recounting the gates from replays reads it there.
+            {"input": body["input"], "rung": rung},
             actor,
-            payload_json=f'{{"input":{parts.input}}}',
+            payload_json=f'{{"input":{parts.input},"rung":{int(rung)}}}',
         )
     ]
     for call, call_json in zip(body["tool_calls"] or [], parts.tool_calls or [], strict=True):
@@ -301,6 +304,7 @@ def _decide_and_store(
     specs = _creation_specs(
         body=redacted,
         parts=parts,
+        rung=workflow.rung,
         decision=decision,
         place=place,
         actor=auth.actor,

@@ -1,0 +1,217 @@
+"""Gate snapshots: the runs' tallies (traces/gates.py) judged by the ladder's gate rules
+(ladder/gates.py) and kept, one row per workflow per recompute (docs/gates.md).
+
+`manage.py recompute_gates` and the nightly beat task compute every workflow; a workflow
+page recomputes its own on demand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Avg, Q
+from django.db.models import Count as DbCount
+from django.utils import timezone
+
+from ladder import gates
+from ladder.errors import LadderError
+from ladder.models import GateSnapshot, RungChange, Workflow
+from ladder.policies import policy_latest, policy_validate, problem_lines
+from traces.evals import eval_tallies
+from traces.gates import RunTallies, run_tallies, window_for
+from traces.models import MetricPoint, Run
+from traces.services.trace import run_replay_mark
+from traces.status import FINISHED_STATUSES
+
+log = logging.getLogger(__name__)
+
+# Finished runs whose replay was never checked (finished before the check existed, or
+# whose check was interrupted) are checked before counting, at most this many per pass.
+REPLAY_CHECK_BATCH = 5000
+
+
+def replays_check_pending(*, workflow_ids: list[int], limit: int = REPLAY_CHECK_BATCH) -> int:
+    """Check the replay of finished runs not yet checked (Run.replay_ok is null)."""
+    pending = (
+        Run.objects.filter(
+            workflow_id__in=workflow_ids,
+            status__in=sorted(FINISHED_STATUSES),
+            replay_ok__isnull=True,
+        )
+        .only("id", "status", "proposal", "trace_head", "trace_length")
+        .order_by()[:limit]
+    )
+    checked = 0
+    for run in pending:
+        run_replay_mark(run=run)
+        checked += 1
+    return checked
+
+
+def _rung_since(workflows: list[Workflow]) -> dict[int, datetime]:
+    """When each workflow stepped onto its current rung (ladder.services.rung_since, for
+    many at once)."""
+    since = {w.pk: w.created_at for w in workflows}
+    rungs = {w.pk: w.rung for w in workflows}
+    changes = (
+        RungChange.objects.filter(workflow_id__in=list(rungs))
+        .order_by("workflow_id", "-created_at", "-id")
+        .values_list("workflow_id", "to_rung", "created_at")
+    )
+    seen: set[int] = set()
+    for workflow_id, to_rung, at in changes:
+        if workflow_id not in seen and to_rung == rungs[workflow_id]:
+            since[workflow_id] = at
+            seen.add(workflow_id)
+    return since
+
+
+def _outcome(workflow: Workflow, *, since: datetime, window_start: datetime, now: datetime):
+    """The business metric's mean and count before the rung began (the baseline) and
+    since (within the window)."""
+    if not workflow.outcome_metric:
+        return None
+    start = max(since, window_start)
+    baseline_from = since - timedelta(days=workflow.outcome_baseline_days)
+    points = MetricPoint.objects.filter(workflow=workflow, metric=workflow.outcome_metric)
+    figures = points.aggregate(
+        baseline_mean=Avg("value", filter=Q(at__gte=baseline_from, at__lt=since)),
+        baseline_n=DbCount("pk", filter=Q(at__gte=baseline_from, at__lt=since)),
+        current_mean=Avg("value", filter=Q(at__gte=start, at__lt=now)),
+        current_n=DbCount("pk", filter=Q(at__gte=start, at__lt=now)),
+    )
+    return gates.Outcome(
+        metric=workflow.outcome_metric, direction=workflow.outcome_direction, **figures
+    )
+
+
+def _policy(workflow: Workflow) -> tuple[int | None, tuple[str, ...]]:
+    latest = policy_latest(workflow)
+    if latest is None:
+        return None, ()
+    try:
+        policy_validate(workflow, latest.document)
+    except LadderError as exc:
+        return latest.number, tuple(problem_lines(exc))
+    return latest.number, ()
+
+
+def _tallies(
+    workflow: Workflow, runs: RunTallies, *, since: datetime, window_start, now
+) -> gates.Tallies:
+    names = dict(workflow.action_types.values_list("id", "name"))
+    policy_version, policy_problems = _policy(workflow)
+    shadow = (runs.shadow_by_version or {}).get(policy_version) if policy_version else None
+    cases, latest_pass = eval_tallies(workflow=workflow)
+    return gates.Tallies(
+        rung=workflow.rung,
+        volume=runs.volume,
+        light_edit=runs.light_edit,
+        match=runs.match,
+        match_by_type={
+            names.get(t, "(no action)"): c for t, c in (runs.match_by_type or {}).items()
+        },
+        approval=runs.approval,
+        audit=runs.audit,
+        audit_thirds=runs.audit_thirds,
+        failure=runs.failure,
+        replay=runs.replay,
+        probes=runs.probes,
+        shadow=shadow,
+        shadow_version=policy_version if shadow else None,
+        eval_cases_by_type=cases,
+        eval_pass=latest_pass,
+        outcome=_outcome(workflow, since=since, window_start=window_start, now=now),
+        policy_version=policy_version,
+        policy_problems=policy_problems,
+        drill=None,
+    )
+
+
+def tallies_json(tallies: gates.Tallies) -> dict:
+    def plain(value):
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(tallies))
+
+
+def gates_recompute_all(
+    *,
+    trigger: str,
+    workflows: list[Workflow] | None = None,
+    by=None,
+    now: datetime | None = None,
+) -> list[GateSnapshot]:
+    """A gate snapshot for each workflow (all of them by default), counted in one pass
+    over the runs, stored append-only. Safe to run twice: it only adds snapshots."""
+    now = now or timezone.now()
+    if workflows is None:
+        workflows = list(Workflow.objects.order_by("pk"))
+    if not workflows:
+        return []
+    replays_check_pending(workflow_ids=[w.pk for w in workflows])
+    windows = {
+        w.pk: window_for(workflow_id=w.pk, rung=w.rung, days=w.gate_window_days, now=now)
+        for w in workflows
+    }
+    counted = run_tallies(list(windows.values()))
+    since = _rung_since(workflows)
+    snapshots = []
+    for workflow in workflows:
+        window = windows[workflow.pk]
+        tallies = _tallies(
+            workflow,
+            counted.get(workflow.pk, RunTallies()),
+            since=since[workflow.pk],
+            window_start=window.since,
+            now=now,
+        )
+        facts = gates.WorkflowFacts(
+            rung=workflow.rung,
+            max_rung=workflow.max_rung,
+            risk_class=workflow.risk_class,
+            action_types=tuple(workflow.action_types.values_list("name", flat=True)),
+            has_owner=workflow.owner_id is not None,
+            rung_since=since[workflow.pk],
+            now=now,
+            window_days=workflow.gate_window_days,
+            thresholds=workflow.gate_thresholds,
+        )
+        judged = gates.gates_evaluate(facts, tallies)
+        verdict = gates.eligibility(facts, judged)
+        snapshots.append(
+            GateSnapshot(
+                workflow=workflow,
+                computed_at=now,
+                rung=workflow.rung,
+                target_rung=verdict.target_rung,
+                window_days=workflow.gate_window_days,
+                window_start=window.since,
+                window_end=window.until,
+                eligible=verdict.eligible,
+                reasons=list(verdict.reasons),
+                tallies=tallies_json(tallies),
+                gates=[g.as_json() for g in judged],
+                trigger=trigger,
+                requested_by=by,
+            )
+        )
+    with transaction.atomic():
+        GateSnapshot.objects.bulk_create(snapshots)
+    return snapshots
+
+
+def gates_recompute(*, workflow: Workflow, trigger: str, by=None, now=None) -> GateSnapshot:
+    """One workflow's snapshot, now (the workflow page's "Recompute now", a promotion
+    request)."""
+    workflow = Workflow.objects.get(pk=workflow.pk)  # the rung as it stands
+    return gates_recompute_all(trigger=trigger, workflows=[workflow], by=by, now=now)[0]
