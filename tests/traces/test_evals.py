@@ -297,3 +297,17 @@ def test_eval_tallies_take_three_queries(wf, cases, agent, django_assert_num_que
     agent(wf).post("/runs", eval_body(wf, cases[1], "ticket.close", {}, "v1"))
     with django_assert_num_queries(3):
         eval_tallies(workflow=wf)
+
+
+def test_the_gate_snapshot_judges_the_eval_set_and_the_latest_pass(wf, cases, agent):
+    from traces.services.gates import gates_recompute
+
+    bot = agent(wf)
+    bot.post(
+        "/runs", eval_body(wf, cases[0], "refund.issue", {"order_id": "A-1", "amount": 30}, "v1")
+    )
+    bot.post("/runs", eval_body(wf, cases[1], "refund.issue", {}, "v1"))
+    gates = {g["name"]: g for g in gates_recompute(workflow=wf, trigger="command").gates}
+    assert gates["eval_coverage"]["verdict"] == "pass"
+    assert gates["eval_match_rate"]["verdict"] == "fail"
+    assert "ticket.close" in gates["eval_match_rate"]["sentence"]
