@@ -1,7 +1,9 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from ladder.gates import ThresholdError, thresholds_validate
 from ladder.rungs import DeadlineAction, Executor, OutcomeDirection, RiskClass, Rung
 
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "lowercase letters, digits and dashes")
@@ -81,6 +83,16 @@ class Workflow(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        """The admin's check: gate bars may only tighten, and a consequential workflow
+        tops out at L4 unless an admin raises its max rung on purpose."""
+        try:
+            thresholds_validate(risk_class=self.risk_class, overrides=self.gate_thresholds)
+        except ThresholdError as exc:
+            raise ValidationError({"gate_thresholds": str(exc)}) from exc
+        if self.rung > self.max_rung:
+            raise ValidationError({"rung": f"above the max rung L{self.max_rung}"})
 
     @property
     def rung_label(self) -> str:

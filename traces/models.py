@@ -166,6 +166,27 @@ class Run(models.Model):
                 name="run_audit_due_idx",
                 condition=models.Q(audit="due"),
             ),
+            # The gate recompute (traces/gates.py): each workflow's window is one range of
+            # this index, read index-only. Partial: a run enters it once decided, so the
+            # gateway pays for it only on runs the policy decides at submission.
+            models.Index(
+                fields=["workflow", "rung", "decided_at"],
+                include=[
+                    "action_type",
+                    "shadow_version",
+                    "decider",
+                    "status",
+                    "probe",
+                    "audit",
+                    "outcome",
+                    "shadow_outcome",
+                    "light_edit",
+                    "matched",
+                    "replay_ok",
+                ],
+                name="run_gate_idx",
+                condition=models.Q(decided_at__isnull=False),
+            ),
             # The re-dispatch sweep: approved or executing runs (few at any time).
             models.Index(
                 fields=["updated_at"],

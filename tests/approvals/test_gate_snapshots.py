@@ -8,6 +8,7 @@ from datetime import datetime
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from approvals import services
 from ladder.models import GateSnapshot, RungChange
@@ -295,3 +296,35 @@ def test_an_examiner_recounts_every_number_from_the_replays(flows, history, kind
         approval = recounted["approval"]
         assert gates_by_name["approval_rate"]["n"] == approval["n"]
         assert gates_by_name["approval_rate"]["value"] == approval["k"] / approval["n"]
+
+
+def test_finished_runs_never_checked_are_checked_before_counting(flows, history):
+    # Runs that finished before replay checks existed carry no verdict (the migration
+    # leaves replay_ok null): the recompute checks them rather than counting them missing.
+    Run.objects.filter(workflow=flows["l3"]).update(replay_ok=None)
+    snap = gates_recompute(workflow=flows["l3"], trigger="command")
+    assert snap.tallies["replay"] == {"k": 6, "n": 6}
+    assert not Run.objects.filter(
+        workflow=flows["l3"], status__in=["executed", "failed"], replay_ok=None
+    ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counting_on_two_connections_gives_the_numbers_of_one(flows, history, monkeypatch):
+    # Outside a transaction the workflows' windows are counted in two halves at once.
+    from ladder.models import Workflow
+    from traces import gates as gate_sql
+    from traces.gates import run_tallies, window_for
+
+    for i in range(8):
+        Workflow.objects.create(slug=f"extra-{i}", name=f"extra {i}", rung=1 + i % 5)
+    now = timezone.now()
+    windows = [
+        window_for(workflow_id=w.pk, rung=w.rung, days=90, now=now)
+        for w in Workflow.objects.order_by("pk")
+    ]
+    assert gate_sql._parallel(windows)
+    split = run_tallies(windows)
+    monkeypatch.setattr(gate_sql, "_parallel", lambda windows: False)
+    assert run_tallies(windows) == split
+    assert split[flows["l3"].pk].approval.n == 8

@@ -82,6 +82,8 @@ def test_seeding_makes_probe_runs_that_look_like_any_waiting_run(probed, l3, age
     replay = run_replay(run=probe)
     assert replay["verified"]
     assert [s["type"] for s in replay["steps"]] == ["input", "proposal"]
+    real_input = next(s for s in run_replay(run=real)["steps"] if s["type"] == "input")
+    assert set(replay["steps"][0]["payload"]) == set(real_input["payload"])
     assert {s["actor"] for s in replay["steps"]} == {PROBE_ACTOR}
     assert EvalCase.objects.get().probes.count() == 2
 

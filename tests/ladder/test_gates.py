@@ -320,3 +320,17 @@ def test_tightened_bars_are_the_ones_judged():
     found = by_name(gates.gates_evaluate(f, l3_tallies()))
     assert found["approval_rate"].bar == 0.995
     assert found["approval_rate"].verdict == gates.FAIL
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_looser_bar_on_a_workflow():
+    from django.core.exceptions import ValidationError
+
+    from tests.factories import WorkflowFactory
+
+    wf = WorkflowFactory(rung=3, gate_thresholds={"4": {"approval_rate": 0.5}})
+    with pytest.raises(ValidationError) as err:
+        wf.full_clean()
+    assert "looser than the default" in str(err.value)
+    wf.gate_thresholds = {"4": {"approval_rate": 0.99}}
+    wf.full_clean()

@@ -89,6 +89,27 @@ class Migration(migrations.Migration):
             name="shadow_version",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
+        migrations.AddIndex(
+            model_name="run",
+            index=models.Index(
+                condition=models.Q(("decided_at__isnull", False)),
+                fields=["workflow", "rung", "decided_at"],
+                include=(
+                    "action_type",
+                    "shadow_version",
+                    "decider",
+                    "status",
+                    "probe",
+                    "audit",
+                    "outcome",
+                    "shadow_outcome",
+                    "light_edit",
+                    "matched",
+                    "replay_ok",
+                ),
+                name="run_gate_idx",
+            ),
+        ),
         migrations.RunPython(runs_get_gate_columns, migrations.RunPython.noop),
         vendor_sql(
             postgresql="SELECT 1",

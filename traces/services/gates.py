@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Avg, Q
+from django.db.models import Avg, OuterRef, Q, Subquery
 from django.db.models import Count as DbCount
 from django.utils import timezone
 
 from ladder import gates
 from ladder.errors import LadderError
-from ladder.models import GateSnapshot, RungChange, Workflow
-from ladder.policies import policy_latest, policy_validate, problem_lines
+from ladder.models import ActionType, GateSnapshot, PolicyVersion, RungChange, Workflow
+from ladder.policies import problem_lines
+from ladder.policy import parse_policy
 from traces.evals import eval_tallies
-from traces.gates import RunTallies, run_tallies, window_for
+from traces.gates import RunTallies, Window, run_tallies, window_for
 from traces.models import MetricPoint, Run
 from traces.services.trace import run_replay_mark
 from traces.status import FINISHED_STATUSES
@@ -33,21 +36,28 @@ log = logging.getLogger(__name__)
 REPLAY_CHECK_BATCH = 5000
 
 
-def replays_check_pending(*, workflow_ids: list[int], limit: int = REPLAY_CHECK_BATCH) -> int:
-    """Check the replay of finished runs not yet checked (Run.replay_ok is null)."""
-    pending = (
-        Run.objects.filter(
-            workflow_id__in=workflow_ids,
-            status__in=sorted(FINISHED_STATUSES),
-            replay_ok__isnull=True,
-        )
-        .only("id", "status", "proposal", "trace_head", "trace_length")
-        .order_by()[:limit]
-    )
+def replays_check_pending(*, windows: list[Window], limit: int = REPLAY_CHECK_BATCH) -> int:
+    """Check the replay of the windows' finished runs not yet checked (Run.replay_ok null:
+    finished before the check existed, or its check was interrupted)."""
     checked = 0
-    for run in pending:
-        run_replay_mark(run=run)
-        checked += 1
+    for w in windows:
+        pending = (
+            Run.objects.filter(
+                workflow_id=w.workflow_id,
+                rung=w.rung,
+                decided_at__gte=w.since,
+                decided_at__lt=w.until,
+                status__in=sorted(FINISHED_STATUSES),
+                replay_ok__isnull=True,
+            )
+            .only("id", "status", "proposal", "trace_head", "trace_length")
+            .order_by()[: limit - checked]
+        )
+        for run in pending:
+            run_replay_mark(run=run)
+            checked += 1
+        if checked >= limit:
+            break
     return checked
 
 
@@ -88,22 +98,48 @@ def _outcome(workflow: Workflow, *, since: datetime, window_start: datetime, now
     )
 
 
-def _policy(workflow: Workflow) -> tuple[int | None, tuple[str, ...]]:
-    latest = policy_latest(workflow)
+def _policy(latest: PolicyVersion | None, actions: dict) -> tuple[int | None, tuple[str, ...]]:
+    """The newest policy version (the one in force one rung up) and its problems against
+    the workflow's action types as they are now."""
     if latest is None:
         return None, ()
     try:
-        policy_validate(workflow, latest.document)
+        parse_policy(latest.document, actions=actions)
     except LadderError as exc:
         return latest.number, tuple(problem_lines(exc))
     return latest.number, ()
 
 
+@dataclass(frozen=True)
+class _Known:
+    """What the snapshot needs of each workflow besides its runs, read for all at once."""
+
+    types: dict[int, dict[int, tuple[str, str, str]]]  # workflow -> id -> (name, value, currency)
+    latest: dict[int, PolicyVersion]
+
+    @classmethod
+    def read(cls, workflows: list[Workflow]) -> _Known:
+        types: dict = defaultdict(dict)
+        rows = ActionType.objects.filter(workflow__in=workflows).values_list(
+            "workflow_id", "id", "name", "value_param", "currency_param"
+        )
+        for workflow_id, type_id, name, value_param, currency_param in rows:
+            types[workflow_id][type_id] = (name, value_param, currency_param)
+        newest = PolicyVersion.objects.filter(workflow=OuterRef("workflow")).order_by("-number")
+        latest = PolicyVersion.objects.filter(
+            workflow__in=workflows, number=Subquery(newest.values("number")[:1])
+        )
+        return cls(types=types, latest={v.workflow_id: v for v in latest})
+
+
 def _tallies(
-    workflow: Workflow, runs: RunTallies, *, since: datetime, window_start, now
+    workflow: Workflow, runs: RunTallies, known: _Known, *, since: datetime, window_start, now
 ) -> gates.Tallies:
-    names = dict(workflow.action_types.values_list("id", "name"))
-    policy_version, policy_problems = _policy(workflow)
+    types = known.types.get(workflow.pk, {})
+    names = {type_id: name for type_id, (name, _, _) in types.items()}
+    policy_version, policy_problems = _policy(
+        known.latest.get(workflow.pk), {name: (v, c) for name, v, c in types.values()}
+    )
     shadow = (runs.shadow_by_version or {}).get(policy_version) if policy_version else None
     cases, latest_pass = eval_tallies(workflow=workflow)
     return gates.Tallies(
@@ -158,12 +194,15 @@ def gates_recompute_all(
         workflows = list(Workflow.objects.order_by("pk"))
     if not workflows:
         return []
-    replays_check_pending(workflow_ids=[w.pk for w in workflows])
     windows = {
         w.pk: window_for(workflow_id=w.pk, rung=w.rung, days=w.gate_window_days, now=now)
         for w in workflows
     }
+    known = _Known.read(workflows)
     counted = run_tallies(list(windows.values()))
+    stale = [windows[pk] for pk, t in counted.items() if t.unchecked]
+    if stale and replays_check_pending(windows=stale):
+        counted.update(run_tallies(stale))
     since = _rung_since(workflows)
     snapshots = []
     for workflow in workflows:
@@ -171,6 +210,7 @@ def gates_recompute_all(
         tallies = _tallies(
             workflow,
             counted.get(workflow.pk, RunTallies()),
+            known,
             since=since[workflow.pk],
             window_start=window.since,
             now=now,
@@ -179,7 +219,7 @@ def gates_recompute_all(
             rung=workflow.rung,
             max_rung=workflow.max_rung,
             risk_class=workflow.risk_class,
-            action_types=tuple(workflow.action_types.values_list("name", flat=True)),
+            action_types=tuple(sorted(n for n, _, _ in known.types.get(workflow.pk, {}).values())),
             has_owner=workflow.owner_id is not None,
             rung_since=since[workflow.pk],
             now=now,

@@ -115,7 +115,9 @@ def _probe_create(*, workflow: Workflow, case: EvalCase, action, now: datetime) 
     )
     run_id = uuid7()
     specs = [
-        EventSpec(TraceEvent.Type.INPUT, {"input": case.input}, PROBE_ACTOR),
+        # The same payload as the gateway's first event, rung included (the examiner's
+        # recount reads it there).
+        EventSpec(TraceEvent.Type.INPUT, {"input": case.input, "rung": Rung.L3}, PROBE_ACTOR),
         EventSpec(TraceEvent.Type.PROPOSAL, proposal, PROBE_ACTOR),
     ]
     links = chain_links(run_id=run_id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
