@@ -18,6 +18,11 @@ urlpatterns = [
     path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
     path("workflows/", workflow_views.workflow_list, name="workflows"),
     path("workflows/<slug:slug>/", workflow_views.workflow_detail, name="workflow"),
+    path(
+        "workflows/<slug:slug>/certificates/<uuid:certificate_id>.json",
+        workflow_views.workflow_certificate_file,
+        name="workflow-certificate",
+    ),
     path("workflows/<slug:slug>/policy/", workflow_views.workflow_policy, name="workflow-policy"),
     path(
         "workflows/<slug:slug>/policy.json",

@@ -1,9 +1,12 @@
-"""Workflow pages: the list, one workflow (rung, policy, shadow agreement), its policy
-(read-only, versions, diff, JSON) and the owner's policy editor.
+"""Workflow pages: the list, one workflow (rung, certificate, policy, shadow agreement),
+its policy (read-only, versions, diff, JSON), the owner's policy editor and the download
+of its autonomy certificates.
 
 Anyone with a role on a workflow may read these; a workflow you have no role on is a 404
 (its existence is not told). Only owners and admins edit its policy (403 for the others).
 """
+
+import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from approvals.policies import (
@@ -24,7 +28,7 @@ from approvals.policies import (
 from approvals.roles import Access, access_for
 from approvals.views import _template
 from ladder.errors import Conflict, Forbidden, Unprocessable
-from ladder.models import PolicyVersion, Workflow
+from ladder.models import Certificate, PolicyVersion, Workflow
 from ladder.policies import (
     policy_diff,
     policy_latest,
@@ -34,6 +38,7 @@ from ladder.policies import (
 )
 from ladder.policy import audit_text
 from ladder.rungs import Rung
+from ladder.services import certificate_current
 from traces.evals import probe_catch
 from traces.selectors import SHADOW_OUTCOMES, ShadowAgreement, shadow_agreement
 
@@ -122,6 +127,36 @@ def _shadow_rows(shadow: ShadowAgreement) -> list[dict]:
     ]
 
 
+def _certificate_row(certificate: Certificate, now) -> dict:
+    if certificate.valid_until is None:
+        state, words = "ok", "valid, no expiry"
+    elif certificate.valid_at(now):
+        state, words = "ok", "valid"
+    else:
+        state, words = "denied", "expired"
+    return {"certificate": certificate, "state": state, "words": words}
+
+
+def _certificates(workflow: Workflow) -> dict:
+    """The certificate the workflow stands on and the others, newest first. At L4/L5
+    without a valid one the gateway handles its runs at L3: the page says so."""
+    now = timezone.now()
+    current = certificate_current(workflow=workflow, at=now)
+    valid = current is not None and current.valid_at(now)
+    others = (
+        Certificate.objects.filter(workflow=workflow)
+        .select_related("approved_by")
+        .order_by("-issued_at", "-id")
+    )
+    return {
+        "certificate": _certificate_row(current, now) if current else None,
+        "certificate_capped": workflow.rung >= Rung.L4 and not valid,
+        "past_certificates": [
+            _certificate_row(c, now) for c in others if current is None or c.pk != current.pk
+        ],
+    }
+
+
 @login_required
 @require_GET
 def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
@@ -146,6 +181,7 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "shadow": shadow,
         "shadow_rows": _shadow_rows(shadow) if shadow is not None else [],
         "probes": _probes_view(workflow),
+        **_certificates(workflow),
     }
     return render(request, _template(request, "approvals/workflow.html", "shadow-panel"), context)
 
@@ -160,6 +196,22 @@ def _probes_view(workflow: Workflow) -> dict:
         "percent": f"{catch.k / catch.n * 100:.1f}" if catch.n else "",
         "window_days": workflow.gate_window_days,
     }
+
+
+@login_required
+@require_GET
+def workflow_certificate_file(request: HttpRequest, slug: str, certificate_id) -> HttpResponse:
+    """One certificate as a file for `manage.py verify_certificate` (docs/certificates.md):
+    anyone with a role on the workflow; for anyone else it does not exist."""
+    workflow, _ = _workflow_or_404(request, slug)
+    certificate = Certificate.objects.filter(workflow=workflow, pk=certificate_id).first()
+    if certificate is None:
+        raise Http404("no such certificate")
+    body = json.dumps(certificate.as_file(), indent=2, sort_keys=True, ensure_ascii=False)
+    response = HttpResponse(body + "\n", content_type="application/json; charset=utf-8")
+    name = f"{workflow.slug}-L{certificate.rung}-{certificate.issued_at:%Y%m%d}-{certificate.pk}"
+    response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+    return response
 
 
 # -- its policy ---------------------------------------------------------------------------

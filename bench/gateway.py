@@ -123,7 +123,15 @@ if int(rung) >= 4:
                 workflow=wf, name=name,
                 defaults={"value_param": value_param, "currency_param": currency_param},
             )
-    policy_set(workflow=wf, document=envelope(), by=None, note="bench/gateway.py --rung 4")
+    version = policy_set(
+        workflow=wf, document=envelope(), by=None, note="bench/gateway.py --rung 4"
+    )
+    # The gateway acts at L4 only under a valid autonomy certificate (docs/certificates.md).
+    from ladder.certificates import evidence_hash
+    from ladder.services import certificate_issue
+    certificate_issue(workflow=wf, rung=int(rung), policy_version=version.number,
+                      evidence_hash=evidence_hash({"bench": slug}), approved_by=None,
+                      promotion_ref="bench/gateway.py")
 AgentToken.objects.filter(name=token_name).delete()
 _token, raw = token_create(name=token_name, workflows=[wf])
 print("TOKEN=" + raw)

@@ -4,10 +4,12 @@ Plain data in, plain data out; no database. The gateway builds `WorkflowRules` f
 workflow row, and acts on the returned `Decision`.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+from ladder.certificates import timestamp
 from ladder.errors import Conflict, Unprocessable
 from ladder.policy import (
     NO_COUNTERS,
@@ -46,10 +48,38 @@ class WorkflowRules:
     policy: CompiledPolicy | None = None
     policy_version: int | None = None
     policy_problem: str = ""
+    # The latest expiry among the workflow's autonomy certificates for its rung or above
+    # (None: it has none). L4/L5 hold only until then (`rules_at`).
+    certified_until: datetime | None = None
+    # Set by rules_at when an L4/L5 workflow's run is handled at L3: why, for the reviewer.
+    capped: str = ""
 
     @property
     def policy_decides(self) -> bool:
         return self.rung >= Rung.L4
+
+
+def rules_at(rules: WorkflowRules, at: datetime) -> WorkflowRules:
+    """The rules a run at `at` is handled by: the gateway never acts above the workflow's
+    valid autonomy certificate (docs/certificates.md), so an L4/L5 workflow whose
+    certificate is missing or has expired has its runs handled at L3, a person approving
+    each, until a promotion issues a fresh one. Expiry is a matter of time, hence `at`:
+    the rules themselves are memoised across runs."""
+    if rules.rung < Rung.L4:
+        return rules
+    until = rules.certified_until
+    if until is not None and at < until:
+        return rules
+    why = (
+        "it has no autonomy certificate"
+        if until is None
+        else f"its autonomy certificate expired at {timestamp(until)}"
+    )
+    return replace(
+        rules,
+        rung=Rung.L3,
+        capped=f"workflow is at L{rules.rung} but {why}: handled at L3, a person approves",
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +226,7 @@ def decide(
         return Decision(
             route=Route.REVIEW,
             queue=queue,
+            reason=workflow.capped,
             value=value,
             currency=currency,
             shadow=verdict,

@@ -1,8 +1,12 @@
+import json
+import uuid
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from ladder.certificates import certificate_file
 from ladder.gates import ThresholdError, thresholds_validate
 from ladder.rungs import DeadlineAction, Executor, OutcomeDirection, RiskClass, Rung
 
@@ -257,3 +261,53 @@ class GateSnapshot(models.Model):
                 for gate in self.gates
             ],
         }
+
+
+class Certificate(models.Model):
+    """A signed autonomy certificate (ladder/certificates.py; docs/certificates.md): the
+    workflow may stand on `rung` until `valid_until` (None below L4: no expiry).
+
+    Append-only: database triggers refuse UPDATE and DELETE, and an INSERT bumps the
+    workflow's `rules_version` (ladder/rules.py): the gateway handles L4/L5 runs only
+    under a valid certificate and keeps the newest expiry in its memo.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="certificates", db_index=False
+    )
+    rung = models.PositiveSmallIntegerField(choices=Rung.choices)
+    # The number of the workflow's policy version in force (None: no policy).
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    # sha256 hex of the frozen evidence (a promotion request's snapshot).
+    evidence_hash = models.CharField(max_length=64)
+    # None: issued by the system (seed_demo, a command). The name is kept as signed.
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_by_name = models.CharField(max_length=150, blank=True)
+    # What led to it (a promotion request's reference), as signed.
+    promotion_ref = models.CharField(max_length=200, blank=True)
+    issued_at = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+    # Fingerprint of the public key that verifies it (ladder.certificates.key_id).
+    key_id = models.CharField(max_length=64)
+    # The signed certificate object in canonical JSON, byte for byte what was signed.
+    document = models.TextField()
+    signature = models.TextField()
+
+    class Meta:
+        ordering = ["workflow", "-issued_at"]
+        indexes = [
+            models.Index(fields=["workflow", "rung", "valid_until"], name="certificate_cover_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} L{self.rung} certificate {self.id}"
+
+    def valid_at(self, at) -> bool:
+        return self.issued_at <= at and (self.valid_until is None or at < self.valid_until)
+
+    def as_file(self) -> dict:
+        """The certificate file: `{"certificate", "signature", "key_id", "algorithm"}`."""
+        return certificate_file(payload=json.loads(self.document), signature=self.signature)

@@ -9,7 +9,13 @@ tests/ladder/test_rule_tables.py derives the tables from the gateway's own read 
 fails until both are done.
 """
 
-RULE_TABLES = ("ladder_workflow", "ladder_actiontype", "ladder_policyversion")
+RULE_TABLES = (
+    "ladder_workflow",
+    "ladder_actiontype",
+    "ladder_policyversion",
+    # L4/L5 runs are handled at that rung only under a valid autonomy certificate.
+    "ladder_certificate",
+)
 # Rule tables whose rows never change once written (a new row is a new version): their
 # INSERT bumps rules_version, and triggers refuse UPDATE and DELETE outright.
-APPEND_ONLY_RULE_TABLES = ("ladder_policyversion",)
+APPEND_ONLY_RULE_TABLES = ("ladder_policyversion", "ladder_certificate")

@@ -1,9 +1,18 @@
-"""Writes of the ladder itself: a workflow's rung moves, and every move is kept."""
+"""Writes of the ladder itself: a workflow's rung moves, and every move is kept; the
+autonomy certificates that let it stand on L4/L5."""
 
+import uuid
+from datetime import datetime
+from functools import cache
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
+from ladder import certificates
 from ladder.errors import Conflict, Unprocessable
-from ladder.models import RungChange, Workflow
+from ladder.models import Certificate, RungChange, Workflow
 from ladder.rungs import Rung
 
 
@@ -86,3 +95,162 @@ def rung_history(*, workflow: Workflow, people: bool = True) -> list[dict]:
         for entry in history:
             del entry["by"]
     return history
+
+
+# -- autonomy certificates (docs/certificates.md) -----------------------------------------
+
+
+@cache
+def _keys(pem: str):
+    key = certificates.private_key_from_pem(pem)
+    public = key.public_key()
+    return key, certificates.public_key_pem(public), certificates.key_id(public)
+
+
+def certificate_signing_key():
+    """The key certificates are signed with (settings.LADDER_CERTIFICATE_KEY)."""
+    return _keys(settings.LADDER_CERTIFICATE_KEY)[0]
+
+
+def certificate_public_key_pem() -> str:
+    """The published public key, PEM: what examiners verify certificates with."""
+    return _keys(settings.LADDER_CERTIFICATE_KEY)[1]
+
+
+def certificate_key_id() -> str:
+    return _keys(settings.LADDER_CERTIFICATE_KEY)[2]
+
+
+@transaction.atomic
+def certificate_issue(
+    *,
+    workflow: Workflow,
+    rung: int,
+    policy_version: int | None,
+    evidence_hash: str,
+    approved_by,
+    promotion_ref: str = "",
+) -> Certificate:
+    """Sign and store a certificate that `workflow` may stand on `rung`.
+
+    Issued when a promotion is approved (`approved_by` the person who decided it; None
+    for the system). At L4/L5 it holds for `workflow.certificate_valid_days` from now;
+    below, it does not expire. The insert bumps the workflow's rules_version (trigger),
+    so the gateway's next run sees it. The workflow row is locked first: an expiry sweep
+    deciding to demote it waits for this certificate, then sees it.
+    """
+    if rung not in Rung.values or rung == Rung.L0:
+        raise Unprocessable(
+            f"L{rung} is not a rung a certificate can be issued for", code="invalid_rung"
+        )
+    if not certificates.is_sha256_hex(evidence_hash):
+        raise Unprocessable(
+            "evidence_hash must be the sha256 of the evidence as 64 lowercase hex digits",
+            code="invalid_evidence_hash",
+        )
+    if policy_version is not None and (not isinstance(policy_version, int) or policy_version < 1):
+        raise Unprocessable(
+            "policy_version must be a version number or None", code="invalid_policy"
+        )
+    if len(promotion_ref) > Certificate._meta.get_field("promotion_ref").max_length:
+        raise Unprocessable("promotion_ref is too long", code="invalid_promotion_ref")
+    locked = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+    key, _pem, key_id = _keys(settings.LADDER_CERTIFICATE_KEY)
+    # Whole seconds: the signed document and the stored row say exactly the same time.
+    issued_at = timezone.now().replace(microsecond=0)
+    valid_until = certificates.valid_until_for(
+        rung=rung, issued_at=issued_at, valid_days=locked.certificate_valid_days
+    )
+    serial = uuid.uuid4()
+    who = {"id": approved_by.pk, "name": approved_by.get_username()} if approved_by else None
+    payload = certificates.certificate_payload(
+        serial=str(serial),
+        workflow={"id": locked.pk, "slug": locked.slug, "name": locked.name},
+        rung=rung,
+        policy_version=policy_version,
+        evidence_hash=evidence_hash,
+        approved_by=who,
+        issued_at=issued_at,
+        valid_until=valid_until,
+        key_id=key_id,
+        promotion=promotion_ref,
+    )
+    return Certificate.objects.create(
+        id=serial,
+        workflow=locked,
+        rung=rung,
+        policy_version=policy_version,
+        evidence_hash=evidence_hash,
+        approved_by=approved_by,
+        approved_by_name=who["name"] if who else "",
+        promotion_ref=promotion_ref,
+        issued_at=issued_at,
+        valid_until=valid_until,
+        key_id=key_id,
+        document=certificates.canonical_json(payload),
+        signature=certificates.certificate_sign(payload, key),
+    )
+
+
+def certificate_current(*, workflow: Workflow, at: datetime | None = None) -> Certificate | None:
+    """The certificate the workflow stands on: of those for its rung or above, the newest
+    valid at `at`, else the newest (expired); None when it has none."""
+    at = at or timezone.now()
+    covering = list(
+        Certificate.objects.filter(workflow=workflow, rung__gte=workflow.rung)
+        .select_related("approved_by")
+        .order_by("-issued_at", "-id")
+    )
+    return next((c for c in covering if c.valid_at(at)), covering[0] if covering else None)
+
+
+def _lapsed(at: datetime):
+    """Workflows at L4/L5 with no certificate for their rung valid at `at`, whose last
+    such certificate expired (never having had one is not an expiry: the gateway still
+    handles their runs at L3)."""
+    cover = Certificate.objects.filter(workflow=OuterRef("pk"), rung__gte=OuterRef("rung"))
+    return Workflow.objects.filter(rung__gte=certificates.EXPIRING_FROM_RUNG).filter(
+        ~Exists(cover.filter(issued_at__lte=at, valid_until__gt=at)),
+        Exists(cover.filter(valid_until__lte=at)),
+    )
+
+
+def certificates_expire(*, at: datetime | None = None) -> list[RungChange]:
+    """Drop every L4/L5 workflow whose autonomy certificate expired (and no fresh one was
+    issued) to L3, each as a recorded demotion. Safe to run twice or at once: each
+    workflow is re-checked under its row lock, and a demoted one is no longer at L4/L5."""
+    at = at or timezone.now()
+    changes = []
+    for workflow_id in _lapsed(at).values_list("pk", flat=True):
+        with transaction.atomic():
+            workflow = _lapsed(at).select_for_update(no_key=True).filter(pk=workflow_id).first()
+            if workflow is None:  # demoted, or certified afresh, meanwhile
+                continue
+            last = (
+                Certificate.objects.filter(
+                    workflow=workflow, rung__gte=workflow.rung, valid_until__isnull=False
+                )
+                .order_by("-valid_until", "-issued_at")
+                .first()
+            )
+            until = certificates.timestamp(last.valid_until)
+            changes.append(
+                rung_change(
+                    workflow=workflow,
+                    from_rung=workflow.rung,
+                    to_rung=Rung.L3,
+                    kind=RungChange.Kind.DEMOTION,
+                    reason=(
+                        f"autonomy certificate expired at {until} and no fresh promotion to "
+                        f"L{workflow.rung} was approved"
+                    ),
+                    evidence={
+                        "certificate": str(last.id),
+                        "rung": last.rung,
+                        "valid_until": until,
+                        "key_id": last.key_id,
+                    },
+                    actor=None,
+                )
+            )
+    return changes

@@ -8,6 +8,12 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from ladder.certificates import (
+    CertificateError,
+    dev_private_key,
+    private_key_from_pem,
+    private_key_pem,
+)
 from ladder.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -45,6 +51,31 @@ if not LADDER_DEV_MODE:
             "For a local try-out on the development keys, set LADDER_DEV_MODE=1 "
             "(what `make run` does)."
         )
+# Autonomy certificates are signed with this Ed25519 key (PEM, PKCS#8: `openssl genpkey
+# -algorithm ed25519`; docs/certificates.md). Its public half is published, so examiners
+# verify certificates offline. Development mode derives a fixed key from the embedded
+# development secret, which anyone can recompute: it proves nothing.
+_certificate_pem = env_str("LADDER_CERTIFICATE_KEY", "")
+_dev_certificate_pem = private_key_pem(dev_private_key(_INSECURE_DEV_KEY))
+if not _certificate_pem.strip():
+    if not LADDER_DEV_MODE:
+        raise ImproperlyConfigured(
+            "LADDER_CERTIFICATE_KEY must be set to an Ed25519 private key in PEM (generate "
+            "one with `openssl genpkey -algorithm ed25519`). For a local try-out on the "
+            "development keys, set LADDER_DEV_MODE=1 (what `make run` does)."
+        )
+    _certificate_pem = _dev_certificate_pem
+try:
+    _certificate_key = private_key_from_pem(_certificate_pem)
+except CertificateError as exc:
+    raise ImproperlyConfigured(f"LADDER_CERTIFICATE_KEY is not usable: {exc}") from None
+LADDER_CERTIFICATE_KEY = private_key_pem(_certificate_key)
+LADDER_CERTIFICATE_DEV_KEY = _dev_certificate_pem == LADDER_CERTIFICATE_KEY
+if LADDER_CERTIFICATE_DEV_KEY and not LADDER_DEV_MODE:
+    raise ImproperlyConfigured(
+        "LADDER_CERTIFICATE_KEY is the development key, which anyone can derive: generate "
+        "one with `openssl genpkey -algorithm ed25519`."
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -189,6 +220,9 @@ CELERY_BEAT_SCHEDULE = {
     # Waiting runs past their review deadline are denied or escalated (docs/deadlines.md);
     # agents and reviewers also apply a due deadline themselves when they read the run.
     "apply-deadlines": {"task": "traces.tasks.apply_deadlines", "schedule": 30.0},
+    # L4/L5 workflows whose autonomy certificate lapsed drop to L3 (docs/certificates.md);
+    # the gateway already handles their runs at L3 from the moment it lapses.
+    "expire-certificates": {"task": "ladder.tasks.expire_certificates", "schedule": 3600.0},
     "sweep-executions": {
         "task": "traces.tasks.sweep_executions",
         "schedule": LADDER_EXECUTION_SWEEP_SECONDS,

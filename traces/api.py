@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -22,10 +23,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from ladder.errors import Forbidden, LadderError, NotFound
-from ladder.models import Workflow
+from ladder.models import Certificate, Workflow
 from ladder.policies import policy_latest, policy_out
 from ladder.rungs import Rung
-from ladder.services import rung_history
+from ladder.services import certificate_current, certificate_public_key_pem, rung_history
 from traces.auth import AgentAuth, authenticate, authenticate_hash
 from traces.evals import eval_cases_for_agent
 from traces.jsonbody import parse_json_body
@@ -493,7 +494,8 @@ def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
 @api.get("/workflows/{slug}", response={200: dict, **ERRORS}, tags=["workflows"])
 def get_workflow(request, slug: str):
     """Rung, action types, the policy in force (`policy`, L4/L5) or the draft evaluated in
-    shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot."""
+    shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot, and the
+    autonomy certificate the workflow stands on (`certificate`, or null)."""
     workflow = _workflow_for(request.auth, slug)
     latest = policy_latest(workflow)
     snapshot = gate_snapshot_latest(workflow=workflow)
@@ -521,6 +523,7 @@ def get_workflow(request, slug: str):
         "deadline_action": workflow.deadline_action,
         "gate_snapshot": snapshot.as_json() if snapshot else None,
         "rung_history": rung_history(workflow=workflow, people=False),
+        "certificate": _certificate_out(certificate_current(workflow=workflow)),
     }
 
 
@@ -537,6 +540,35 @@ def get_eval_cases(request, slug: str, query: Query[EvalCasesQuery]):
     workflow = _workflow_for(request.auth, slug)
     cases, after = eval_cases_for_agent(workflow=workflow, after=query.after, limit=query.limit)
     return {"cases": cases, "next": str(after) if after is not None else None}
+
+
+def _certificate_out(certificate: Certificate | None) -> dict | None:
+    """The certificate the workflow stands on, for agents: no people named."""
+    if certificate is None:
+        return None
+    return {
+        "id": str(certificate.id),
+        "rung": certificate.rung,
+        "policy_version": certificate.policy_version,
+        "issued_at": certificate.issued_at.isoformat(),
+        "valid_until": certificate.valid_until.isoformat() if certificate.valid_until else None,
+        "valid": certificate.valid_at(timezone.now()),
+        "key_id": certificate.key_id,
+        "evidence_hash": certificate.evidence_hash,
+    }
+
+
+@api.get(
+    "/certificates/public-key",
+    auth=None,
+    response={200: str},
+    tags=["certificates"],
+    openapi_extra={"responses": {200: {"content": {"text/plain": {}}}}},
+)
+def certificate_public_key(request):
+    """The Ed25519 public key (PEM) autonomy certificates are verified with; no token
+    needed (docs/certificates.md)."""
+    return HttpResponse(certificate_public_key_pem(), content_type="text/plain; charset=utf-8")
 
 
 def _storable_time(at: datetime) -> datetime:

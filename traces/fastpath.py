@@ -19,7 +19,7 @@ import json
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 
@@ -157,6 +157,14 @@ def _json(value):
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
+def _aware(value) -> datetime | None:
+    """A timestamp read by raw SQL: PostgreSQL gives an aware datetime, SQLite the text
+    Django stored (naive UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
     """The workflow and its action types in one round trip; `memo=True` may answer from
     memory (insert_run re-checks `rules_version`, so a stale answer is never acted on)."""
@@ -166,6 +174,10 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         cur.execute(
             "SELECT w.id, w.rung, w.personal_fields, w.rules_version, w.linkage_group, "
             "w.review_deadline_seconds, w.deadline_action, p.number, p.document, "
+            # The latest expiry of a certificate for the workflow's rung or above: each
+            # run compares it with its own time (ladder.decide.rules_at).
+            "(SELECT max(c.valid_until) FROM ladder_certificate c "
+            "WHERE c.workflow_id = w.id AND c.rung >= w.rung), "
             "a.id, a.name, a.param_schema, "
             "a.value_param, a.currency_param, a.executor FROM ladder_workflow w "
             # The newest policy version (portable SQL: SQLite has no LATERAL).
@@ -180,6 +192,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         WORKFLOWS.drop(slug)
         return None
     wf_id, rung, personal, version, group, deadline, deadline_action, number, document = rows[0][:9]
+    certified_until = _aware(rows[0][9])
     personal = _json(personal) or []
     actions, ids, server = {}, {}, set()
     for *_, action_id, name, schema, value_param, currency_param, executor in rows:
@@ -211,6 +224,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
             policy=compiled,
             policy_version=number if compiled is not None else None,
             policy_problem=problem,
+            certified_until=certified_until,
         ),
         action_ids=ids,
         server_actions=frozenset(server),

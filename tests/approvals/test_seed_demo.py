@@ -1,3 +1,4 @@
+import json
 from io import StringIO
 
 import pytest
@@ -85,3 +86,21 @@ def test_seed_demo_gives_the_l4_workflow_a_policy_and_the_l3_one_a_draft_in_shad
     assert all(r.policy is None for r in refunds)
     cap = PolicyVersion.objects.get(workflow=refund).document["rules"][1]
     assert (cap["kind"], cap["max"], cap["currency"]) == ("value_cap", "200.00", "EUR")
+
+
+def test_seed_demo_certifies_the_l4_workflow_once_by_the_system(tmp_path):
+    from ladder.models import Certificate
+
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # a valid certificate is not issued again
+    shipping = Workflow.objects.get(slug="shipping-update")
+    (cert,) = Certificate.objects.filter(workflow=shipping)
+    assert (cert.rung, cert.policy_version, cert.approved_by) == (4, 1, None)
+    assert not Certificate.objects.exclude(workflow=shipping).exists()
+    # ...so its runs were handled at L4, decided by the policy.
+    assert set(Run.objects.filter(workflow=shipping).values_list("rung", flat=True)) == {4}
+    path = tmp_path / "shipping.json"
+    path.write_text(json.dumps(cert.as_file()))
+    out = StringIO()
+    call_command("verify_certificate", str(path), stdout=out)
+    assert "approved by:    the system" in out.getvalue()

@@ -10,6 +10,7 @@ from approvals.roles import role_grant
 from ladder.models import ActionType, Workflow
 from ladder.rungs import Rung
 from tests.browser.support import sign_in
+from tests.factories import certify
 from traces.models import Run
 from traces.services.policy import policy_set
 from traces.services.tokens import token_create
@@ -68,6 +69,7 @@ def test_a_reviewer_audits_an_allowed_action_from_the_menu(page, live_server, la
         workflow=wf, name="notify.send", param_schema={"order_id": {"type": "string"}}
     )
     policy_set(workflow=wf, document=ENVELOPE, by=None)
+    certify(wf)
     role_grant(workflow=wf, user=ladder.reviewer, role="reviewer", by=None)
     _token, raw = token_create(name="l4 agent", workflows=[wf])
     api = httpx.Client(

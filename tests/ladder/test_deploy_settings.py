@@ -12,12 +12,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ladder.certificates import dev_private_key, private_key_pem, public_key_pem
 
 REPO = Path(__file__).resolve().parents[2]
 OURS = (
     "LADDER_DEV_MODE",
     "SECRET_KEY",
     "LADDER_PSEUDONYM_KEY",
+    "LADDER_CERTIFICATE_KEY",
     "DEBUG",
     "SESSION_COOKIE_SECURE",
     "CSRF_COOKIE_SECURE",
@@ -36,6 +40,7 @@ def production_env(**overrides: str | None) -> dict[str, str]:
     env.update(
         SECRET_KEY=secrets.token_urlsafe(50),
         LADDER_PSEUDONYM_KEY=secrets.token_urlsafe(50),
+        LADDER_CERTIFICATE_KEY=private_key_pem(Ed25519PrivateKey.generate()),
         DEBUG="0",
     )
     for name, value in overrides.items():
@@ -145,3 +150,46 @@ def test_a_malformed_proxy_header_setting_stops_the_start_with_its_name():
     done = manage("check", env=production_env(SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto"))
     assert done.returncode != 0
     assert "SECURE_PROXY_SSL_HEADER" in done.stderr.strip().splitlines()[-1]
+
+
+def start(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "import ladder.settings"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "refused"),
+    [
+        (None, "LADDER_CERTIFICATE_KEY must be set to an Ed25519 private key"),
+        ("not a key", "LADDER_CERTIFICATE_KEY is not usable: not a PEM private key"),
+        (
+            private_key_pem(dev_private_key("insecure-dev-key-only-for-make-run")),
+            "LADDER_CERTIFICATE_KEY is the development key",
+        ),
+    ],
+    ids=["missing", "malformed", "development-key"],
+)
+def test_a_deployment_without_a_real_certificate_key_does_not_start(key, refused):
+    done = start(production_env(LADDER_CERTIFICATE_KEY=key))
+    assert done.returncode != 0
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"django.core.exceptions.ImproperlyConfigured: {refused}")
+
+
+def test_a_malformed_certificate_key_stops_development_mode_too():
+    done = start(production_env(LADDER_DEV_MODE="1", LADDER_CERTIFICATE_KEY="-----BEGIN nope"))
+    assert "LADDER_CERTIFICATE_KEY is not usable" in done.stderr.strip().splitlines()[-1]
+
+
+def test_a_certificate_key_on_one_line_with_escaped_newlines_is_read():
+    key = Ed25519PrivateKey.generate()
+    one_line = private_key_pem(key).replace("\n", "\\n")
+    done = manage("certificate_public_key", env=production_env(LADDER_CERTIFICATE_KEY=one_line))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == public_key_pem(key.public_key())

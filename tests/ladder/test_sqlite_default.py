@@ -48,6 +48,9 @@ def test_every_guard_trigger_exists_after_migrating(sqlite_db):
         "ladder_policyversion_rules_version",
         "ladder_policyversion_no_update",
         "ladder_policyversion_no_delete",
+        "ladder_certificate_rules_version",
+        "ladder_certificate_no_update",
+        "ladder_certificate_no_delete",
     } <= names
 
 

@@ -23,8 +23,15 @@ def test_a_recorded_run_waits_for_nobody():
 
 @pytest.mark.parametrize("queue", [Queue.L1, Queue.L2, Queue.L3, Queue.AUDIT])
 def test_a_reviewed_run_waits_in_its_queue(queue):
-    place = run_placement(Decision(route=Route.REVIEW, queue=queue, reason="ignored"))
+    place = run_placement(Decision(route=Route.REVIEW, queue=queue))
     assert place == Placement(RunStatus.PENDING_REVIEW, queue, "", "")
+
+
+def test_a_run_handled_below_its_workflows_rung_tells_the_reviewer_why():
+    # An L4 workflow without a valid autonomy certificate (ladder.decide.rules_at).
+    why = "workflow is at L4 but it has no autonomy certificate: handled at L3"
+    place = run_placement(Decision(route=Route.REVIEW, queue=Queue.L3, reason=why))
+    assert place == Placement(RunStatus.PENDING_REVIEW, Queue.L3, why, "")
 
 
 def test_an_escalated_run_says_why_to_the_reviewer_and_in_the_trace():

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ladder.models import PolicyVersion
+from tests.factories import certify
 from tests.ladder.test_policy import CONTRACT
 from traces.services.policy import policy_set
 
@@ -294,6 +295,7 @@ def test_first_seen_means_never_in_any_earlier_run(make_workflow, agent):
     client.post("/runs", run("old", 1, wf=wf, customer="old@example.com"))
     wf.rung = 4
     wf.save()
+    certify(wf)
     new = {"id": "new", "kind": "first_seen", "per": "param:customer", "then": "escalate",
            "control": "rbac"}  # fmt: skip
     policy_set(workflow=wf, document=envelope(new=new), by=None)

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.utils import timezone
 
-from ladder.decide import Decision, Queue, Route, decide
+from ladder.decide import Decision, Queue, Route, decide, rules_at
 from ladder.errors import Conflict, Forbidden, LadderError, NotFound
 from ladder.policy import Counters
 from ladder.rungs import AuditState
@@ -76,10 +76,12 @@ def run_placement(decision: Decision) -> Placement:
     if route == Route.RECORD and queue is None:
         return Placement(RunStatus.RECORDED, "", "", "")
     if route == Route.REVIEW and queue is not None:
+        # The reviewer and the trace both learn why a person is asked: the policy's
+        # reasons for an escalation, or an L4/L5 run handled at L3 for want of a valid
+        # autonomy certificate.
         if queue == Queue.ESCALATED:
-            # The reviewer and the trace both learn why a person is asked.
             return Placement(RunStatus.PENDING_REVIEW, queue, decision.reason[:300], policy)
-        return Placement(RunStatus.PENDING_REVIEW, queue, "", "")
+        return Placement(RunStatus.PENDING_REVIEW, queue, decision.reason[:300], "")
     if route == Route.EXECUTE and queue is None:
         return Placement(RunStatus.APPROVED, "", "", "allow")
     if route == Route.DENY and queue is None:
@@ -288,23 +290,25 @@ def _decide_and_store(
 ) -> tuple[Run, bool]:
     proposal = redacted["proposal"]
     now = timezone.now()
+    # L4/L5 only under an autonomy certificate valid now; otherwise handled at L3.
+    rules = rules_at(workflow.rules, now)
     counters = None
     if counting is not None:
-        live = workflow.rules.policy_decides
+        live = rules.policy_decides
         if live and locked:
             policy.lock_counters(workflow.id, counting)
         counters = policy.read_counters(workflow.id, counting, at=now, shadow=not live)
-    decision = decide(workflow.rules, proposal, counters)
+    decision = decide(rules, proposal, counters)
     place = run_placement(decision)
     if place.status != RunStatus.RECORDED and pseudonyms is not None:
         # A recorded run is never decided: nothing to restore.
         pseudonyms.update(proposal_pseudonyms(found, proposal))
     run_id = uuid7()
-    audit = policy.audit_due(decision, workflow.rules, run_id)
+    audit = policy.audit_due(decision, rules, run_id)
     specs = _creation_specs(
         body=redacted,
         parts=parts,
-        rung=workflow.rung,
+        rung=rules.rung,
         decision=decision,
         place=place,
         actor=auth.actor,
@@ -319,7 +323,7 @@ def _decide_and_store(
             "workflow_id": workflow.id,
             "idempotency_key": key,
             "request_hash": request_hash,
-            "rung": workflow.rung,
+            "rung": rules.rung,  # the rung the run is handled at
             "status": place.status,
             "queue": place.queue,
             "action_type_id": workflow.action_ids[proposal["action"]] if proposal else None,

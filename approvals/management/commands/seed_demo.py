@@ -156,6 +156,35 @@ def _seed_policies() -> None:
             policy_set(workflow=wf, document=spec["document"], by=None, note=spec["note"])
 
 
+def _seed_certificates() -> None:
+    """The demo's L4/L5 workflows stand on a certificate issued by the system, once and
+    again whenever the last one has expired (the gateway handles runs above a valid
+    certificate at L3)."""
+    from django.utils import timezone
+
+    from ladder.certificates import evidence_hash
+    from ladder.policies import policy_latest
+    from ladder.services import certificate_current, certificate_issue
+
+    now = timezone.now()
+    for spec in WORKFLOWS:
+        wf = Workflow.objects.get(slug=spec["slug"])
+        current = certificate_current(workflow=wf, at=now)
+        if wf.rung < Rung.L4 or (current is not None and current.valid_at(now)):
+            continue
+        latest = policy_latest(wf)
+        certificate_issue(
+            workflow=wf,
+            rung=wf.rung,
+            policy_version=latest.number if latest else None,
+            evidence_hash=evidence_hash(
+                {"workflow": wf.slug, "rung": wf.rung, "evidence": "demo data from seed_demo"}
+            ),
+            approved_by=None,
+            promotion_ref="seed_demo",
+        )
+
+
 def demo_password(username: str) -> str:
     return os.environ.get("LADDER_DEMO_PASSWORD") or f"{username}-ladder-demo"
 
@@ -227,6 +256,7 @@ class Command(BaseCommand):
             for name in PEOPLE:
                 role_grant(workflow=wf, user=people[name], role=Role(name), by=None)
         _seed_policies()
+        _seed_certificates()
         from approvals.demo import seed_history
 
         counts = seed_history(people=people)
