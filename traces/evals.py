@@ -26,29 +26,62 @@ def eval_tallies(*, workflow: Workflow) -> tuple[dict[str, int], EvalPass | None
     """What the L2 -> L3 gate counts (ladder.gates.Tallies.eval_cases_by_type and
     .eval_pass): active cases per expected action type, and the latest eval pass (the
     one holding the newest submission) as matched of results per expected action type
-    of its cases. Results of cases retired since are left out. Three queries."""
-    cases = dict(
-        _active(workflow)
-        .values_list("expected_action")
+    of its cases. Results of cases retired since are left out."""
+    return eval_tallies_many(workflow_ids=[workflow.pk])[workflow.pk]
+
+
+def eval_tallies_many(
+    *, workflow_ids: list[int]
+) -> dict[int, tuple[dict[str, int], EvalPass | None]]:
+    """eval_tallies for many workflows at once (the nightly recompute): four queries,
+    whatever their number."""
+    out: dict[int, tuple[dict[str, int], EvalPass | None]] = {pk: ({}, None) for pk in workflow_ids}
+    cases = (
+        EvalCase.objects.filter(workflow_id__in=workflow_ids, retired_at=None)
+        .values_list("workflow_id", "expected_action")
         .annotate(n=Count("id"))
-        .values_list("expected_action", "n")
+        .order_by()
     )
-    newest = (
-        EvalResult.objects.filter(workflow=workflow)
-        .order_by("-submitted_at", "-id")
-        .values_list("pass_label", "submitted_at")
-        .first()
+    for workflow_id, action, n in cases:
+        out[workflow_id][0][action] = n
+    newest_at = dict(
+        EvalResult.objects.filter(workflow_id__in=workflow_ids)
+        .values_list("workflow_id")
+        .annotate(at=Max("submitted_at"))
+        .values_list("workflow_id", "at")
+        .order_by()
     )
-    if newest is None:
-        return cases, None
-    label, at = newest
+    if not newest_at:
+        return out
+    latest: dict[int, tuple[str, datetime]] = {}
+    newest = Q()
+    for workflow_id, at in newest_at.items():
+        newest |= Q(workflow_id=workflow_id, submitted_at=at)
+    # Two results submitted in the same microsecond: the higher id is the newer.
+    for workflow_id, label, at in (
+        EvalResult.objects.filter(newest)
+        .order_by("workflow_id", "id")
+        .values_list("workflow_id", "pass_label", "submitted_at")
+    ):
+        latest[workflow_id] = (label, at)
+    which = Q()
+    for workflow_id, (label, _) in latest.items():
+        which |= Q(workflow_id=workflow_id, pass_label=label)
+    by_type: dict[int, dict[str, Tally]] = {pk: {} for pk in latest}
     rows = (
-        EvalResult.objects.filter(workflow=workflow, pass_label=label, case__retired_at=None)
-        .values_list("case__expected_action")
+        EvalResult.objects.filter(which, case__retired_at=None)
+        .values_list("workflow_id", "case__expected_action")
         .annotate(k=Count("id", filter=Q(matched=True)), n=Count("id"))
+        .order_by()
     )
-    by_type = {action: Tally(k=k, n=n) for action, k, n in rows}
-    return cases, EvalPass(label=label, at=at, by_type=by_type)
+    for workflow_id, action, k, n in rows:
+        by_type[workflow_id][action] = Tally(k=k, n=n)
+    for workflow_id, (label, at) in latest.items():
+        out[workflow_id] = (
+            out[workflow_id][0],
+            EvalPass(label=label, at=at, by_type=by_type[workflow_id]),
+        )
+    return out
 
 
 def eval_cases_for_agent(

@@ -10,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from ladder.gates import Count
+from tests.factories import WorkflowFactory
 from traces.evals import eval_tallies
 from traces.models import EvalCase, EvalResult, Run
 from traces.services.evals import EvalImportRefused, eval_cases_import
@@ -293,10 +294,17 @@ def test_eval_tallies_without_any_pass(wf, cases):
     assert eval_tallies(workflow=wf) == ({"refund.issue": 1, "ticket.close": 1}, None)
 
 
-def test_eval_tallies_take_three_queries(wf, cases, agent, django_assert_num_queries):
+def test_eval_tallies_take_four_queries_for_any_number_of_workflows(
+    wf, cases, agent, django_assert_num_queries
+):
+    from traces.evals import eval_tallies_many
+
     agent(wf).post("/runs", eval_body(wf, cases[1], "ticket.close", {}, "v1"))
-    with django_assert_num_queries(3):
-        eval_tallies(workflow=wf)
+    others = [WorkflowFactory(slug=f"other-{i}").pk for i in range(5)]
+    with django_assert_num_queries(4):
+        many = eval_tallies_many(workflow_ids=[wf.pk, *others])
+    assert many[wf.pk] == eval_tallies(workflow=wf)
+    assert many[others[0]] == ({}, None)
 
 
 def test_the_gate_snapshot_judges_the_eval_set_and_the_latest_pass(wf, cases, agent):
