@@ -34,6 +34,7 @@ from traces.selectors import DecisionContext, decision_context
 from traces.services.deadlines import DEADLINE_PASSED, deadline_due, run_after_deadline, too_late
 from traces.services.decisions import DecisionInput, already_decided, run_decide
 from traces.services.gates import gates_recompute
+from traces.services.probes import PROBE_RATE_MAX, probes_seed
 from traces.services.redactors import redactor_for
 from traces.services.trace import EventSpec, trace_append
 
@@ -352,6 +353,21 @@ def workflow_deadline_set(*, workflow: Workflow, seconds: int, action: str, by: 
         review_deadline_seconds=seconds, deadline_action=action
     )
     workflow.review_deadline_seconds, workflow.deadline_action = seconds, action
+
+
+def workflow_probe_rate_set(*, workflow: Workflow, rate: float, by: User) -> None:
+    """The share of the workflow's L3 review work that is attention probes, 0 to 0.1
+    (docs/evals.md). Owners only. Probes are seeded at once, then by the beat task."""
+    if workflow.pk not in access_for(by).own:
+        raise Forbidden("Only an owner of the workflow can change its settings.", code="not_owner")
+    if not (isinstance(rate, (int, float)) and 0 <= rate <= PROBE_RATE_MAX):
+        raise Unprocessable(
+            f"the probe rate must be from 0 to {PROBE_RATE_MAX:g}, not {rate!r}",
+            code="invalid_probe_rate",
+        )
+    Workflow.objects.filter(pk=workflow.pk).update(probe_rate=float(rate))
+    workflow.probe_rate = float(rate)
+    transaction.on_commit(lambda: probes_seed(workflow=workflow))
 
 
 # -- promotion requests ---------------------------------------------------------------------

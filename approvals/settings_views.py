@@ -1,5 +1,6 @@
 """A workflow's settings page, for its owners: how long a run may wait for a person and
-what its deadline does then (docs/deadlines.md)."""
+what its deadline does then (docs/deadlines.md), and the attention probe rate
+(docs/evals.md)."""
 
 from django import forms
 from django.contrib import messages
@@ -15,6 +16,7 @@ from ladder.durations import duration_text
 from ladder.errors import LadderError
 from ladder.models import Workflow
 from ladder.rungs import REVIEW_DEADLINE_MAX_SECONDS, REVIEW_DEADLINE_MIN_SECONDS, DeadlineAction
+from traces.services.probes import PROBE_RATE_MAX
 
 UNITS = [(86400, "days"), (3600, "hours"), (60, "minutes")]
 
@@ -47,6 +49,15 @@ class DeadlineForm(forms.Form):
         return data
 
 
+class ProbeForm(forms.Form):
+    percent = forms.DecimalField(
+        label="Attention probes, as a share of the L3 review work (%)",
+        min_value=0,
+        max_value=PROBE_RATE_MAX * 100,
+        decimal_places=1,
+    )
+
+
 def _initial(workflow: Workflow) -> dict:
     """The stored deadline in the largest unit that says it exactly."""
     seconds = workflow.review_deadline_seconds
@@ -74,7 +85,23 @@ def _owned_workflow(request: HttpRequest, slug: str) -> Workflow:
 @require_http_methods(["GET", "POST"])
 def workflow_settings(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = _owned_workflow(request, slug)
-    if request.method == "POST":
+    probe_form = ProbeForm(initial={"percent": round(workflow.probe_rate * 100, 1)})
+    form = DeadlineForm(initial=_initial(workflow))
+    if request.method == "POST" and request.POST.get("form") == "probes":
+        probe_form = ProbeForm(request.POST)
+        if probe_form.is_valid():
+            try:
+                services.workflow_probe_rate_set(
+                    workflow=workflow,
+                    rate=float(probe_form.cleaned_data["percent"]) / 100,
+                    by=request.user,
+                )
+            except LadderError as exc:
+                probe_form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Attention probes of {workflow.slug} saved.")
+                return redirect("workflow-settings", slug=workflow.slug)
+    elif request.method == "POST":
         form = DeadlineForm(request.POST)
         if form.is_valid():
             try:
@@ -89,8 +116,6 @@ def workflow_settings(request: HttpRequest, slug: str) -> HttpResponse:
             else:
                 messages.success(request, f"Settings of {workflow.slug} saved.")
                 return redirect("workflow-settings", slug=workflow.slug)
-    else:
-        form = DeadlineForm(initial=_initial(workflow))
     response = render(
         request,
         "approvals/settings.html",
@@ -99,8 +124,11 @@ def workflow_settings(request: HttpRequest, slug: str) -> HttpResponse:
             "form": form,
             "deadline_text": duration_text(workflow.review_deadline_seconds),
             "deadline_then": DeadlineAction(workflow.deadline_action).label.lower(),
+            "probe_form": probe_form,
+            "probe_percent": f"{workflow.probe_rate * 100:g}",
+            "probe_max": f"{PROBE_RATE_MAX * 100:g}",
         },
     )
-    if form.errors:
+    if form.errors or probe_form.errors:
         response.status_code = 422
     return response

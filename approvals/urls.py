@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from approvals import (
     audit_views,
     backtest_views,
+    eval_views,
     promotion_views,
     settings_views,
     views,
@@ -15,6 +16,7 @@ urlpatterns = [
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
     path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),
+    path("runs/<str:run_id>/eval-case", eval_views.run_eval_case, name="run-eval-case"),
     path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
     path("workflows/", workflow_views.workflow_list, name="workflows"),
     path("workflows/<slug:slug>/", workflow_views.workflow_detail, name="workflow"),
@@ -62,6 +64,7 @@ urlpatterns = [
         settings_views.workflow_settings,
         name="workflow-settings",
     ),
+    path("workflows/<slug:slug>/evals/", eval_views.workflow_evals, name="workflow-evals"),
     path("audit/", audit_views.audit_queue, name="audit"),
     path("audit/<str:run_id>/", audit_views.audit_run, name="audit-run"),
     path("workflows/<slug:slug>/backtests/", backtest_views.backtests, name="backtests"),

@@ -31,9 +31,11 @@ from ladder.durations import time_left_text
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from ladder.rungs import Queue
-from traces.models import RunStatus
+from traces.models import Decider, EvalCase, RunStatus
 from traces.selectors import run_replay
 from traces.services.deadlines import deadline_next, run_after_deadline
+from traces.services.evals import eval_case_kind
+from traces.status import WAITING_STATUSES
 
 
 def _template(request: HttpRequest, page: str, partial: str) -> str:
@@ -208,7 +210,44 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
         "result_json": json.dumps(run.result, indent=2, ensure_ascii=False, sort_keys=True)
         if run.result is not None
         else "",
+        "probe": _probe_told(run),
+        "eval_save": _eval_save(request, run, action_names),
     }
+
+
+def _probe_told(run) -> dict | None:
+    """What a probe's page says once it is decided (before, it looks like any run)."""
+    if not run.probe or run.status == RunStatus.PENDING_REVIEW:
+        return None
+    case = EvalCase.objects.filter(probes__run=run).first()
+    return {
+        "caught": run.status == RunStatus.REJECTED,
+        "by_person": run.decider == Decider.PERSON,
+        "why": case.wrong_why if case else "",
+    }
+
+
+def _eval_save(request: HttpRequest, run, action_names: list[str]) -> dict | None:
+    """ "Save as eval case" for an owner of the run's workflow on a decided run."""
+    kind = eval_case_kind(run)
+    if not kind or run.workflow_id not in access_for(request.user).own:
+        return None
+    saved = EvalCase.objects.filter(workflow_id=run.workflow_id, source_run=run.id).first()
+    return {"kind": kind, "saved": saved, "action_names": action_names}
+
+
+def _probe_message(run) -> str:
+    if not run.probe:
+        return ""
+    if run.status == RunStatus.REJECTED:
+        return (
+            "That run was an attention probe: a known-wrong case from the eval set. "
+            "You rejected it: caught. Nothing was executed."
+        )
+    return (
+        "That run was an attention probe: a known-wrong case from the eval set. "
+        "You approved it: missed. Nothing was executed."
+    )
 
 
 def _draft_fields(params: dict) -> list[dict]:
@@ -335,21 +374,32 @@ def run_decide(request: HttpRequest, run_id) -> HttpResponse:
         messages.error(request, message)
         return redirect("run", run_id=run.id)
     label = review.get_verdict_display().lower()
+    run.refresh_from_db(fields=["status"])
+    probe_note = _probe_message(run)
     reviewable = selectors.reviewable_workflow_ids(user=request.user)
     upcoming = selectors.next_waiting(workflow_ids=reviewable, exclude=run.id)
     if request.htmx:
         if upcoming is None:
+            if probe_note:  # shown on the queue the client is sent to
+                messages.info(request, probe_note)
             return HttpResponseClientRedirect(reverse("queue") + "?done=1")
         nxt = selectors.run_for_person(user=request.user, run_id=upcoming.id)
         response = render(
             request,
             "approvals/run.html#run-panel",
-            {**_run_context(request, nxt), "flash": label, "flash_run": run},
+            {
+                **_run_context(request, nxt),
+                "flash": label,
+                "flash_run": run,
+                "flash_probe": probe_note,
+            },
         )
         response["HX-Push-Url"] = reverse("run", args=[nxt.id])
         return response
     what = run.action_type.name if run.action_type else "Run"
     messages.success(request, f"{what} on {run.workflow.slug} {label}.")
+    if probe_note:
+        messages.info(request, probe_note)
     if upcoming is None:
         return redirect("queue")
     return redirect("run", run_id=upcoming.id)
@@ -359,7 +409,16 @@ def run_decide(request: HttpRequest, run_id) -> HttpResponse:
 @require_GET
 def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
     run = _run_or_404(request, run_id)
-    return render(request, "approvals/replay.html", {"run": run, "replay": run_replay(run=run)})
+    replay = run_replay(run=run)
+    if run.status in WAITING_STATUSES:
+        # Who wrote each step is shown once the run is decided: until then an attention
+        # probe's author ("system:probe") would tell a reviewer what it is.
+        replay = {**replay, "steps": [{**step, "actor": ""} for step in replay["steps"]]}
+    return render(
+        request,
+        "approvals/replay.html",
+        {"run": run, "replay": replay, "actors_hidden": run.status in WAITING_STATUSES},
+    )
 
 
 # -- roles --------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from ladder.policies import (
 from ladder.policy import audit_text
 from ladder.rungs import Rung
 from ladder.services import certificate_current, rung_history
+from traces.evals import probe_catch
 from traces.selectors import (
     SHADOW_OUTCOMES,
     ShadowAgreement,
@@ -242,6 +243,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "request_blockers": blockers,
         "note": "",
         "request_error": None,
+        "probes": _probes_view(workflow),
         **_certificates(workflow),
     }
 
@@ -252,6 +254,18 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
     workflow, access = _workflow_or_404(request, slug)
     context = _detail_context(request, workflow, access)
     return render(request, _template(request, "approvals/workflow.html", "shadow-panel"), context)
+
+
+def _probes_view(workflow: Workflow) -> dict:
+    """The attention probes' catch rate for the workflow as a whole (never per person)."""
+    catch = probe_catch(workflow=workflow)
+    return {
+        "rate": f"{workflow.probe_rate * 100:g}",
+        "k": catch.k,
+        "n": catch.n,
+        "percent": f"{catch.k / catch.n * 100:.1f}" if catch.n else "",
+        "window_days": workflow.gate_window_days,
+    }
 
 
 @login_required

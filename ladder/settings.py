@@ -229,6 +229,12 @@ CELERY_BEAT_SCHEDULE = {
         # Sweeps queued while no worker ran are dropped, not run back to back.
         "options": {"expires": LADDER_EXECUTION_SWEEP_SECONDS},
     },
+    # Attention probes kept at each L3 workflow's probe_rate (docs/evals.md).
+    "seed-probes": {
+        "task": "traces.tasks.seed_probes",
+        "schedule": 300.0,
+        "options": {"expires": 300.0},
+    },
     # Every workflow's gate snapshot, nightly (docs/gates.md); on demand from its page.
     "recompute-gates": {
         "task": "traces.tasks.recompute_gates",

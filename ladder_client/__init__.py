@@ -28,7 +28,7 @@ from ladder_client.errors import (
     Unauthorized,
 )
 from ladder_client.gated import current_run
-from ladder_client.models import Decision, RunInfo
+from ladder_client.models import Decision, EvalCase, EvalScore, RunInfo
 from ladder_client.runs import AgentRun, PendingDecision
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "Conflict",
     "Decision",
     "DecisionTimeout",
+    "EvalCase",
+    "EvalScore",
     "Forbidden",
     "InvalidRequest",
     "LadderAPIError",

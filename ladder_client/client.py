@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -31,7 +31,7 @@ import httpx
 from ladder_client._json import dumps, jsonable
 from ladder_client._version import __version__
 from ladder_client.errors import LadderAPIError, LadderUnavailable, api_error
-from ladder_client.models import RunInfo
+from ladder_client.models import EvalCase, EvalScore, RunInfo
 
 if TYPE_CHECKING:
     from ladder_client.runs import AgentRun
@@ -88,6 +88,7 @@ class LadderClient:
         self.retries = int(retries)
         self.backoff = float(backoff)
         self._sleep: Callable[[float], None] = time.sleep
+        self._eval_pass: str | None = None
         self._http = httpx.Client(
             base_url=root + "/",
             headers={
@@ -310,6 +311,59 @@ class LadderClient:
         """`GET /workflows/{slug}`: rung, action types (with their executor), policy and
         the latest gate snapshot."""
         return self._call("GET", f"workflows/{_seg(slug)}", idempotent=True)
+
+    def eval_cases(self, slug: str, *, page_size: int = 100) -> Iterator[EvalCase]:
+        """`GET /workflows/{slug}/eval-cases`: yield every active eval case of the
+        workflow, oldest first, following the cursor page by page."""
+        after: str | None = "0"
+        while after is not None:
+            data = self._call(
+                "GET",
+                f"workflows/{_seg(slug)}/eval-cases",
+                params={"after": after, "limit": page_size},
+                idempotent=True,
+            )
+            for item in data.get("cases") or []:
+                yield EvalCase.from_json(item, workflow=slug)
+            after = data.get("next")
+
+    @property
+    def eval_pass(self) -> str:
+        """The pass label `submit_eval` uses when given none: made at this client's first
+        eval submission (UTC time, to the second) and kept, so a retried or resumed pass
+        stays one pass; a new client starts a new pass."""
+        if self._eval_pass is None:
+            self._eval_pass = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self._eval_pass
+
+    def submit_eval(
+        self,
+        workflow: str,
+        case: int | EvalCase,
+        *,
+        action: str,
+        params: Mapping[str, Any] | None = None,
+        eval_pass: str | None = None,
+        input: Any = None,
+    ) -> EvalScore:
+        """`POST /runs` with `eval_case`: score a proposal for one eval case. Nothing is
+        queued or executed. Safe to repeat: the same answer in the same pass returns the
+        stored score (`created` False); a different answer raises `Conflict`
+        (`eval_already_answered`): start another pass (`eval_pass=`) instead."""
+        case_id = case.id if isinstance(case, EvalCase) else int(case)
+        label = eval_pass or self.eval_pass
+        body: dict[str, Any] = {
+            "workflow": workflow,
+            # The (case, pass) pair is what makes an eval submission idempotent; the
+            # key is only there because every POST /runs body carries one.
+            "idempotency_key": f"eval-{case_id}-{label}"[:200],
+            "input": input,
+            "proposal": {"action": action, "params": dict(params or {})},
+            "eval_case": case_id,
+            "eval_pass": label,
+        }
+        response = self._send("POST", "runs", body=body, idempotent=True)
+        return EvalScore.from_json(self._json(response), created=response.status_code == 201)
 
     def post_metrics(
         self, slug: str, points: Iterable[Mapping[str, Any] | tuple[Any, ...]]

@@ -133,3 +133,61 @@ class RunInfo:
     def finished(self) -> bool:
         """True once the action's execution is over (executed, failed or rolled back)."""
         return self.status in FINISHED_STATUSES
+
+
+@dataclass(frozen=True)
+class EvalScore:
+    """How one eval submission was scored (`POST /runs` with `eval_case`).
+
+    `matched`: the proposal's action and params equal the case's expected ones exactly.
+    `created` is False when this case already had this very answer in this pass."""
+
+    case: int
+    eval_pass: str
+    matched: bool
+    submitted_at: str | None = None
+    created: bool = True
+
+    @classmethod
+    def from_json(cls, data: dict, *, created: bool = True) -> EvalScore:
+        item = data.get("eval") or {}
+        return cls(
+            case=int(item["case"]),
+            eval_pass=str(item["pass"]),
+            matched=bool(item["matched"]),
+            submitted_at=item.get("submitted_at"),
+            created=created,
+        )
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One case of a workflow's eval set, as agents get it: its input and the action
+    types to choose from; never the expected answer (docs/evals.md)."""
+
+    id: int
+    workflow: str
+    input: Any
+    action_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: dict, *, workflow: str) -> EvalCase:
+        return cls(
+            id=int(data["id"]),
+            workflow=workflow,
+            input=data.get("input"),
+            action_types=tuple(data.get("action_types") or ()),
+        )
+
+    def submit(
+        self,
+        client: Any,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        eval_pass: str | None = None,
+    ) -> EvalScore:
+        """Submit the agent's proposal for this case (`client.submit_eval`)."""
+        return client.submit_eval(
+            self.workflow, self.id, action=action, params=params, eval_pass=eval_pass
+        )

@@ -27,13 +27,14 @@ from ladder.models import Certificate, Workflow
 from ladder.policies import policy_latest, policy_out
 from ladder.rungs import Rung
 from ladder.services import certificate_current, certificate_public_key_pem, rung_history
-from traces.auth import AgentAuth, authenticate
+from traces.auth import AgentAuth, authenticate, authenticate_hash
+from traces.evals import eval_cases_for_agent
 from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run, RunStatus
 from traces.selectors import gate_snapshot_latest, run_replay_for_agent
-from traces.services import agent, deadlines, gateway
+from traces.services import agent, deadlines, evals, gateway
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,10 @@ class RunIn(BaseModel):
     tool_calls: list[ToolCallIn] | None = Field(None, max_length=500)
     output: Any = None
     proposal: ProposalIn | None = None
+    # An eval submission (docs/evals.md): the proposal is scored against this eval case
+    # and stored as an eval result in the pass `eval_pass`; no run is made.
+    eval_case: int | None = Field(None, ge=1)
+    eval_pass: str | None = Field(None, min_length=1, max_length=100)
 
 
 class TraceOut(BaseModel):
@@ -244,7 +249,11 @@ def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
     auth=AgentBearer(memo=True),
 )
 def submit_run(request, payload: RunIn):
-    """Submit one run. 201 when stored; 200 when this idempotency key was already seen."""
+    """Submit one run. 201 when stored; 200 when this idempotency key was already seen.
+    With `eval_case`, an eval submission instead: scored and stored as an eval result
+    (201, or 200 for a repeat in the same pass), never a run (docs/evals.md)."""
+    if payload.eval_case is not None:  # off the hot path before anything else is done
+        return _submit_eval(request, payload)
     body = payload.model_dump(mode="json", exclude_unset=False)
     pseudonyms: dict = {}
     run, created = gateway.run_submit(auth=request.auth, body=body, pseudonyms=pseudonyms)
@@ -261,6 +270,34 @@ def submit_run(request, payload: RunIn):
 
 
 _ENCODE = DjangoJSONEncoder(ensure_ascii=False).encode  # built once, not per call
+
+
+def _submit_eval(request, payload: RunIn) -> HttpResponse:
+    # POST /runs may authenticate from the per-process memo, which only the run INSERT
+    # re-checks: an eval result is written here, so the token is read afresh.
+    auth = request.auth
+    if auth.from_memo:
+        auth = authenticate_hash(auth.token_hash)
+    result, created = evals.eval_result_submit(
+        auth=auth,
+        workflow=_workflow_for(auth, payload.workflow),
+        case_id=payload.eval_case,
+        pass_label=evals.pass_label_check(payload.eval_pass),
+        proposal=payload.proposal.model_dump(mode="json") if payload.proposal else None,
+    )
+    out = {
+        "status": "evaluated",
+        "workflow": payload.workflow,
+        "eval": {
+            "case": result.case_id,
+            "pass": result.pass_label,
+            "matched": result.matched,
+            "submitted_at": result.submitted_at,
+        },
+    }
+    return HttpResponse(
+        _ENCODE(out), status=201 if created else 200, content_type="application/json"
+    )
 
 
 # -- POST /runs without ninja's per-request layers ----------------------------------------
@@ -488,6 +525,21 @@ def get_workflow(request, slug: str):
         "rung_history": rung_history(workflow=workflow, people=False),
         "certificate": _certificate_out(certificate_current(workflow=workflow)),
     }
+
+
+class EvalCasesQuery(BaseModel):
+    after: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=500)
+
+
+@api.get("/workflows/{slug}/eval-cases", response={200: dict, **ERRORS}, tags=["evals"])
+def get_eval_cases(request, slug: str, query: Query[EvalCasesQuery]):
+    """The workflow's active eval cases, oldest first: `{cases: [{id, input,
+    action_types}], next}`; pass `?after=<next>` for the following page (`next` is null
+    on the last). The expected answers are not sent (docs/evals.md)."""
+    workflow = _workflow_for(request.auth, slug)
+    cases, after = eval_cases_for_agent(workflow=workflow, after=query.after, limit=query.limit)
+    return {"cases": cases, "next": str(after) if after is not None else None}
 
 
 def _certificate_out(certificate: Certificate | None) -> dict | None:

@@ -404,3 +404,104 @@ class Backtest(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in (self.State.DONE, self.State.FAILED)
+
+
+class EvalCase(models.Model):
+    """One case of a workflow's eval set (docs/evals.md): an input, redacted like a run's,
+    and the action a correct agent proposes for it. A case may also carry a known-wrong
+    proposal (`wrong_*`), which makes it usable as an attention probe."""
+
+    class Source(models.TextChoices):
+        IMPORT = "import", "Imported"
+        RUN = "run", "Saved from a run"
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="eval_cases", db_index=False
+    )
+    input = models.JSONField(null=True, blank=True)
+    expected_action = models.CharField(max_length=100)
+    expected_params = models.JSONField(default=dict)
+    # A known-wrong proposal ("" when none) and why it is wrong, for probes.
+    wrong_action = models.CharField(max_length=100, blank=True, default="")
+    wrong_params = models.JSONField(null=True, blank=True)
+    wrong_why = models.CharField(max_length=1000, blank=True, default="")
+    note = models.CharField(max_length=1000, blank=True, default="")
+    source = models.CharField(max_length=8, choices=Source.choices)
+    # The decided run it was saved from; a run gives at most one case.
+    source_run = models.UUIDField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["workflow", "id"], name="evalcase_wf_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "source_run"],
+                name="evalcase_one_per_run",
+                condition=models.Q(source_run__isnull=False),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"eval case {self.pk} of {self.workflow_id} ({self.expected_action})"
+
+    @property
+    def has_wrong(self) -> bool:
+        return bool(self.wrong_action)
+
+
+class EvalResult(models.Model):
+    """An agent's proposal for one eval case in one pass, scored against the expected
+    action. One per (case, pass): an eval pass is every result under one label."""
+
+    case = models.ForeignKey(
+        EvalCase, on_delete=models.PROTECT, related_name="results", db_index=False
+    )
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="eval_results", db_index=False
+    )
+    pass_label = models.CharField(max_length=100)
+    # True when the label was made by the server because the agent sent none.
+    pass_auto = models.BooleanField(default=False)
+    proposed_action = models.CharField(max_length=100)
+    proposed_params = models.JSONField(default=dict)
+    matched = models.BooleanField()
+    # "agent:<token prefix>"
+    agent = models.CharField(max_length=100)
+    submitted_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["submitted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "pass_label"], name="evalresult_one_per_pass")
+        ]
+        indexes = [
+            models.Index(
+                fields=["workflow", "pass_label", "submitted_at"], name="evalresult_wf_pass_idx"
+            ),
+            models.Index(fields=["workflow", "submitted_at"], name="evalresult_wf_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pass_label}: case {self.case_id} {'matched' if self.matched else 'missed'}"
+
+
+class EvalProbe(models.Model):
+    """Which eval case an attention probe run was made from (the run itself is marked
+    Run.probe). Kept beside the run, never in what the reviewer is shown."""
+
+    run = models.OneToOneField(Run, on_delete=models.PROTECT, related_name="probe_of")
+    case = models.ForeignKey(EvalCase, on_delete=models.PROTECT, related_name="probes")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"probe {self.run_id} from case {self.case_id}"

@@ -16,6 +16,7 @@ from traces.services.backtests import backtest_run
 from traces.services.deadlines import deadlines_sweep
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
+from traces.services.probes import probes_seed_all
 
 log = logging.getLogger(__name__)
 _LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
@@ -46,6 +47,14 @@ def sweep_executions() -> None:
     """Dispatch again what nobody is executing (beat runs this every
     LADDER_EXECUTION_SWEEP_SECONDS)."""
     execution_sweep()
+
+
+@shared_task(ignore_result=True)
+def seed_probes() -> int:
+    """Every few minutes (CELERY_BEAT_SCHEDULE): top up the attention probes of every L3
+    workflow with a probe rate (docs/evals.md). Safe to overlap: two seedings at once
+    can add one beat's probes twice at most, which the next seedings absorb."""
+    return probes_seed_all()
 
 
 class SweepOnConnect(bootsteps.StartStopStep):

@@ -221,7 +221,10 @@ def recount(api, workflow, snap: GateSnapshot) -> dict:
     c = Counter()
     by_type: dict[str, list[int]] = {}
     for run_id in Run.objects.filter(workflow=workflow).values_list("id", flat=True):
-        replay = api.get(f"/runs/{run_id}/replay").json()
+        response = api.get(f"/runs/{run_id}/replay")
+        if response.status_code == 404:
+            continue  # an attention probe: no agent's run (docs/evals.md), counted apart
+        replay = response.json()
         run = replay["run"]
         if run["rung"] != snap.rung:
             continue

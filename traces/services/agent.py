@@ -21,14 +21,16 @@ AGENT_EVENT_TYPES = {TraceEvent.Type.INPUT, TraceEvent.Type.TOOL_CALL, TraceEven
 
 
 def run_for_agent(*, auth: AgentAuth, run_id: str) -> Run:
-    """The run, if the token may see it; a run of another workflow is simply not found."""
+    """The run, if the token may see it; a run of another workflow is simply not found,
+    and so is an attention probe: it belongs to no agent (traces/services/probes.py), so
+    no agent reads, claims, reports on or adds to it."""
     try:
         run_uuid = uuid.UUID(str(run_id))
     except ValueError:
         raise NotFound("no such run", code="unknown_run") from None
     run = (
         Run.objects.select_related("workflow", "action_type")
-        .filter(pk=run_uuid, workflow_id__in=auth.workflow_ids)
+        .filter(pk=run_uuid, workflow_id__in=auth.workflow_ids, probe=False)
         .first()
     )
     if run is None:

@@ -92,6 +92,9 @@ def run_decide(
             status == RunStatus.APPROVED
             and run.action_type
             and (run.action_type.executor == Executor.SERVER)
+            # An attention probe is a known-wrong action: approving it shows a reviewer
+            # missed it, and nothing is ever carried out (traces/services/probes.py).
+            and not run.probe
         ):
             execution_enqueue(run_id=run_id)
     return run

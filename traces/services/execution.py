@@ -88,7 +88,8 @@ def execution_sweep(*, now: datetime | None = None) -> Sweep:
     """
     now = now or timezone.now()
     batch = settings.LADDER_EXECUTION_SWEEP_BATCH
-    server = Run.objects.filter(action_type__executor=Executor.SERVER)
+    # Attention probes are never executed, approved or not (traces/services/probes.py).
+    server = Run.objects.filter(action_type__executor=Executor.SERVER, probe=False)
     grace = now - timedelta(seconds=settings.LADDER_EXECUTION_GRACE_SECONDS)
     waiting = list(
         server.filter(status=RunStatus.APPROVED, updated_at__lt=grace)
@@ -131,7 +132,7 @@ def run_execute(*, run_id: uuid.UUID) -> Run:
 
     now = timezone.now()
     with transaction.atomic():
-        claimed = Run.objects.filter(pk=run_id, status=RunStatus.APPROVED).update(
+        claimed = Run.objects.filter(pk=run_id, status=RunStatus.APPROVED, probe=False).update(
             status=RunStatus.EXECUTING,
             execution_attempts=F("execution_attempts") + 1,
             execution_claimed_at=now,
@@ -143,8 +144,8 @@ def run_execute(*, run_id: uuid.UUID) -> Run:
             .get(pk=run_id)
         )
         if not claimed:
-            if run.status != RunStatus.EXECUTING or not _lease_over(run, now):
-                return run  # finished, never approved, or still held: nothing to do
+            if run.probe or run.status != RunStatus.EXECUTING or not _lease_over(run, now):
+                return run  # a probe, finished, never approved, or still held: nothing to do
             refusal = _no_second_call(run)
             if refusal:
                 return _finish_execution(run=run, succeeded=False, output=None, error=refusal)

@@ -23,6 +23,7 @@ from ladder.errors import LadderError
 from ladder.models import ActionType, GateSnapshot, PolicyVersion, RungChange, Workflow
 from ladder.policies import problem_lines
 from ladder.policy import parse_policy
+from traces.evals import eval_tallies_many
 from traces.gates import RunTallies, Window, run_tallies, window_for
 from traces.models import MetricPoint, Run
 from traces.services.trace import run_replay_mark
@@ -109,16 +110,13 @@ def _policy(latest: PolicyVersion | None, actions: dict) -> tuple[int | None, tu
     return latest.number, ()
 
 
-def _eval_tallies(workflow: Workflow) -> tuple[dict[str, int], gates.EvalPass | None]:
-    return {}, None
-
-
 @dataclass(frozen=True)
 class _Known:
     """What the snapshot needs of each workflow besides its runs, read for all at once."""
 
     types: dict[int, dict[int, tuple[str, str, str]]]  # workflow -> id -> (name, value, currency)
     latest: dict[int, PolicyVersion]
+    evals: dict[int, tuple[dict[str, int], gates.EvalPass | None]]
 
     @classmethod
     def read(cls, workflows: list[Workflow]) -> _Known:
@@ -132,7 +130,11 @@ class _Known:
         latest = PolicyVersion.objects.filter(
             workflow__in=workflows, number=Subquery(newest.values("number")[:1])
         )
-        return cls(types=types, latest={v.workflow_id: v for v in latest})
+        return cls(
+            types=types,
+            latest={v.workflow_id: v for v in latest},
+            evals=eval_tallies_many(workflow_ids=[w.pk for w in workflows]),
+        )
 
 
 def _tallies(
@@ -144,7 +146,7 @@ def _tallies(
         known.latest.get(workflow.pk), {name: (v, c) for name, v, c in types.values()}
     )
     shadow = (runs.shadow_by_version or {}).get(policy_version) if policy_version else None
-    cases, latest_pass = _eval_tallies(workflow)
+    cases, latest_pass = known.evals[workflow.pk]
     return gates.Tallies(
         rung=workflow.rung,
         volume=runs.volume,
