@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 
 from ladder.gates import Count
+from traces.gate_code import gate_code_decode
 from traces.status import APPROVED_STATUSES, FINISHED_STATUSES, RunStatus
 
 
@@ -38,30 +39,21 @@ def window_for(*, workflow_id: int, rung: int, days: int, now: datetime) -> Wind
     return Window(workflow_id, rung, now - timedelta(days=days), now)
 
 
-# Each row of the statement is one combination of these columns (besides workflow, proposed
-# action type and shadow version), with how many runs have it: the categories are group
-# keys rather than per-row conditions, which keeps the pass close to a bare count.
-KEYS = ("decider", "status", "probe", "audit", "outcome", "shadow_outcome")
-# The few per-row conditions left: booleans, and where an audited run falls in the window.
-FLAGS = {
-    "light": "r.light_edit",
-    "matched": "r.matched",
-    "replayed": "r.replay_ok",
-    "unchecked": "r.replay_ok IS NULL",
-    "first_third": "r.decided_at < b.t1",
-    "last_third": "r.decided_at >= b.t2",
-}
-
-
+# Each row of the statement is one combination of the run's gate categories (decider,
+# status, probe, audit, outcome, shadow outcome, light edit, match, replay check: packed by
+# the database into Run.gate_code, traces/gate_code.py) per workflow, proposed action
+# type and shadow version, with how many runs have it and where audited runs fall in the
+# window. One narrow integer key keeps the pass close to a bare count.
 def _sql(n_windows: int) -> str:
     rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * n_windows)
-    keys = ", ".join(f"r.{k}" for k in ("workflow_id", "action_type_id", "shadow_version", *KEYS))
-    flags = ", ".join(f"COUNT(*) FILTER (WHERE {cond})" for cond in FLAGS.values())
+    keys = "r.workflow_id, r.action_type_id, r.shadow_version, r.gate_code"
     # The join reads each window as one range of run_gate_idx (workflow, rung, decided_at),
     # an index-only scan: the index carries every column counted here.
     return f"""
 WITH b(workflow_id, rung, since, t1, t2, until) AS (VALUES {rows})
-SELECT {keys}, COUNT(*), {flags}
+SELECT {keys}, COUNT(*),
+  COUNT(*) FILTER (WHERE r.decided_at < b.t1),
+  COUNT(*) FILTER (WHERE r.decided_at >= b.t2)
 FROM b
 JOIN traces_run r ON r.workflow_id = b.workflow_id AND r.rung = b.rung
   AND r.decided_at >= b.since AND r.decided_at < b.until
@@ -137,17 +129,9 @@ def run_tallies(windows: list[Window]) -> dict[int, RunTallies]:
     else:
         rows = _rows(windows)
     acc = {w.workflow_id: _Acc(w.rung) for w in windows}
-    for row in rows:
-        workflow_id, action_type_id, shadow_version = row[:3]
-        keys = dict(zip(KEYS, row[3 : 3 + len(KEYS)], strict=True))
-        n, light, matched, replayed, unchecked, first, last = (
-            int(v or 0) for v in row[3 + len(KEYS) :]
-        )
-        acc[workflow_id].add(
-            keys, action_type_id, shadow_version, n, light, matched, replayed, first, last
-        )
-        if keys["status"] in _FINISHED and not keys["probe"]:
-            acc[workflow_id].unchecked += unchecked
+    for workflow_id, action_type_id, shadow_version, code, n, first, last in rows:
+        keys = gate_code_decode(code)
+        acc[workflow_id].add(keys, action_type_id, shadow_version, n=n, first=first, last=last)
     return {w.workflow_id: acc[w.workflow_id].tallies() for w in windows}
 
 
@@ -165,8 +149,11 @@ class _Acc:
         self.by_type: dict = defaultdict(lambda: [0, 0])
         self.shadow: dict = defaultdict(lambda: [0, 0])
 
-    def add(self, keys, action_type_id, shadow_version, n, light, matched, replayed, first, last):
+    def add(self, keys, action_type_id, shadow_version, *, n, first, last):
         c = self.c
+        light = n if keys["light_edit"] is True else 0
+        matched = n if keys["matched"] is True else 0
+        replayed = n if keys["replay_ok"] is True else 0
         decider, status, probe = keys["decider"], keys["status"], bool(keys["probe"])
         audit, outcome = keys["audit"], keys["outcome"]
         if probe:
@@ -201,6 +188,8 @@ class _Acc:
             c[f"audit_{audit}_2"] += last
             c[f"audit_{audit}_1"] += n - first - last
         if status in _FINISHED:
+            if keys["replay_ok"] is None:
+                self.unchecked += n
             c["executed"] += n
             c["replayed"] += replayed
             if status == RunStatus.FAILED or outcome == "wrong" or audit == "wrong":

@@ -331,3 +331,22 @@ def test_counting_on_two_connections_gives_the_numbers_of_one(flows, history, mo
     monkeypatch.setattr(gate_sql, "_parallel", lambda windows: False)
     assert run_tallies(windows) == split
     assert split[flows["l3"].pk].approval.n == 8
+
+
+def test_the_database_packs_the_gate_columns_as_the_counting_code_unpacks_them(flows, history):
+    from traces.gate_code import gate_code_decode, gate_code_encode
+
+    for run in Run.objects.filter(workflow__in=list(flows.values())):
+        columns = {
+            "decider": run.decider,
+            "status": run.status,
+            "probe": run.probe,
+            "audit": run.audit,
+            "outcome": run.outcome,
+            "shadow_outcome": run.shadow_outcome,
+            "light_edit": run.light_edit,
+            "matched": run.matched,
+            "replay_ok": run.replay_ok,
+        }
+        assert run.gate_code == gate_code_encode(**columns)
+        assert gate_code_decode(run.gate_code) == columns
