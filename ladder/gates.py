@@ -35,6 +35,9 @@ VERDICTS = (PASS, FAIL, INSUFFICIENT, MISSING)
 # A per-action-type rate is judged once the type has this many decided runs; below it
 # the type is shown as too few to judge (the eval set is what covers rare types).
 PER_TYPE_MIN_N = 30
+# Rates whose n is not the decided volume (executed runs, audits, shadow-settled runs) are
+# judged from this many on; below it a handful of runs could fail, or pass, by luck.
+SAMPLE_MIN_N = 100
 
 
 # -- thresholds ---------------------------------------------------------------------------
@@ -429,7 +432,7 @@ def gates_evaluate(facts: WorkflowFacts, tallies: Tallies) -> list[Gate]:
                 label="Audit agreement",
                 count=tallies.audit,
                 bar=bars["audit_agreement"],
-                min_n=1,
+                min_n=SAMPLE_MIN_N,
                 what="audited allowed actions were judged correct",
             )
         )
@@ -570,8 +573,8 @@ def _operating_gates(tallies: Tallies, bars: dict, min_n: int) -> list[Gate]:
             label="Failure rate (incl. silent)",
             count=tallies.failure,
             bar=bars["failure_rate_max"],
-            min_n=1,
-            what="executed, the action failed or was later labelled wrong in",
+            min_n=SAMPLE_MIN_N,
+            what="executed, failed or were later labelled wrong:",
             upper_bar=True,
         ),
         _replay_gate(tallies.replay, bars["replay_coverage"]),
@@ -659,7 +662,7 @@ def _shadow_gate(tallies: Tallies, bar: float) -> Gate:
         label="Draft policy agreement",
         count=tallies.shadow,
         bar=bar,
-        min_n=1,
+        min_n=SAMPLE_MIN_N,
         what=f"the draft policy v{tallies.shadow_version} would have settled alone, it agreed "
         "with the reviewer in",
     )
