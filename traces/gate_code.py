@@ -7,6 +7,8 @@ position of its value in its list, plus one (0: empty, null or anything else), t
 product of the sizes before it. Pure: importable by the models and by the counting code.
 """
 
+import functools
+
 from django.db.models import Case, IntegerField, Value, When
 from django.db.models.expressions import Combinable
 
@@ -62,6 +64,7 @@ def gate_code_expression() -> Combinable:
     return total
 
 
+@functools.cache  # a few hundred distinct codes at most; callers only read the dict
 def gate_code_decode(code: int) -> dict:
     """{column: value} from a code; a part outside its list reads as None (or False for
     a boolean that cannot be null)."""
