@@ -5,7 +5,7 @@ from django.db import models
 
 from ladder.models import ActionType, Workflow
 from ladder.rungs import AuditState, Queue
-from traces.gate_code import gate_code_expression
+from traces.gate_code import StoredGeneratedField, gate_code_expression
 from traces.ids import uuid7
 from traces.status import RunStatus
 
@@ -111,7 +111,7 @@ class Run(models.Model):
     replay_ok = models.BooleanField(null=True, blank=True)
     # The nine columns above packed into one integer by the database itself
     # (traces/gate_code.py), so the gate count groups by one key.
-    gate_code = models.GeneratedField(
+    gate_code = StoredGeneratedField(
         expression=gate_code_expression(), output_field=models.IntegerField(), db_persist=True
     )
     # Bumped on every change a reviewer could have seen: a decision made on an older

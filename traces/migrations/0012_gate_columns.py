@@ -3,6 +3,7 @@
 import django.db.models.expressions
 from django.db import migrations, models
 
+import traces.gate_code
 from ladder.migration_sql import vendor_sql
 
 # SQLite rebuilds traces_run to add these columns, and a rebuilt table has lost its
@@ -93,7 +94,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="run",
             name="gate_code",
-            field=models.GeneratedField(
+            field=traces.gate_code.StoredGeneratedField(
                 db_persist=True,
                 expression=django.db.models.expressions.CombinedExpression(
                     django.db.models.expressions.CombinedExpression(
