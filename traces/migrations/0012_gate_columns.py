@@ -18,7 +18,7 @@ def runs_get_gate_columns(apps, schema_editor):
     """Earlier runs get the typed columns from what their JSON already says; replay_ok
     is left for recompute_gates, which checks every executed run still unchecked."""
     Run = apps.get_model("traces", "Run")
-    runs = Run.objects.exclude(decision=None) | Run.objects.exclude(shadow=None)
+    runs = Run.objects.filter(decision__isnull=False) | Run.objects.filter(shadow__isnull=False)
     for run in runs.iterator(chunk_size=2000):
         decision = run.decision or {}
         shadow = run.shadow or {}
