@@ -11,8 +11,6 @@ from traces.chain import canonical_json
 # What the screen shows is built in traces.replay, which rebuilds it for examiners too.
 from traces.replay import snapshot, snapshot_hash  # noqa: F401
 
-LIGHT_EDIT_MAX = gates.LIGHT_EDIT_MAX
-
 
 def draft_text(params: dict, artifact: Any) -> str:
     """The text a light edit is measured on: every param as `key: value`, then the artifact."""

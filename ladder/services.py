@@ -63,16 +63,22 @@ def rung_change(
     )
 
 
-def rung_since(*, workflow: Workflow):
-    """When the workflow stepped onto its current rung: its newest rung change to that
-    rung, or its creation when none is recorded."""
-    change = (
-        RungChange.objects.filter(workflow=workflow, to_rung=workflow.rung)
-        .order_by("-created_at", "-id")
-        .values_list("created_at", flat=True)
-        .first()
+def rung_since_many(*, workflows: list[Workflow]) -> dict[int, datetime]:
+    """When each workflow stepped onto its current rung: its newest rung change to that
+    rung, or its creation when none is recorded. One query for all of them."""
+    since = {w.pk: w.created_at for w in workflows}
+    rungs = {w.pk: w.rung for w in workflows}
+    changes = (
+        RungChange.objects.filter(workflow_id__in=list(rungs))
+        .order_by("workflow_id", "-created_at", "-id")
+        .values_list("workflow_id", "to_rung", "created_at")
     )
-    return change or workflow.created_at
+    seen: set[int] = set()
+    for workflow_id, to_rung, at in changes:
+        if workflow_id not in seen and to_rung == rungs[workflow_id]:
+            since[workflow_id] = at
+            seen.add(workflow_id)
+    return since
 
 
 def rung_history(*, workflow: Workflow, people: bool = True) -> list[dict]:

@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from ladder import gates
 from ladder.errors import LadderError
-from ladder.models import ActionType, GateSnapshot, PolicyVersion, RungChange, Workflow
+from ladder.models import ActionType, GateSnapshot, PolicyVersion, Workflow
 from ladder.policies import problem_lines
 from ladder.policy import parse_policy
+from ladder.services import rung_since_many
 from traces.evals import eval_tallies_many
 from traces.gates import RunTallies, Window, run_tallies, window_for
 from traces.models import MetricPoint, Run
@@ -59,24 +60,6 @@ def replays_check_pending(*, windows: list[Window], limit: int = REPLAY_CHECK_BA
         if checked >= limit:
             break
     return checked
-
-
-def _rung_since(workflows: list[Workflow]) -> dict[int, datetime]:
-    """When each workflow stepped onto its current rung (ladder.services.rung_since, for
-    many at once)."""
-    since = {w.pk: w.created_at for w in workflows}
-    rungs = {w.pk: w.rung for w in workflows}
-    changes = (
-        RungChange.objects.filter(workflow_id__in=list(rungs))
-        .order_by("workflow_id", "-created_at", "-id")
-        .values_list("workflow_id", "to_rung", "created_at")
-    )
-    seen: set[int] = set()
-    for workflow_id, to_rung, at in changes:
-        if workflow_id not in seen and to_rung == rungs[workflow_id]:
-            since[workflow_id] = at
-            seen.add(workflow_id)
-    return since
 
 
 def _outcome(workflow: Workflow, *, since: datetime, window_start: datetime, now: datetime):
@@ -208,7 +191,7 @@ def gates_recompute_all(
     stale = [windows[pk] for pk, t in counted.items() if t.unchecked]
     if stale and replays_check_pending(windows=stale):
         counted.update(run_tallies(stale))
-    since = _rung_since(workflows)
+    since = rung_since_many(workflows=workflows)
     snapshots = []
     for workflow in workflows:
         window = windows[workflow.pk]
