@@ -1,4 +1,5 @@
 from approvals import review
+from ladder.gates import LIGHT_EDIT_MAX
 
 
 def test_light_edit_threshold_is_a_normalized_distance():
@@ -6,8 +7,8 @@ def test_light_edit_threshold_is_a_normalized_distance():
     small = review.draft_text({"body": "Hello Ana, your parcel ships tomorrow."}, None)
     rewrite = review.draft_text({"body": "We cannot help with this request, sorry."}, None)
     assert review.edit_distance(before, before) == 0
-    assert 0 < review.edit_distance(before, small) <= review.LIGHT_EDIT_MAX
-    assert review.edit_distance(before, rewrite) > review.LIGHT_EDIT_MAX
+    assert 0 < review.edit_distance(before, small) <= LIGHT_EDIT_MAX
+    assert review.edit_distance(before, rewrite) > LIGHT_EDIT_MAX
 
 
 def test_the_diff_shows_removed_and_added_lines():
