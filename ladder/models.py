@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from ladder import breaker
 from ladder.certificates import certificate_file
 from ladder.gates import ThresholdError, thresholds_validate
 from ladder.rungs import DeadlineAction, Executor, OutcomeDirection, RiskClass, Rung
@@ -61,6 +62,19 @@ class Workflow(models.Model):
     # Attention probes: the share of L3 review work that is a known-wrong eval case
     # (0 = none; docs/evals.md).
     probe_rate = models.FloatField(default=0.0, db_default=0.0)
+    # The breaker's bounds, over the defaults in ladder.breaker (docs/breaker.md):
+    # {"window_runs": 50, "failure_rate_max": 0.05, ...}; validated by bounds_validate.
+    breaker_bounds = models.JSONField(default=dict, blank=True)
+    # Drift thresholds for L4/L5, over the defaults in ladder.drift (docs/drift.md).
+    drift_bounds = models.JSONField(default=dict, blank=True)
+    # The stop button (docs/breaker.md): while stopped_at is set no proposal executes,
+    # whatever the rung, and new runs wait. Changing it bumps rules_version (trigger),
+    # so every gateway process sees it on its very next run.
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stopped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    stop_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
     # How long a run may wait for a person, and what happens then (docs/deadlines.md).
     # Never unbounded: an agent is never left waiting forever.
     review_deadline_seconds = models.PositiveIntegerField(default=72 * 3600, db_default=72 * 3600)
@@ -95,6 +109,10 @@ class Workflow(models.Model):
             thresholds_validate(risk_class=self.risk_class, overrides=self.gate_thresholds)
         except ThresholdError as exc:
             raise ValidationError({"gate_thresholds": str(exc)}) from exc
+        try:
+            breaker.bounds_validate(self.breaker_bounds)
+        except breaker.BoundsError as exc:
+            raise ValidationError({"breaker_bounds": str(exc)}) from exc
         if self.rung > self.max_rung:
             raise ValidationError({"rung": f"above the max rung L{self.max_rung}"})
 
@@ -140,6 +158,9 @@ class RungChange(models.Model):
         INITIAL = "initial", "Initial rung"
         PROMOTION = "promotion", "Promotion"
         DEMOTION = "demotion", "Demotion"
+        # The stop button: the rung stays (from_rung == to_rung), nothing executes.
+        STOP = "stop", "Stopped"
+        RESUME = "resume", "Resumed"
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="rung_changes")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -311,3 +332,33 @@ class Certificate(models.Model):
     def as_file(self) -> dict:
         """The certificate file: `{"certificate", "signature", "key_id", "algorithm"}`."""
         return certificate_file(payload=json.loads(self.document), signature=self.signature)
+
+
+class Alert(models.Model):
+    """Something a workflow's people must know about: a demotion, a stop or resume, a
+    drift alert, a failed rollback drill (ladder/notify.py). Shown on the workflow page
+    and mailed to its owners (and, for stops, to compliance). Kept forever."""
+
+    class Kind(models.TextChoices):
+        DEMOTION = "demotion", "Demotion"
+        STOP = "stop", "Stopped"
+        RESUME = "resume", "Resumed"
+        DRIFT = "drift", "Drift alert"
+        DRILL_FAILED = "drill_failed", "Rollback drill failed"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    # What it rests on (the numbers that tripped a breaker, a drift check's figures...).
+    evidence = models.JSONField(default=dict, blank=True)
+    # Who was mailed: usernames and addresses as they were when it was sent.
+    recipients = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workflow", "-created_at", "-id"]
+        indexes = [models.Index(fields=["workflow", "-created_at"], name="alert_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id}: {self.kind} {self.subject}"
