@@ -25,6 +25,7 @@ urlpatterns = [
         workflow_views.workflow_gates_recompute,
         name="workflow-gates-recompute",
     ),
+    path("workflows/<slug:slug>/demote", workflow_views.workflow_demote, name="workflow-demote"),
     path(
         "workflows/<slug:slug>/promotion",
         workflow_views.workflow_promotion_request,

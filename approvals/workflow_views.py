@@ -32,7 +32,7 @@ from approvals.roles import Access, access_for
 from approvals.services import promotion_request
 from approvals.views import _template
 from ladder.errors import Conflict, Forbidden, LadderError, Unprocessable
-from ladder.models import Certificate, GateSnapshot, PolicyVersion, Workflow
+from ladder.models import Alert, Certificate, GateSnapshot, PolicyVersion, Workflow
 from ladder.policies import (
     policy_diff,
     policy_latest,
@@ -42,7 +42,7 @@ from ladder.policies import (
 )
 from ladder.policy import audit_text
 from ladder.rungs import Rung
-from ladder.services import certificate_current, rung_history
+from ladder.services import CAUSE_WORDS, certificate_current, rung_demote, rung_history
 from traces.evals import probe_catch
 from traces.selectors import (
     SHADOW_OUTCOMES,
@@ -234,9 +234,19 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "gate_rows": gate_rows(snapshot.gates) if snapshot is not None else [],
         "can_recompute": owner or workflow.pk in access.comply,
         "history": [
-            {**change, "when": change["at"][:16].replace("T", " ")}
+            {
+                **change,
+                "when": change["at"][:16].replace("T", " "),
+                "what": CAUSE_WORDS.get(change["cause"], change["kind"]),
+                "figures": _figures(change["evidence"]),
+            }
             for change in rung_history(workflow=workflow, people=True)
         ],
+        "alerts": list(Alert.objects.filter(workflow=workflow).order_by("-created_at", "-id")[:10]),
+        "can_demote": workflow.rung > Rung.L0 and workflow.pk in access.own | access.comply,
+        "lower_rungs": [(r, f"L{r}") for r in range(workflow.rung - 1, -1, -1)],
+        "demote_reason": "",
+        "demote_error": None,
         "open_request": open_request,
         "next_rung": workflow.rung + 1,
         "can_request": owner and not blockers,
@@ -246,6 +256,37 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "probes": _probes_view(workflow),
         **_certificates(workflow),
     }
+
+
+# Evidence keys shown in the rung history, with how to print them.
+_FIGURES = (
+    ("breaker", "bound", str),
+    ("failures", "failures", str),
+    ("executed", "executed runs", str),
+    ("rate", "rate", lambda v: f"{v:.1%}"),
+    ("lower", "95% lower bound", lambda v: f"{v:.1%}"),
+    ("coverage", "replay coverage", lambda v: f"{v:.1%}"),
+    ("bound", "limit", lambda v: f"{v:.1%}" if isinstance(v, float) else str(v)),
+    ("age_days", "eval age (days)", lambda v: f"{v:.1f}"),
+    ("promotion_request", "promotion request", lambda v: f"#{v}"),
+    ("valid_until", "certificate valid until", str),
+)
+
+
+def _figures(evidence) -> list[tuple[str, str]]:
+    """The numbers a rung change rests on, as label/value pairs for the history."""
+    if not isinstance(evidence, dict):
+        return []
+    figures = []
+    for key, label, show in _FIGURES:
+        value = evidence.get(key)
+        if value is None:
+            continue
+        try:
+            figures.append((label, show(value)))
+        except (TypeError, ValueError):
+            figures.append((label, str(value)))
+    return figures
 
 
 @login_required
@@ -465,3 +506,32 @@ def workflow_policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     state = "in force" if workflow.rung >= Rung.L4 else "the draft, evaluated in shadow"
     messages.success(request, f"Saved version {version.number}: it is now {state}.")
     return redirect("workflow-policy", slug=workflow.slug)
+
+
+@login_required
+@require_POST
+def workflow_demote(request: HttpRequest, slug: str) -> HttpResponse:
+    """Move the workflow down by hand (owners and compliance): a reason is required, no
+    evidence. A refusal re-renders the page with the reason as typed."""
+    workflow, access = _workflow_or_404(request, slug)
+    if workflow.pk not in access.own | access.comply:
+        raise PermissionDenied("only owners and compliance move a workflow down")
+    reason = request.POST.get("reason", "")[:2000]
+    to_rung = _int(request.POST.get("to_rung"))
+    try:
+        if to_rung is None:
+            raise Unprocessable("choose the rung to move down to", code="invalid_rung")
+        change = rung_demote(workflow=workflow, to_rung=to_rung, reason=reason, actor=request.user)
+    except LadderError as exc:
+        workflow.refresh_from_db()
+        context = _detail_context(request, workflow, access) | {
+            "demote_reason": reason,
+            "demote_error": exc.message,
+        }
+        return render(request, "approvals/workflow.html", context, status=exc.status)
+    messages.success(
+        request,
+        f"{workflow.name} moved from L{change.from_rung} to L{change.to_rung}: its next run is "
+        f"handled at L{change.to_rung}.",
+    )
+    return redirect(reverse("workflow", args=[workflow.slug]) + "#rung")

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from ladder import certificates
 from ladder.errors import Conflict, Unprocessable
-from ladder.models import Certificate, RungChange, Workflow
+from ladder.models import Alert, Certificate, RungChange, Workflow
+from ladder.notify import notify
 from ladder.rungs import Rung
 
 
@@ -63,6 +64,68 @@ def rung_change(
     )
 
 
+def rung_demote(*, workflow: Workflow, to_rung: int, reason: str, actor) -> RungChange:
+    """An owner or compliance user moves the workflow down by hand: no evidence needed, a
+    reason required (the caller checks the role). Any lower rung; the very next run is
+    handled there. The workflow's people are told."""
+    if not isinstance(to_rung, int) or to_rung not in Rung.values:
+        raise Unprocessable("choose the rung to move down to", code="invalid_rung")
+    if to_rung >= workflow.rung:
+        raise Unprocessable(
+            f"the workflow is at L{workflow.rung}: a demotion goes to a lower rung",
+            code="invalid_rung",
+        )
+    who = actor.get_username() if actor is not None else "the system"
+    with transaction.atomic():
+        change = rung_change(
+            workflow=workflow,
+            from_rung=workflow.rung,
+            to_rung=to_rung,
+            kind=RungChange.Kind.DEMOTION,
+            reason=reason,
+            evidence={"cause": "by_hand"},
+            actor=actor,
+        )
+        notify(
+            workflow=workflow,
+            kind=Alert.Kind.DEMOTION,
+            subject=f"{workflow.name} moved down to L{to_rung} by {who}",
+            body=(
+                f"{who} moved {workflow.name} from L{change.from_rung} to L{to_rung}: "
+                f"{change.reason}"
+            ),
+            evidence={"cause": "by_hand", "from_rung": change.from_rung, "to_rung": to_rung},
+        )
+    return change
+
+
+# Why a rung changed, for the history: stored in the change's evidence as "cause" (older
+# changes are told apart by what their evidence holds).
+CAUSE_WORDS = {
+    "promotion": "Promotion",
+    "breaker": "Demotion: the breaker tripped",
+    "by_hand": "Demotion by hand",
+    "certificate_expired": "Demotion: certificate expired",
+    "demotion": "Demotion",
+    "stop": "Stopped",
+    "resume": "Resumed",
+    "initial": "Initial rung",
+}
+
+
+def rung_change_cause(change: RungChange) -> str:
+    evidence = change.evidence if isinstance(change.evidence, dict) else {}
+    if change.kind != RungChange.Kind.DEMOTION:
+        return change.kind
+    if evidence.get("cause"):
+        return str(evidence["cause"])
+    if "breaker" in evidence:
+        return "breaker"
+    if "certificate" in evidence:
+        return "certificate_expired"
+    return "by_hand" if change.actor_id else "demotion"
+
+
 def rung_since_many(*, workflows: list[Workflow]) -> dict[int, datetime]:
     """When each workflow stepped onto its current rung: its newest rung change to that
     rung, or its creation when none is recorded. One query for all of them."""
@@ -90,7 +153,10 @@ def rung_history(*, workflow: Workflow, people: bool = True) -> list[dict]:
             "kind": change.kind,
             "from_rung": change.from_rung,
             "to_rung": change.to_rung,
+            "cause": rung_change_cause(change),
             "reason": change.reason,
+            # The numbers it rests on; a promotion's frozen snapshot stays with its request.
+            "evidence": {k: v for k, v in (change.evidence or {}).items() if k != "evidence"},
             "by": change.actor.get_username() if change.actor else None,
         }
         for change in RungChange.objects.filter(workflow=workflow)
@@ -251,6 +317,7 @@ def certificates_expire(*, at: datetime | None = None) -> list[RungChange]:
                         f"L{workflow.rung} was approved"
                     ),
                     evidence={
+                        "cause": "certificate_expired",
                         "certificate": str(last.id),
                         "rung": last.rung,
                         "valid_until": until,
@@ -258,5 +325,16 @@ def certificates_expire(*, at: datetime | None = None) -> list[RungChange]:
                     },
                     actor=None,
                 )
+            )
+            notify(
+                workflow=workflow,
+                kind=Alert.Kind.DEMOTION,
+                subject=f"{workflow.name} dropped to L3: its autonomy certificate expired",
+                body=(
+                    f"The autonomy certificate of {workflow.name} expired at {until} and no "
+                    "fresh promotion was approved: it is at L3 now, a person approves each "
+                    "action. Request promotion again to climb back."
+                ),
+                evidence=changes[-1].evidence,
             )
     return changes

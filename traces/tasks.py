@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError
 from ladder.celery import app
 from ladder.models import GateSnapshot
 from traces.services.backtests import backtest_run
+from traces.services.breaker import breaker_check_all
 from traces.services.deadlines import deadlines_sweep
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
@@ -86,4 +87,8 @@ def run_backtest(backtest_id: int) -> None:
 def recompute_gates() -> int:
     """Nightly (CELERY_BEAT_SCHEDULE): a gate snapshot for every workflow. Safe to run
     twice: it only adds snapshots."""
-    return len(gates_recompute_all(trigger=GateSnapshot.Trigger.NIGHTLY))
+    snapshots = gates_recompute_all(trigger=GateSnapshot.Trigger.NIGHTLY)
+    # Each result already checks the breaker; the nightly pass also catches a bound
+    # tightened since, or replays marked by the recompute above.
+    breaker_check_all()
+    return len(snapshots)

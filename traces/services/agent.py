@@ -13,6 +13,7 @@ from ladder.rungs import Executor
 from traces.auth import AgentAuth
 from traces.models import MetricPoint, Run, RunStatus, TraceEvent
 from traces.replay import EXECUTION_PHASE, FREEZING_TYPES
+from traces.services.breaker import breaker_check_later
 from traces.services.redactors import agent_redaction_budget, fit, redactor_for
 from traces.services.trace import EventSpec, run_replay_mark, trace_append
 from traces.status import APPROVED_STATUSES, DECIDED_STATUSES, FINISHED_STATUSES
@@ -159,6 +160,7 @@ def run_report_result(
     locked.save(update_fields=["status", "result", "executed_at", "updated_at"])
     trace_append(run=locked, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, auth.actor)])
     run_replay_mark(run=locked)
+    breaker_check_later(run=locked)
     return locked
 
 
@@ -228,6 +230,8 @@ def run_record_outcome(
     if locked.outcome != "wrong" and locked.outcome != label:
         locked.outcome = label
         locked.save(update_fields=["outcome", "updated_at"])
+    if label == "wrong":  # the only label that can break a bound
+        breaker_check_later(run=locked)
     return locked
 
 

@@ -47,8 +47,12 @@ def breaker_window(*, workflow: Workflow, size: int) -> breaker.Window:
     )
 
 
-def breaker_check_later(*, workflow_id: int) -> None:
-    """Check the workflow's breaker once the current transaction commits."""
+def breaker_check_later(*, run: Run) -> None:
+    """Check the breaker of the run's workflow once the current transaction commits. A
+    run handled below L4 is never in a breaker's window: nothing to check."""
+    if breaker.demoted_rung(run.rung) is None:
+        return
+    workflow_id = run.workflow_id
     transaction.on_commit(lambda: breaker_check(workflow_id=workflow_id))
 
 
@@ -71,13 +75,19 @@ def breaker_check(*, workflow_id: int) -> RungChange | None:
         return None
 
 
+def breaker_check_all() -> list[RungChange]:
+    """Check every L4/L5 workflow's breaker (the nightly task)."""
+    ids = Workflow.objects.filter(rung__gte=Rung.L4).values_list("pk", flat=True)
+    return [change for pk in ids if (change := breaker_check(workflow_id=pk)) is not None]
+
+
 def breaker_trip(*, workflow: Workflow, trip: breaker.Trip) -> RungChange | None:
     """Drop the workflow one rung for `trip`, record why with its numbers, and tell its
     people. None when it is below L4 or its rung moved meanwhile (a racing trip won)."""
     to_rung = breaker.demoted_rung(workflow.rung)
     if to_rung is None:
         return None
-    evidence = {"breaker": trip.bound, **trip.evidence}
+    evidence = {"cause": "breaker", "breaker": trip.bound, **trip.evidence}
     try:
         with transaction.atomic():
             change = rung_change(

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from ladder.errors import Unprocessable
 from ladder.rungs import Executor
 from traces.models import Run, RunStatus, TraceEvent
+from traces.services.breaker import breaker_check_later
 from traces.services.redactors import redactor_for
 from traces.services.trace import EventSpec, run_replay_mark, trace_append
 
@@ -241,4 +242,5 @@ def _finish_execution(*, run: Run, succeeded: bool, output: Any, error: str | No
     run.save(update_fields=["status", "result", "executed_at", "updated_at"])
     trace_append(run=run, specs=[EventSpec(TraceEvent.Type.EXECUTION, payload, "system")])
     run_replay_mark(run=run)
+    breaker_check_later(run=run)
     return run
