@@ -223,16 +223,24 @@ if not 0 <= LADDER_GATES_HOUR <= 23:
 # console unless LADDER_EMAIL_HOST names an SMTP server.
 LADDER_BASE_URL = env_str("LADDER_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = env_str("LADDER_EMAIL_FROM", "autonomy-ladder@localhost")
-EMAIL_HOST = env_str("LADDER_EMAIL_HOST", "")
-if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_PORT = env_int("LADDER_EMAIL_PORT", 587)
-    EMAIL_HOST_USER = env_str("LADDER_EMAIL_USER", "")
-    EMAIL_HOST_PASSWORD = env_str("LADDER_EMAIL_PASSWORD", "")
-    EMAIL_USE_TLS = env_bool("LADDER_EMAIL_TLS", default=True)
-    EMAIL_TIMEOUT = env_int("LADDER_EMAIL_TIMEOUT_SECONDS", 10)
-else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+_EMAIL_HOST = env_str("LADDER_EMAIL_HOST", "")
+MAILERS = {
+    "default": (
+        {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": _EMAIL_HOST,
+                "port": env_int("LADDER_EMAIL_PORT", 587),
+                "username": env_str("LADDER_EMAIL_USER", ""),
+                "password": env_str("LADDER_EMAIL_PASSWORD", ""),
+                "use_tls": env_bool("LADDER_EMAIL_TLS", default=True),
+                "timeout": env_int("LADDER_EMAIL_TIMEOUT_SECONDS", 10),
+            },
+        }
+        if _EMAIL_HOST
+        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    )
+}
 
 # Celery beat (`celery -A ladder beat`, or a worker with -B). One key per periodic job.
 CELERY_BEAT_SCHEDULE = {

@@ -214,7 +214,7 @@ def test_the_rung_history_lists_every_change_with_reason_and_who(client, people,
     client.post(f"/promotions/{request.pk}/decide", {"verdict": "approve", "reason": "fine"})
     client.force_login(people["rev"])
     page = client.get(f"/workflows/{l0.slug}/").content.decode()
-    assert "promotion: L0 → L1" in page
+    assert "Promotion: L0 → L1" in page
     assert "approved by compliance: fine" in page
 
 
