@@ -260,7 +260,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
 
 # Evidence keys shown in the rung history, with how to print them.
 _FIGURES = (
-    ("breaker", "bound", str),
+    ("breaker", "tripped on", str),
     ("failures", "failures", str),
     ("executed", "executed runs", str),
     ("rate", "rate", lambda v: f"{v:.1%}"),
