@@ -15,7 +15,7 @@ from django.utils import timezone
 from approvals import review as rules
 from approvals.models import PromotionRequest, Review
 from approvals.roles import access_for
-from ladder import gates
+from ladder import breaker, gates
 from ladder.decide import validate_params
 from ladder.durations import duration_text
 from ladder.errors import Conflict, Forbidden, Unprocessable
@@ -368,6 +368,24 @@ def workflow_probe_rate_set(*, workflow: Workflow, rate: float, by: User) -> Non
     Workflow.objects.filter(pk=workflow.pk).update(probe_rate=float(rate))
     workflow.probe_rate = float(rate)
     transaction.on_commit(lambda: probes_seed(workflow=workflow))
+
+
+def workflow_breaker_set(*, workflow: Workflow, bounds: dict, by: User) -> None:
+    """The breaker's bounds of the workflow (docs/breaker.md). Owners only, and only
+    as tight as the defaults or tighter; an admin may loosen them in the admin."""
+    if workflow.pk not in access_for(by).own:
+        raise Forbidden("Only an owner of the workflow can change its settings.", code="not_owner")
+    try:
+        valid = breaker.bounds_validate(bounds)
+    except breaker.BoundsError as exc:
+        raise Unprocessable(str(exc), code="invalid_breaker_bounds") from exc
+    looser = breaker.bounds_loosened(valid)
+    if looser:
+        raise Unprocessable(
+            "; ".join(looser) + ": only an admin can set that", code="breaker_loosened"
+        )
+    Workflow.objects.filter(pk=workflow.pk).update(breaker_bounds=valid)
+    workflow.breaker_bounds = valid
 
 
 # -- promotion requests ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """A workflow's settings page, for its owners: how long a run may wait for a person and
-what its deadline does then (docs/deadlines.md), and the attention probe rate
-(docs/evals.md)."""
+what its deadline does then (docs/deadlines.md), the attention probe rate
+(docs/evals.md) and the breaker's bounds (docs/breaker.md)."""
 
 from django import forms
 from django.contrib import messages
@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods
 
 from approvals import services
 from approvals.roles import access_for
+from ladder.breaker import DEFAULT_BOUNDS, bounds_for
 from ladder.durations import duration_text
 from ladder.errors import LadderError
 from ladder.models import Workflow
@@ -58,6 +59,34 @@ class ProbeForm(forms.Form):
     )
 
 
+class BreakerForm(forms.Form):
+    window_runs = forms.IntegerField(
+        label="Judge the last N executed runs", min_value=5, max_value=10_000
+    )
+    failure_percent = forms.DecimalField(
+        label="Trip above this failure rate (%)",
+        min_value=0,
+        max_value=DEFAULT_BOUNDS["failure_rate_max"] * 100,
+        decimal_places=1,
+    )
+    drift_trips = forms.BooleanField(label="A drift alert also trips the breaker", required=False)
+    eval_max_age_days = forms.IntegerField(
+        label="At L5, the latest eval pass may be at most this many days old",
+        min_value=1,
+        max_value=DEFAULT_BOUNDS["eval_max_age_days"],
+    )
+
+
+def _breaker_initial(workflow: Workflow) -> dict:
+    bounds = bounds_for(workflow.breaker_bounds)
+    return {
+        "window_runs": bounds["window_runs"],
+        "failure_percent": round(bounds["failure_rate_max"] * 100, 1),
+        "drift_trips": bounds["drift_trips"],
+        "eval_max_age_days": int(bounds["eval_max_age_days"]),
+    }
+
+
 def _initial(workflow: Workflow) -> dict:
     """The stored deadline in the largest unit that says it exactly."""
     seconds = workflow.review_deadline_seconds
@@ -87,7 +116,26 @@ def workflow_settings(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = _owned_workflow(request, slug)
     probe_form = ProbeForm(initial={"percent": round(workflow.probe_rate * 100, 1)})
     form = DeadlineForm(initial=_initial(workflow))
-    if request.method == "POST" and request.POST.get("form") == "probes":
+    breaker_form = BreakerForm(initial=_breaker_initial(workflow))
+    if request.method == "POST" and request.POST.get("form") == "breaker":
+        breaker_form = BreakerForm(request.POST)
+        if breaker_form.is_valid():
+            data = breaker_form.cleaned_data
+            bounds = {
+                **workflow.breaker_bounds,
+                "window_runs": data["window_runs"],
+                "failure_rate_max": float(data["failure_percent"]) / 100,
+                "drift_trips": data["drift_trips"],
+                "eval_max_age_days": data["eval_max_age_days"],
+            }
+            try:
+                services.workflow_breaker_set(workflow=workflow, bounds=bounds, by=request.user)
+            except LadderError as exc:
+                breaker_form.add_error(None, exc.message)
+            else:
+                messages.success(request, f"Breaker bounds of {workflow.slug} saved.")
+                return redirect("workflow-settings", slug=workflow.slug)
+    elif request.method == "POST" and request.POST.get("form") == "probes":
         probe_form = ProbeForm(request.POST)
         if probe_form.is_valid():
             try:
@@ -127,8 +175,10 @@ def workflow_settings(request: HttpRequest, slug: str) -> HttpResponse:
             "probe_form": probe_form,
             "probe_percent": f"{workflow.probe_rate * 100:g}",
             "probe_max": f"{PROBE_RATE_MAX * 100:g}",
+            "breaker_form": breaker_form,
+            "failure_max": f"{DEFAULT_BOUNDS['failure_rate_max'] * 100:g}",
         },
     )
-    if form.errors or probe_form.errors:
+    if form.errors or probe_form.errors or breaker_form.errors:
         response.status_code = 422
     return response

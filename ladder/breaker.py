@@ -78,6 +78,26 @@ def bounds_validate(overrides: Any) -> dict:
     return dict(overrides)
 
 
+def bounds_loosened(bounds: dict) -> list[str]:
+    """The bounds set looser than the defaults: what an owner may not do alone (an admin
+    may, in the admin). A longer or shorter window is neither: it is allowed."""
+    problems = []
+    if bounds.get("failure_rate_max", 0) > DEFAULT_BOUNDS["failure_rate_max"]:
+        problems.append(
+            f"failure_rate_max above {DEFAULT_BOUNDS['failure_rate_max']:.0%} loosens the breaker"
+        )
+    if bounds.get("replay_coverage_min", 1) < DEFAULT_BOUNDS["replay_coverage_min"]:
+        problems.append(
+            f"replay_coverage_min below {DEFAULT_BOUNDS['replay_coverage_min']:.0%} loosens "
+            "the breaker"
+        )
+    if bounds.get("eval_max_age_days", 0) > DEFAULT_BOUNDS["eval_max_age_days"]:
+        problems.append(
+            f"eval_max_age_days above {DEFAULT_BOUNDS['eval_max_age_days']} loosens the breaker"
+        )
+    return problems
+
+
 def bounds_for(overrides: Any) -> dict:
     """The defaults with the workflow's overrides (invalid overrides are ignored here:
     the admin refuses them when saved, and a breaker must never fail to judge)."""

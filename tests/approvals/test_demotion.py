@@ -152,3 +152,46 @@ def test_failed_agent_results_trip_the_breaker_and_owners_and_compliance_are_mai
     with django_capture_on_commit_callbacks(execute=True):
         run_record_outcome(actor="agent", run=good[0], label="wrong", source="crm")
     assert RungChange.objects.filter(workflow=wf).count() == 1
+
+
+def test_owners_tighten_the_breaker_on_the_settings_page_and_cannot_loosen_it(
+    client, flows, people
+):
+    wf = flows["l3"]
+    client.force_login(people["owner"])
+    page = client.get(f"/workflows/{wf.slug}/settings").content.decode()
+    assert 'name="window_runs"' in page and 'value="50"' in page
+    form = {
+        "form": "breaker",
+        "window_runs": "30",
+        "failure_percent": "5",
+        "drift_trips": "on",
+        "eval_max_age_days": "3",
+    }
+    assert client.post(f"/workflows/{wf.slug}/settings", form).status_code == 302
+    wf.refresh_from_db()
+    assert wf.breaker_bounds == {
+        "window_runs": 30,
+        "failure_rate_max": 0.05,
+        "drift_trips": True,
+        "eval_max_age_days": 3,
+    }
+    looser = client.post(f"/workflows/{wf.slug}/settings", form | {"failure_percent": "25"})
+    assert looser.status_code == 422
+    assert "Ensure this value is less than or equal to 10" in looser.content.decode()
+    wf.refresh_from_db()
+    assert wf.breaker_bounds["failure_rate_max"] == 0.05
+    client.force_login(people["compliance"])
+    assert client.post(f"/workflows/{wf.slug}/settings", form).status_code == 403
+
+
+def test_the_service_refuses_a_looser_breaker_even_without_the_form(flows, people):
+    from approvals.services import workflow_breaker_set
+    from ladder.errors import Unprocessable
+
+    with pytest.raises(Unprocessable, match="only an admin can set that"):
+        workflow_breaker_set(
+            workflow=flows["l3"], bounds={"replay_coverage_min": 0.5}, by=people["owner"]
+        )
+    with pytest.raises(Unprocessable, match="unknown bound"):
+        workflow_breaker_set(workflow=flows["l3"], bounds={"speed": 1}, by=people["owner"])
