@@ -11,9 +11,10 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from ladder.celery import app
-from ladder.models import GateSnapshot
+from ladder.models import DriftCheck, GateSnapshot
 from traces.services.backtests import backtest_run
 from traces.services.deadlines import deadlines_sweep
+from traces.services.drift import drift_check_all
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
 from traces.services.probes import probes_seed_all
@@ -87,3 +88,11 @@ def recompute_gates() -> int:
     """Nightly (CELERY_BEAT_SCHEDULE): a gate snapshot for every workflow. Safe to run
     twice: it only adds snapshots."""
     return len(gates_recompute_all(trigger=GateSnapshot.Trigger.NIGHTLY))
+
+
+@shared_task(ignore_result=True)
+def check_drift() -> int:
+    """Nightly (CELERY_BEAT_SCHEDULE, half an hour after the gates): a drift check of every
+    L4/L5 workflow, and L5's continuous evals (docs/drift.md). Safe to run twice: it adds
+    checks, alerts once per breach, and a demotion is a guarded rung change."""
+    return len(drift_check_all(trigger=DriftCheck.Trigger.NIGHTLY))
