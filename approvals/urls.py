@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from approvals import (
     audit_views,
     backtest_views,
+    drift_views,
     eval_views,
     promotion_views,
     settings_views,
@@ -24,6 +25,11 @@ urlpatterns = [
         "workflows/<slug:slug>/gates/recompute",
         workflow_views.workflow_gates_recompute,
         name="workflow-gates-recompute",
+    ),
+    path(
+        "workflows/<slug:slug>/drift/check",
+        drift_views.workflow_drift_check,
+        name="workflow-drift-check",
     ),
     path(
         "workflows/<slug:slug>/promotion",
