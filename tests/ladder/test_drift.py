@@ -256,3 +256,14 @@ def test_drift_bounds_are_validated():
         drift.drift_bounds_validate([1, 2])
     # Invalid overrides never stop a nightly check: the defaults stand.
     assert drift.drift_bounds_for({"psi_max": -1}) == drift.DEFAULT_DRIFT_BOUNDS
+
+
+def test_the_admin_refuses_bad_drift_bounds():
+    from django.core.exceptions import ValidationError
+
+    from ladder.models import Workflow
+
+    with pytest.raises(ValidationError) as caught:
+        Workflow(slug="w", name="w", rung=4, drift_bounds={"psi_max": -1}).clean()
+    assert "drift_bounds" in caught.value.message_dict
+    Workflow(slug="w", name="w", rung=4, drift_bounds={"psi_max": 0.2}).clean()
