@@ -62,6 +62,9 @@ def drift_panel(*, workflow: Workflow, access: Access) -> dict:
     return {
         "drift": check,
         "drift_rows": drift_rows(check) if check is not None else [],
+        "drift_breaches": "; ".join(c["label"].lower() for c in check.breached_checks)
+        if check is not None
+        else "",
         "drift_applies": workflow.rung >= Rung.L4,
         "drift_stale": check is not None and check.rung != workflow.rung,
         "can_check_drift": workflow.rung >= Rung.L4 and workflow.pk in access.own | access.comply,

@@ -92,7 +92,8 @@ def test_a_check_without_javascript_redirects_to_the_panel_with_the_breach(
     assert response.redirect_chain[-1][0].endswith(f"/workflows/{l4.slug}/#drift")
     page = response.content.decode()
     assert "action mix drifted" in page
-    assert 'id="drift-alert"' in page and 'data-check="action_mix" class="verdict-fail"' in page
+    assert "Drift alert:</b> action mix changed" in page
+    assert 'data-check="action_mix" class="verdict-fail"' in page
     assert "chi-square 13.71 on 1 degree of freedom" in page
     assert "checked on demand by owner" in page
     check = DriftCheck.objects.get(workflow=l4)
