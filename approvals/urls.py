@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from approvals import (
     audit_views,
     backtest_views,
+    drift_views,
     eval_views,
     promotion_views,
     settings_views,
@@ -26,6 +27,11 @@ urlpatterns = [
         name="workflow-gates-recompute",
     ),
     path("workflows/<slug:slug>/demote", workflow_views.workflow_demote, name="workflow-demote"),
+    path(
+        "workflows/<slug:slug>/drift/check",
+        drift_views.workflow_drift_check,
+        name="workflow-drift-check",
+    ),
     path(
         "workflows/<slug:slug>/promotion",
         workflow_views.workflow_promotion_request,

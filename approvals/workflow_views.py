@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from approvals import selectors
+from approvals.drift_display import drift_panel
 from approvals.gate_display import gate_rows, ladder_rungs, verdict_counts
 from approvals.policies import (
     document_text,
@@ -255,6 +256,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "request_error": None,
         "probes": _probes_view(workflow),
         **_certificates(workflow),
+        **drift_panel(workflow=workflow, access=access),
     }
 
 

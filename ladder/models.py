@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from ladder import breaker
+from ladder import breaker, drift
 from ladder.certificates import certificate_file
 from ladder.gates import ThresholdError, thresholds_validate
 from ladder.rungs import DeadlineAction, Executor, OutcomeDirection, RiskClass, Rung
@@ -113,6 +113,10 @@ class Workflow(models.Model):
             breaker.bounds_validate(self.breaker_bounds)
         except breaker.BoundsError as exc:
             raise ValidationError({"breaker_bounds": str(exc)}) from exc
+        try:
+            drift.drift_bounds_validate(self.drift_bounds)
+        except drift.DriftBoundsError as exc:
+            raise ValidationError({"drift_bounds": str(exc)}) from exc
         if self.rung > self.max_rung:
             raise ValidationError({"rung": f"above the max rung L{self.max_rung}"})
 
@@ -362,3 +366,74 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id}: {self.kind} {self.subject}"
+
+
+class DriftCheck(models.Model):
+    """One drift check of an L4/L5 workflow: a recent window of its runs against a
+    baseline window (ladder/drift.py; docs/drift.md). Kept forever, append-only, like gate
+    snapshots: a breach it raised must stay explainable by the figures it stored."""
+
+    class Trigger(models.TextChoices):
+        NIGHTLY = "nightly", "Nightly check"
+        ON_DEMAND = "on_demand", "Checked on demand"
+        COMMAND = "command", "manage.py drift_check"
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    computed_at = models.DateTimeField()
+    rung = models.PositiveSmallIntegerField(choices=Rung.choices)
+    baseline_start = models.DateTimeField()
+    baseline_end = models.DateTimeField()
+    recent_start = models.DateTimeField()
+    recent_end = models.DateTimeField()
+    # The bounds judged against (defaults with the workflow's overrides), as they were.
+    bounds = models.JSONField(default=dict)
+    # [{name, label, verdict, sentence, value, bound, detail, breached}, ...]
+    checks = models.JSONField(default=list)
+    breached = models.BooleanField()
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["workflow", "-computed_at", "-id"]
+        indexes = [
+            models.Index(fields=["workflow", "-computed_at", "-id"], name="driftcheck_latest_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"drift of {self.workflow_id} at {self.computed_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def breached_checks(self) -> list[dict]:
+        return [c for c in self.checks if c.get("breached")]
+
+    def as_json(self) -> dict:
+        """The API's `drift` (docs/drift.md)."""
+        return {
+            "computed_at": self.computed_at.isoformat(),
+            "rung": self.rung,
+            "baseline": {
+                "start": self.baseline_start.isoformat(),
+                "end": self.baseline_end.isoformat(),
+            },
+            "recent": {"start": self.recent_start.isoformat(), "end": self.recent_end.isoformat()},
+            "breached": self.breached,
+            "checks": [
+                {
+                    key: check.get(key)
+                    for key in (
+                        "name",
+                        "label",
+                        "verdict",
+                        "value",
+                        "bound",
+                        "breached",
+                        "sentence",
+                    )
+                }
+                for check in self.checks
+            ],
+        }

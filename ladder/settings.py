@@ -267,6 +267,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "traces.tasks.recompute_gates",
         "schedule": crontab(hour=LADDER_GATES_HOUR, minute=0),
     },
+    # Drift checks of every L4/L5 workflow and L5's continuous evals (docs/drift.md), in
+    # the same hour, after the gates: two heavy passes over the runs do not overlap.
+    "check-drift": {
+        "task": "traces.tasks.check_drift",
+        "schedule": crontab(hour=LADDER_GATES_HOUR, minute=30),
+    },
 }
 
 # The gateway refuses bodies over 1 MiB and JSON nested deeper than 64 levels.

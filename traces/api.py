@@ -33,7 +33,7 @@ from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run, RunStatus
-from traces.selectors import gate_snapshot_latest, run_replay_for_agent
+from traces.selectors import drift_check_latest, gate_snapshot_latest, run_replay_for_agent
 from traces.services import agent, deadlines, evals, gateway
 
 log = logging.getLogger(__name__)
@@ -495,10 +495,12 @@ def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
 def get_workflow(request, slug: str):
     """Rung, action types, the policy in force (`policy`, L4/L5) or the draft evaluated in
     shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot, and the
-    autonomy certificate the workflow stands on (`certificate`, or null)."""
+    autonomy certificate the workflow stands on (`certificate`, or null), and the latest
+    drift check (`drift`, or null; docs/drift.md)."""
     workflow = _workflow_for(request.auth, slug)
     latest = policy_latest(workflow)
     snapshot = gate_snapshot_latest(workflow=workflow)
+    drift = drift_check_latest(workflow=workflow)
     in_force = workflow.rung >= Rung.L4
     return {
         "slug": workflow.slug,
@@ -524,6 +526,7 @@ def get_workflow(request, slug: str):
         "gate_snapshot": snapshot.as_json() if snapshot else None,
         "rung_history": rung_history(workflow=workflow, people=False),
         "certificate": _certificate_out(certificate_current(workflow=workflow)),
+        "drift": drift.as_json() if drift else None,
     }
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
 from django.db.models.fields.json import KT
 
-from ladder.models import GateSnapshot, Workflow
+from ladder.models import DriftCheck, GateSnapshot, Workflow
 from traces.chain import ChainProblem, verify_chain
 from traces.models import Run, TraceEvent
 from traces.replay import (
@@ -327,3 +327,8 @@ def shadow_agreement(workflow: Workflow, version: int | None = None) -> ShadowAg
 def gate_snapshot_latest(*, workflow: Workflow) -> GateSnapshot | None:
     """The workflow's newest gate snapshot (traces/services/gates.py), or None."""
     return GateSnapshot.objects.filter(workflow=workflow).order_by("-computed_at", "-id").first()
+
+
+def drift_check_latest(*, workflow: Workflow) -> DriftCheck | None:
+    """The workflow's newest drift check (traces/services/drift.py), or None."""
+    return DriftCheck.objects.filter(workflow=workflow).order_by("-computed_at", "-id").first()

@@ -11,10 +11,11 @@ from django.conf import settings
 from kombu.exceptions import OperationalError
 
 from ladder.celery import app
-from ladder.models import GateSnapshot
+from ladder.models import DriftCheck, GateSnapshot
 from traces.services.backtests import backtest_run
 from traces.services.breaker import breaker_check_all
 from traces.services.deadlines import deadlines_sweep
+from traces.services.drift import drift_check_all
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
 from traces.services.probes import probes_seed_all
@@ -92,3 +93,11 @@ def recompute_gates() -> int:
     # tightened since, or replays marked by the recompute above.
     breaker_check_all()
     return len(snapshots)
+
+
+@shared_task(ignore_result=True)
+def check_drift() -> int:
+    """Nightly (CELERY_BEAT_SCHEDULE, half an hour after the gates): a drift check of every
+    L4/L5 workflow, and L5's continuous evals (docs/drift.md). Safe to run twice: it adds
+    checks, alerts once per breach, and a demotion is a guarded rung change."""
+    return len(drift_check_all(trigger=DriftCheck.Trigger.NIGHTLY))
