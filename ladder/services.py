@@ -127,12 +127,15 @@ def rung_change_cause(change: RungChange) -> str:
 
 
 def rung_since_many(*, workflows: list[Workflow]) -> dict[int, datetime]:
-    """When each workflow stepped onto its current rung: its newest rung change to that
-    rung, or its creation when none is recorded. One query for all of them."""
+    """When each workflow stepped onto its current rung: its newest promotion or demotion
+    to that rung, or its creation when none is recorded (a stop and a resume do not
+    count: the workflow stayed on its rung). One query for all of them."""
     since = {w.pk: w.created_at for w in workflows}
     rungs = {w.pk: w.rung for w in workflows}
     changes = (
+        # A stop or resume leaves the workflow on its rung: it does not restart it.
         RungChange.objects.filter(workflow_id__in=list(rungs))
+        .exclude(kind__in=[RungChange.Kind.STOP, RungChange.Kind.RESUME])
         .order_by("workflow_id", "-created_at", "-id")
         .values_list("workflow_id", "to_rung", "created_at")
     )
