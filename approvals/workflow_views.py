@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from approvals import selectors
+from approvals.drill_views import drills_context
 from approvals.gate_display import gate_rows, ladder_rungs, verdict_counts
 from approvals.policies import (
     document_text,
@@ -245,6 +246,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "request_error": None,
         "probes": _probes_view(workflow),
         **_certificates(workflow),
+        **drills_context(workflow=workflow, access=access),
     }
 
 
