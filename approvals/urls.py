@@ -4,6 +4,7 @@ from approvals import (
     audit_views,
     backtest_views,
     drift_views,
+    drill_views,
     eval_views,
     promotion_views,
     settings_views,
@@ -74,6 +75,8 @@ urlpatterns = [
     path("workflows/<slug:slug>/evals/", eval_views.workflow_evals, name="workflow-evals"),
     path("audit/", audit_views.audit_queue, name="audit"),
     path("audit/<str:run_id>/", audit_views.audit_run, name="audit-run"),
+    path("workflows/<slug:slug>/drills", drill_views.drills, name="drills"),
+    path("workflows/<slug:slug>/drills/<int:drill_id>/", drill_views.drill_detail, name="drill"),
     path("workflows/<slug:slug>/backtests/", backtest_views.backtests, name="backtests"),
     path(
         "workflows/<slug:slug>/backtests/<int:backtest_id>/",

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from approvals import selectors
 from approvals.drift_display import drift_panel
+from approvals.drill_views import drills_context
 from approvals.gate_display import gate_rows, ladder_rungs, verdict_counts
 from approvals.policies import (
     document_text,
@@ -257,6 +258,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         "probes": _probes_view(workflow),
         **_certificates(workflow),
         **drift_panel(workflow=workflow, access=access),
+        **drills_context(workflow=workflow, access=access),
     }
 
 

@@ -64,6 +64,7 @@ DEFAULT_THRESHOLDS: dict[int, dict[str, float]] = {
         "audit_agreement": 0.98,
         "failure_rate_max": 0.05,
         "replay_coverage": 1.0,
+        "drill_max_age_days": 30,
         "outcome_min_points": 10,
         "time_at_rung_days": 56,
     },
@@ -233,7 +234,8 @@ class Tallies:
     # The policy that would be in force one rung up: its version and its problems.
     policy_version: int | None = None
     policy_problems: tuple[str, ...] = ()
-    # The latest rollback drill: None until drills are recorded.
+    # The latest finished rollback drill (traces/services/drills.py): {at, passed, size,
+    # duration_seconds, under_load, id}; None when the workflow has none.
     drill: dict | None = None
 
 
@@ -440,6 +442,7 @@ def gates_evaluate(facts: WorkflowFacts, tallies: Tallies) -> list[Gate]:
         gates.extend(_operating_gates(tallies, bars, min_n))
         gates.append(_outcome_gate(tallies, bars))
         gates.append(_policy_gate(tallies))
+        gates.append(_drill_gate(tallies, facts, bars["drill_max_age_days"], under_load=True))
     gates.append(_time_gate(facts, bars["time_at_rung_days"]))
     return gates
 
@@ -685,29 +688,42 @@ def _policy_gate(tallies: Tallies) -> Gate:
     return Gate(name="policy", label="Written policy", verdict=verdict, sentence=sentence)
 
 
-def _drill_gate(tallies: Tallies, facts: WorkflowFacts, max_age_days: float) -> Gate:
+def _drill_gate(
+    tallies: Tallies, facts: WorkflowFacts, max_age_days: float, *, under_load: bool = False
+) -> Gate:
+    """The workflow's latest finished rollback drill (docs/drills.md) passed within
+    `max_age_days`; for L5 it must also have run under load."""
     drill = tallies.drill
+    need = f"a drill passed in the last {max_age_days:g} days" + (
+        ", run under load," if under_load else ""
+    )
     if drill is None:
         return Gate(
             name="rollback_drill",
             label="Rollback drill",
-            verdict=MISSING,
-            sentence="No rollback drill is recorded: timed drills are not measured yet.",
+            verdict=INSUFFICIENT,
+            sentence=f"No rollback drill has been run; {need} is needed.",
             bar=max_age_days,
-            required=False,
         )
     at = drill["at"]
-    age = (facts.now - at).total_seconds() / 86400
-    ok = drill.get("passed") and age <= max_age_days
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    age = max(0.0, (facts.now - at).total_seconds() / 86400)
+    passed = bool(drill.get("passed"))
+    loaded = bool(drill.get("under_load"))
+    ok = passed and age <= max_age_days and (loaded or not under_load)
+    size, seconds = drill.get("size"), drill.get("duration_seconds")
+    what = f"Latest drill {age:.1f} days ago"
+    if size is not None and seconds is not None:
+        what += f" ({_num(size)} runs in {seconds:.1f} s)"
+    what += f" {'passed' if passed else 'failed'}"
+    if under_load:
+        what += ", under load" if loaded else ", not under load"
     return Gate(
         name="rollback_drill",
         label="Rollback drill",
         verdict=PASS if ok else FAIL,
-        sentence=(
-            f"Latest drill {age:.1f} days ago "
-            f"{'passed' if drill.get('passed') else 'failed'}; "
-            f"one passed in the last {max_age_days:g} days is needed."
-        ),
+        sentence=f"{what}; {need} is needed.",
         value=age,
         bar=max_age_days,
     )

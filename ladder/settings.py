@@ -210,6 +210,11 @@ if LADDER_EXECUTION_LEASE_SECONDS < 4 or LADDER_EXECUTION_MAX_ATTEMPTS < 1:
         "LADDER_EXECUTION_LEASE_SECONDS must be at least 4 and "
         "LADDER_EXECUTION_MAX_ATTEMPTS at least 1"
     )
+# A rollback drill counts as "under load" (the L4 -> L5 gate) when the gateway stored at
+# least this many runs a second, across all workflows, while the drill ran (docs/drills.md).
+LADDER_DRILL_LOAD_MIN_RPS = env_int("LADDER_DRILL_LOAD_MIN_RPS", 5)
+if LADDER_DRILL_LOAD_MIN_RPS < 1:
+    raise ImproperlyConfigured("LADDER_DRILL_LOAD_MIN_RPS must be at least 1")
 # run_gate_idx's included columns are a PostgreSQL speed-up (traces/gates.py); SQLite,
 # the embedded default of `make run`, builds the index without them, as Django says.
 SILENCED_SYSTEM_CHECKS = ["models.W040"]

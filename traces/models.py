@@ -499,3 +499,96 @@ class EvalProbe(models.Model):
 
     def __str__(self) -> str:
         return f"probe {self.run_id} from case {self.case_id}"
+
+
+class RollbackDrill(models.Model):
+    """A timed rollback drill (docs/drills.md): a batch of a workflow's executed,
+    reversible runs reverted through their compensating actions by the workers, timed
+    from the start to the last item finished. Evidence for L3 -> L4 and L4 -> L5."""
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command", "Management command"
+        PAGE = "page", "Workflow page"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.PROTECT, related_name="rollback_drills", db_index=False
+    )
+    batch = models.PositiveIntegerField()
+    picked = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The last item's finish minus started_at.
+    duration_seconds = models.FloatField(null=True, blank=True)
+    # Null: a management command (nobody signed in).
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    # Runs the gateway stored (every workflow) while the drill ran, and their rate:
+    # under_load when the rate reached LADDER_DRILL_LOAD_MIN_RPS (docs/drills.md).
+    load_runs = models.PositiveIntegerField(null=True, blank=True)
+    load_rps = models.FloatField(null=True, blank=True)
+    under_load = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["workflow", "-started_at"], name="drill_wf_idx")]
+
+    def __str__(self) -> str:
+        return f"drill {self.pk} of {self.workflow_id} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status == self.Status.FINISHED
+
+    @property
+    def passed(self) -> bool:
+        """Finished, at least one run reverted, and no compensation failed."""
+        return self.finished and self.failed == 0 and self.picked >= 1
+
+
+class RollbackDrillItem(models.Model):
+    """One run of a drill and what its compensation did. A run is in at most one item
+    ever (drillitem_one_per_run): no drill, and no redelivered task, reverses it twice,
+    and a compensation that failed is left for a person, never tried again."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REVERTING = "reverting", "Reverting"
+        REVERTED = "reverted", "Reverted"
+        FAILED = "failed", "Failed"
+
+    drill = models.ForeignKey(RollbackDrill, on_delete=models.PROTECT, related_name="items")
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="+", db_index=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    compensating_action = models.CharField(max_length=100)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["run"], name="drillitem_one_per_run")]
+        indexes = [
+            # The sweep: items nobody finished (few at any time).
+            models.Index(
+                fields=["status"],
+                name="drillitem_open_idx",
+                condition=models.Q(status__in=["pending", "reverting"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"drill {self.drill_id} item {self.pk}: run {self.run_id} {self.status}"

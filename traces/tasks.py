@@ -16,6 +16,7 @@ from traces.services.backtests import backtest_run
 from traces.services.breaker import breaker_check_all
 from traces.services.deadlines import deadlines_sweep
 from traces.services.drift import drift_check_all
+from traces.services.drills import drill_item_revert, drills_sweep
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
 from traces.services.probes import probes_seed_all
@@ -36,6 +37,19 @@ def execute_run(run_id: str) -> None:
     run_execute(run_id=uuid.UUID(run_id))
 
 
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=_LEASE * 2 // 3,
+    time_limit=_LEASE * 3 // 4,
+)
+def revert_drill_item(item_id: int) -> None:
+    """Safe to run twice: drill_item_revert claims the item with a guarded UPDATE, and
+    never calls a compensation again once claimed (docs/drills.md)."""
+    drill_item_revert(item_id=int(item_id))
+
+
 @shared_task(ignore_result=True)
 def apply_deadlines() -> int:
     """Every 30 s (CELERY_BEAT_SCHEDULE): decide the waiting runs whose review deadline
@@ -47,8 +61,9 @@ def apply_deadlines() -> int:
 @shared_task(ignore_result=True)
 def sweep_executions() -> None:
     """Dispatch again what nobody is executing (beat runs this every
-    LADDER_EXECUTION_SWEEP_SECONDS)."""
+    LADDER_EXECUTION_SWEEP_SECONDS), and the rollback drills' items nobody finished."""
     execution_sweep()
+    drills_sweep()
 
 
 @shared_task(ignore_result=True)

@@ -61,6 +61,14 @@ def setup(agent, tmp_path):
         executor="server",
         executor_path="traces.demo_executors.refund_issue",
         param_schema={"amount": {"type": "number", "required": True}},
+        reversible=True,
+        compensating_action="refund.reverse",
+    )
+    ActionType.objects.create(
+        workflow=wf,
+        name="refund.reverse",
+        executor="server",
+        executor_path="traces.demo_executors.refund_reverse",
     )
     role_grant(workflow=wf, user=people["rev"], role="reviewer", by=None)
     role_grant(workflow=wf, user=people["owner"], role="owner", by=None)
@@ -186,8 +194,17 @@ def test_a_workflow_with_good_l3_history_climbs_to_l4(
     response = client.post(f"/workflows/{wf.slug}/promotion", {"to_rung": "4", "note": "early"})
     assert response.status_code == 422
     assert "Time at the rung" in response.content.decode()
+    assert "Rollback drill: insufficient." in response.content.decode()  # none run yet
     clock.advance(29 * 86400)
     client.force_login(people["owner"])  # a month later: a new session
+
+    # The owner runs a timed rollback drill from the workflow page (the workers revert
+    # ten refunds through refund.reverse); the L3 -> L4 gate needs one passed.
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/workflows/{wf.slug}/drills", {"batch": "10"})
+    assert response.status_code == 302, response.content
+    assert "Passed" in client.get(response["Location"]).content.decode()
+    assert Run.objects.filter(workflow=wf, status="rolled_back").count() == 10
 
     # Skipping a rung is refused with the reason.
     response = client.post(f"/workflows/{wf.slug}/promotion", {"to_rung": "5", "note": "skip"})
@@ -213,7 +230,7 @@ def test_a_workflow_with_good_l3_history_climbs_to_l4(
     client.force_login(people["compliance"])
     response = client.post(
         f"/promotions/{request_id}/decide",
-        {"verdict": "approve", "reason": "gates met, drill planned"},
+        {"verdict": "approve", "reason": "gates met, drill passed"},
     )
     assert response.status_code == 302
     assert Workflow.objects.get(pk=wf.pk).rung == 4

@@ -191,18 +191,60 @@ def l3_tallies(**kw):
         shadow_version=2,
         outcome=Outcome("csat", "up", 4.1, 30, 4.3, 40),
         policy_version=2,
+        drill=drill(days_ago=3),
     )
     base.update(kw)
     return Tallies(**base)
 
 
-def test_a_good_l3_history_is_eligible_for_l4_with_the_drill_shown_as_missing():
+def drill(*, days_ago, passed=True, under_load=False):
+    return {
+        "id": 7,
+        "at": NOW - timedelta(days=days_ago),
+        "passed": passed,
+        "size": 50,
+        "duration_seconds": 4.25,
+        "under_load": under_load,
+    }
+
+
+def test_a_good_l3_history_with_a_recent_drill_is_eligible_for_l4():
     f = facts(3, days_at_rung=60)
     found = gates.gates_evaluate(f, l3_tallies())
     verdict = gates.eligibility(f, found)
     assert verdict.eligible, verdict.reasons
-    drill = by_name(found)["rollback_drill"]
-    assert (drill.verdict, drill.required) == (gates.MISSING, False)
+    gate = by_name(found)["rollback_drill"]
+    assert (gate.verdict, gate.required) == (gates.PASS, True)
+    assert gate.value == pytest.approx(3.0)
+    assert gate.sentence == (
+        "Latest drill 3.0 days ago (50 runs in 4.2 s) passed; "
+        "a drill passed in the last 30 days is needed."
+    )
+
+
+@pytest.mark.parametrize(
+    ("tallied", "verdict"),
+    [
+        (None, gates.INSUFFICIENT),  # never drilled
+        (drill(days_ago=30), gates.PASS),  # exactly 30 days: still within
+        (drill(days_ago=30.5), gates.FAIL),  # too old
+        (drill(days_ago=1, passed=False), gates.FAIL),  # the latest drill failed
+    ],
+)
+def test_l4_needs_a_drill_passed_in_the_last_30_days(tallied, verdict):
+    f = facts(3, days_at_rung=60)
+    found = gates.gates_evaluate(f, l3_tallies(drill=tallied))
+    assert by_name(found)["rollback_drill"].verdict == verdict
+    eligible = gates.eligibility(f, found)
+    assert eligible.eligible is (verdict == gates.PASS)
+    if verdict != gates.PASS:
+        assert eligible.reasons == (f"Rollback drill: {verdict}.",)
+
+
+def test_a_drill_date_read_back_from_a_stored_snapshot_is_judged_alike():
+    stored = {**drill(days_ago=2), "at": (NOW - timedelta(days=2)).isoformat()}
+    found = by_name(gates.gates_evaluate(facts(3, days_at_rung=60), l3_tallies(drill=stored)))
+    assert found["rollback_drill"].verdict == gates.PASS
 
 
 def test_an_approval_rate_does_not_count_while_reviewers_miss_probes():
@@ -270,6 +312,44 @@ def test_audit_agreement_must_hold_in_every_third_of_the_window():
     )
     assert good["audit_sustained"].verdict == gates.PASS
     assert bad["audit_sustained"].verdict == gates.FAIL
+
+
+def l4_tallies(**kw):
+    base = dict(
+        rung=4,
+        volume=4000,
+        audit=Count(3000, 3003),
+        audit_thirds=(Count(1000, 1001), Count(1000, 1001), Count(1000, 1001)),
+        failure=Count(2, 3000),
+        replay=Count(3000, 3000),
+        outcome=Outcome("csat", "up", 4.1, 30, 4.3, 40),
+        policy_version=3,
+        drill=drill(days_ago=5, under_load=True),
+    )
+    base.update(kw)
+    return Tallies(**base)
+
+
+def test_l5_needs_a_recent_drill_passed_under_load():
+    f = facts(4)
+    good = gates.gates_evaluate(f, l4_tallies())
+    assert gates.eligibility(f, good).eligible
+    gate = by_name(good)["rollback_drill"]
+    assert gate.sentence == (
+        "Latest drill 5.0 days ago (50 runs in 4.2 s) passed, under load; "
+        "a drill passed in the last 30 days, run under load, is needed."
+    )
+    quiet = by_name(gates.gates_evaluate(f, l4_tallies(drill=drill(days_ago=5))))
+    assert quiet["rollback_drill"].verdict == gates.FAIL
+    assert "not under load" in quiet["rollback_drill"].sentence
+    failed = drill(days_ago=5, passed=False, under_load=True)
+    assert by_name(gates.gates_evaluate(f, l4_tallies(drill=failed)))["rollback_drill"].verdict == (
+        gates.FAIL
+    )
+    assert (
+        by_name(gates.gates_evaluate(f, l4_tallies(drill=None)))["rollback_drill"].verdict
+        == gates.INSUFFICIENT
+    )
 
 
 def test_replay_coverage_needs_every_executed_run():

@@ -26,7 +26,8 @@ from ladder.policy import parse_policy
 from ladder.services import rung_since_many
 from traces.evals import eval_tallies_many
 from traces.gates import RunTallies, Window, run_tallies, window_for
-from traces.models import MetricPoint, Run
+from traces.models import MetricPoint, RollbackDrill, Run
+from traces.services.drills import drill_latest_finished
 from traces.services.trace import run_replay_mark
 from traces.status import FINISHED_STATUSES
 
@@ -100,6 +101,7 @@ class _Known:
     types: dict[int, dict[int, tuple[str, str, str]]]  # workflow -> id -> (name, value, currency)
     latest: dict[int, PolicyVersion]
     evals: dict[int, tuple[dict[str, int], gates.EvalPass | None]]
+    drills: dict[int, RollbackDrill]
 
     @classmethod
     def read(cls, workflows: list[Workflow]) -> _Known:
@@ -117,6 +119,7 @@ class _Known:
             types=types,
             latest={v.workflow_id: v for v in latest},
             evals=eval_tallies_many(workflow_ids=[w.pk for w in workflows]),
+            drills=drill_latest_finished(workflow_ids=[w.pk for w in workflows]),
         )
 
 
@@ -151,8 +154,22 @@ def _tallies(
         outcome=_outcome(workflow, since=since, window_start=window_start, now=now),
         policy_version=policy_version,
         policy_problems=policy_problems,
-        drill=None,
+        drill=_drill(known.drills.get(workflow.pk)),
     )
+
+
+def _drill(drill: RollbackDrill | None) -> dict | None:
+    """The latest finished rollback drill as the gate reads it (docs/drills.md)."""
+    if drill is None:
+        return None
+    return {
+        "id": drill.pk,
+        "at": drill.finished_at,
+        "passed": drill.passed,
+        "size": drill.picked,
+        "duration_seconds": drill.duration_seconds,
+        "under_load": drill.under_load,
+    }
 
 
 def tallies_json(tallies: gates.Tallies) -> dict:
