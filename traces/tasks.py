@@ -17,6 +17,7 @@ from traces.services.deadlines import deadlines_sweep
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
 from traces.services.probes import probes_seed_all
+from traces.services.stop import held_sweep
 
 log = logging.getLogger(__name__)
 _LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
@@ -45,8 +46,10 @@ def apply_deadlines() -> int:
 @shared_task(ignore_result=True)
 def sweep_executions() -> None:
     """Dispatch again what nobody is executing (beat runs this every
-    LADDER_EXECUTION_SWEEP_SECONDS)."""
+    LADDER_EXECUTION_SWEEP_SECONDS), and release what a resumed workflow still holds
+    (docs/stop.md; the resume itself releases it, this is the backstop)."""
     execution_sweep()
+    held_sweep()
 
 
 @shared_task(ignore_result=True)
