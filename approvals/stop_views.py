@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from approvals.roles import Access, access_for
+from approvals.roles import Access
 from approvals.workflow_views import _detail_context, _workflow_or_404
 from ladder.errors import Conflict, LadderError
 from ladder.models import Workflow
