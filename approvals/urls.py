@@ -8,6 +8,7 @@ from approvals import (
     eval_views,
     promotion_views,
     settings_views,
+    stop_views,
     views,
     workflow_views,
 )
@@ -38,6 +39,8 @@ urlpatterns = [
         workflow_views.workflow_promotion_request,
         name="workflow-promotion-request",
     ),
+    path("workflows/<slug:slug>/stop", stop_views.workflow_stop_view, name="workflow-stop"),
+    path("workflows/<slug:slug>/resume", stop_views.workflow_resume_view, name="workflow-resume"),
     path("promotions/", promotion_views.promotion_list, name="promotions"),
     path("promotions/<int:request_id>/", promotion_views.promotion_detail, name="promotion"),
     path(

@@ -53,6 +53,9 @@ class WorkflowRules:
     certified_until: datetime | None = None
     # Set by rules_at when an L4/L5 workflow's run is handled at L3: why, for the reviewer.
     capped: str = ""
+    # The stop button (docs/stop.md): the reason the workflow was stopped, "" while it
+    # runs. While stopped no proposal is routed to execution, whatever the rung.
+    stopped: str = ""
 
     @property
     def policy_decides(self) -> bool:
@@ -94,6 +97,15 @@ class Decision:
     policy: PolicyDecision | None = None
     policy_version: int | None = None
     shadow: PolicyDecision | None = None
+    # An L4/L5 proposal that arrived while its workflow was stopped: it waits in the
+    # escalated queue, and the policy decides it when the workflow resumes (unless a
+    # person decided it first). The policy was not asked, so nothing was counted.
+    held: bool = False
+
+
+def stopped_reason(reason: str) -> str:
+    """The escalation reason of a run held by the stop button."""
+    return f"workflow stopped: {reason}"
 
 
 _QUEUE_BY_RUNG = {Rung.L1: Queue.L1, Rung.L2: Queue.L2, Rung.L3: Queue.L3}
@@ -219,6 +231,18 @@ def decide(
         if alt_rules is not None:
             validate_params(alt_rules.param_schema, alt["params"])
     value, currency = proposal_value(rules, proposal["params"])
+    if workflow.stopped and workflow.rung >= Rung.L4:
+        # Art. 14(4)(e) EU AI Act: a stopped workflow executes nothing. Below L4 a person
+        # decides anyway (and execution waits for the resume); here nobody is asked the
+        # policy's question until the workflow resumes.
+        return Decision(
+            route=Route.REVIEW,
+            queue=Queue.ESCALATED,
+            reason=stopped_reason(workflow.stopped),
+            value=value,
+            currency=currency,
+            held=True,
+        )
     compiled = workflow.policy if workflow.rung >= Rung.L2 else None
     verdict = evaluate(compiled, proposal, counters or NO_COUNTERS) if compiled else None
     queue = _QUEUE_BY_RUNG.get(Rung(workflow.rung))

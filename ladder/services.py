@@ -126,6 +126,100 @@ def rung_change_cause(change: RungChange) -> str:
     return "by_hand" if change.actor_id else "demotion"
 
 
+# -- the stop button (docs/stop.md) ------------------------------------------------------
+
+_STOP_REASON_MAX = Workflow._meta.get_field("stop_reason").max_length
+
+
+def _stop_reason(reason: str) -> str:
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise Unprocessable("say why the workflow stops or resumes", code="reason_required")
+    if len(reason) > _STOP_REASON_MAX:
+        raise Unprocessable(
+            f"the reason may be at most {_STOP_REASON_MAX} characters", code="reason_too_long"
+        )
+    return reason
+
+
+@transaction.atomic
+def workflow_stop(*, workflow: Workflow, actor, reason: str) -> RungChange:
+    """Stop the workflow: from the commit on, no proposal of it executes, whatever its
+    rung, until someone resumes it (EU AI Act Art. 14(4)(e)).
+
+    A guarded UPDATE (only a running workflow stops), so a double click or two people
+    at once get one stop and one `already_stopped`. The row change bumps rules_version
+    (trigger): every gateway process handles its next run as stopped. The rung stays;
+    the stop is kept as a rung change (from_rung == to_rung) and mailed to owners and
+    compliance. Permission (owners, compliance, admins) is the caller's to check.
+    """
+    reason = _stop_reason(reason)
+    now = timezone.now()
+    stopped = Workflow.objects.filter(pk=workflow.pk, stopped_at__isnull=True).update(
+        stopped_at=now, stopped_by=actor, stop_reason=reason
+    )
+    if stopped != 1:
+        raise Conflict("the workflow is already stopped", code="already_stopped")
+    workflow.refresh_from_db(fields=["rung", "stopped_at", "stopped_by", "stop_reason"])
+    change = RungChange.objects.create(
+        workflow=workflow,
+        kind=RungChange.Kind.STOP,
+        from_rung=workflow.rung,
+        to_rung=workflow.rung,
+        reason=reason,
+        evidence={},
+        actor=actor,
+    )
+    who = actor.get_username() if actor is not None else "the system"
+    notify(
+        workflow=workflow,
+        kind=Alert.Kind.STOP,
+        subject=f"Stopped by {who}: nothing executes until it is resumed",
+        body=(
+            f"{who} stopped workflow {workflow.slug} (L{workflow.rung}) at "
+            f"{now.isoformat()}: {reason}\n\nNo proposal executes while it is stopped. New "
+            "runs wait; approved actions wait. Someone with the owner or compliance role "
+            "resumes it on the workflow page."
+        ),
+    )
+    return change
+
+
+@transaction.atomic
+def workflow_resume(*, workflow: Workflow, actor, reason: str) -> RungChange:
+    """Resume a stopped workflow; the same guarded UPDATE the other way round (only a
+    stopped workflow resumes: `not_stopped` otherwise). What waited is released by the
+    caller in the same transaction (traces.services.stop.workflow_resume_release)."""
+    reason = _stop_reason(reason)
+    resumed = Workflow.objects.filter(pk=workflow.pk, stopped_at__isnull=False).update(
+        stopped_at=None, stopped_by=None, stop_reason=""
+    )
+    if resumed != 1:
+        raise Conflict("the workflow is not stopped", code="not_stopped")
+    workflow.refresh_from_db(fields=["rung", "stopped_at", "stopped_by", "stop_reason"])
+    change = RungChange.objects.create(
+        workflow=workflow,
+        kind=RungChange.Kind.RESUME,
+        from_rung=workflow.rung,
+        to_rung=workflow.rung,
+        reason=reason,
+        evidence={},
+        actor=actor,
+    )
+    who = actor.get_username() if actor is not None else "the system"
+    notify(
+        workflow=workflow,
+        kind=Alert.Kind.RESUME,
+        subject=f"Resumed by {who}",
+        body=(
+            f"{who} resumed workflow {workflow.slug} (L{workflow.rung}): {reason}\n\n"
+            "Approved actions execute again; runs that arrived while it was stopped are "
+            "handled at its current rung."
+        ),
+    )
+    return change
+
+
 def rung_since_many(*, workflows: list[Workflow]) -> dict[int, datetime]:
     """When each workflow stepped onto its current rung: its newest promotion or demotion
     to that rung, or its creation when none is recorded (a stop and a resume do not
@@ -133,8 +227,8 @@ def rung_since_many(*, workflows: list[Workflow]) -> dict[int, datetime]:
     since = {w.pk: w.created_at for w in workflows}
     rungs = {w.pk: w.rung for w in workflows}
     changes = (
-        # A stop or resume leaves the workflow on its rung: it does not restart it.
         RungChange.objects.filter(workflow_id__in=list(rungs))
+        # A stop or resume keeps the rung (from_rung == to_rung): not a step onto it.
         .exclude(kind__in=[RungChange.Kind.STOP, RungChange.Kind.RESUME])
         .order_by("workflow_id", "-created_at", "-id")
         .values_list("workflow_id", "to_rung", "created_at")

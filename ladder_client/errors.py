@@ -90,8 +90,10 @@ class DecisionTimeout(LadderError):
     """No decision within the time given to `PendingDecision.wait`. The run keeps
     waiting on the server: wait again, or resubmit with the same idempotency key later."""
 
-    def __init__(self, run_id: str, timeout: float, status: str) -> None:
-        super().__init__(f"run {run_id} still {status} after {timeout:g}s")
+    def __init__(self, run_id: str, timeout: float, status: str, *, stopped: str = "") -> None:
+        why = f" (its workflow is stopped: {stopped})" if stopped else ""
+        super().__init__(f"run {run_id} still {status} after {timeout:g}s{why}")
+        self.stopped = stopped
         self.run_id = run_id
         self.timeout = timeout
         self.status = status

@@ -6,6 +6,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from ladder_client.models import EXECUTED, EXECUTING, FINISHED_STATUSES, ROLLED_
 
 if TYPE_CHECKING:
     from ladder_client.client import LadderClient
-    from ladder_client.runs import AgentRun
+    from ladder_client.runs import AgentRun, PendingDecision
 
 log = logging.getLogger("ladder_client")
 
@@ -101,6 +102,21 @@ def _report_quietly(run: AgentRun, *, error: BaseException | str) -> None:
         log.exception("run %s: could not report its failure", run.id)
 
 
+def _claim(run: AgentRun, pending: PendingDecision, *, until: float, poll: float) -> None:
+    """Claim the approved action; if its workflow was stopped since the approval (409
+    `workflow_stopped`), wait for the resume and claim then, up to `until`."""
+    while True:
+        try:
+            run.claim()
+            return
+        except Conflict as exc:
+            if exc.code != "workflow_stopped":
+                raise
+        pending.refresh()
+        # Waits while the run is approved and its workflow stopped (RunInfo.waiting).
+        pending.wait(timeout=max(0.0, until - time.monotonic()), poll=poll)
+
+
 def gated(
     client: LadderClient,
     workflow: str,
@@ -125,6 +141,8 @@ def gated(
     - rejected or denied (by the policy, or by the review deadline when nobody decided
       in time): raises `ActionRejected(reason)` without calling `fn`;
       approved for a different action: reports the run failed, raises `ActionChanged`;
+    - the workflow is stopped (docs/stop.md): an approved action is not carried out
+      (nor claimed) until it is resumed; the call keeps waiting, within `timeout`;
     - no decision in time: raises `DecisionTimeout` (calling again with the same
       `idempotency_key` resumes the same run instead of proposing a new one).
 
@@ -142,6 +160,7 @@ def gated(
         @functools.wraps(fn)
         def wrapper(*args: Any, idempotency_key: str | None = None, **kwargs: Any) -> Any:
             params = _params(sig, args, kwargs)
+            started = time.monotonic()
             with client.run(
                 workflow,
                 input={"call": name, "params": params},
@@ -171,7 +190,7 @@ def gated(
                 ):
                     return _finished(pending.wait_result(timeout=timeout))
                 try:
-                    run.claim()
+                    _claim(run, pending, until=started + timeout, poll=poll)
                 except Conflict as exc:
                     if exc.code != "already_claimed":
                         raise

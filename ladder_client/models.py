@@ -91,6 +91,9 @@ class RunInfo:
     escalation_reason: str | None = None
     #: While waiting for a person: when the workflow's deadline decides instead.
     deadline_at: str | None = None
+    #: The workflow is stopped (``{"at", "reason"}``): nothing of it executes until it
+    #: is resumed, so an approved run waits too (`waiting`).
+    workflow_stopped: dict[str, Any] | None = None
     created_at: str | None = None
     trace_events: int = 0
     trace_head: str = ""
@@ -117,6 +120,7 @@ class RunInfo:
             policy=data.get("policy"),
             escalation_reason=data.get("escalation_reason"),
             deadline_at=data.get("deadline_at"),
+            workflow_stopped=data.get("workflow_stopped"),
             created_at=data.get("created_at"),
             trace_events=int(trace.get("events", 0)),
             trace_head=trace.get("head", ""),
@@ -126,8 +130,14 @@ class RunInfo:
 
     @property
     def waiting(self) -> bool:
-        """True while a decision is still to come."""
-        return self.status in WAITING_STATUSES
+        """True while a decision is still to come, or while an approved action may not
+        be carried out yet because its workflow is stopped (`stopped`)."""
+        return self.status in WAITING_STATUSES or self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        """Approved, but its workflow is stopped: the action waits for the resume."""
+        return self.status == APPROVED and self.workflow_stopped is not None
 
     @property
     def finished(self) -> bool:

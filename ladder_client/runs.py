@@ -72,16 +72,17 @@ class PendingDecision:
         Returns the final `Decision` (`approved`, `action`, the *final* `params` after a
         reviewer's edits, `reason`, `status`). A run nobody decided before its review
         deadline comes back denied by the deadline (`reason` "no decision within …"); the
-        server answers a poll open at the deadline then. Raises `DecisionTimeout` after
-        `timeout` seconds; the run keeps waiting on the server, so calling `wait()` again
-        is fine.
+        server answers a poll open at the deadline then. An approval of a workflow that
+        is stopped is not returned until the workflow resumes: the action may not be
+        carried out meanwhile. Raises `DecisionTimeout` after `timeout` seconds; the run
+        keeps waiting on the server, so calling `wait()` again is fine.
         """
         deadline = time.monotonic() + timeout
         run = self.run
         while run.waiting:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DecisionTimeout(self.id, timeout, run.status)
+                raise DecisionTimeout(self.id, timeout, run.status, stopped=_stop_reason(run))
             wait = max(0.0, min(poll, remaining))
             started = time.monotonic()
             run = self.client.get_run(self.id, wait=wait)
@@ -106,7 +107,7 @@ class PendingDecision:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise DecisionTimeout(self.id, timeout, run.status)
+                raise DecisionTimeout(self.id, timeout, run.status, stopped=_stop_reason(run))
             if run.waiting:
                 run = self.client.get_run(self.id, wait=min(25.0, remaining))
             else:
@@ -386,6 +387,10 @@ class AgentRun:
         if self.pending is not None:
             self.pending.run = info
         return info
+
+
+def _stop_reason(run: RunInfo) -> str:
+    return str((run.workflow_stopped or {}).get("reason") or "") if run.stopped else ""
 
 
 def _alternative(item: Mapping[str, Any] | tuple[Any, ...]) -> dict[str, Any]:

@@ -33,7 +33,12 @@ from traces.jsonbody import parse_json_body
 from traces.limits import rate_check
 from traces.longpoll import ENVIRON_KEY, run_wait
 from traces.models import Run, RunStatus
-from traces.selectors import drift_check_latest, gate_snapshot_latest, run_replay_for_agent
+from traces.selectors import (
+    drift_check_latest,
+    gate_snapshot_latest,
+    run_replay_for_agent,
+    stop_out,
+)
 from traces.services import agent, deadlines, evals, gateway
 
 log = logging.getLogger(__name__)
@@ -171,6 +176,11 @@ class TraceOut(BaseModel):
     head: str
 
 
+class WorkflowStoppedOut(BaseModel):
+    at: datetime
+    reason: str
+
+
 class RunOut(BaseModel):
     id: str
     workflow: str
@@ -186,6 +196,10 @@ class RunOut(BaseModel):
     escalation_reason: str | None = None
     # While waiting for a person: when the deadline decides instead (docs/deadlines.md).
     deadline_at: datetime | None = None
+    # The run's workflow is stopped (docs/stop.md): when and why, else null. Nothing of
+    # it executes meanwhile: an approved run waits (a claim is 409 workflow_stopped), an
+    # L4/L5 proposal waits in the escalated queue for the resume.
+    workflow_stopped: WorkflowStoppedOut | None = None
     created_at: datetime
     trace: TraceOut
     # POST /runs only: pseudonym → the value it replaced in *this* request's body, so the
@@ -232,9 +246,23 @@ def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
         "policy": run.policy,
         "escalation_reason": run.escalation_reason or None,
         "deadline_at": run.deadline_at if run.status == RunStatus.PENDING_REVIEW else None,
+        "workflow_stopped": _workflow_stopped(run),
         "created_at": run.created_at,
         "trace": {"events": run.trace_length, "head": run.trace_head},
     }
+
+
+def _workflow_stopped(run: Run) -> dict | None:
+    # The gateway sets it on the runs it answers for (the state the run was judged
+    # under, no extra query); every other answer reads the run's workflow.
+    known = run.__dict__.get("workflow_stopped", _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known
+    workflow = run.workflow
+    return stop_out(at=workflow.stopped_at, reason=workflow.stop_reason)
+
+
+_UNKNOWN = object()
 
 
 # -- runs -------------------------------------------------------------------------------
@@ -495,8 +523,9 @@ def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
 def get_workflow(request, slug: str):
     """Rung, action types, the policy in force (`policy`, L4/L5) or the draft evaluated in
     shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot, and the
-    autonomy certificate the workflow stands on (`certificate`, or null), and the latest
-    drift check (`drift`, or null; docs/drift.md)."""
+    autonomy certificate the workflow stands on (`certificate`, or null), the latest
+    drift check (`drift`, or null; docs/drift.md), and whether it is stopped
+    (`stopped`: `{at, reason}`, or null; docs/stop.md)."""
     workflow = _workflow_for(request.auth, slug)
     latest = policy_latest(workflow)
     snapshot = gate_snapshot_latest(workflow=workflow)
@@ -527,6 +556,8 @@ def get_workflow(request, slug: str):
         "rung_history": rung_history(workflow=workflow, people=False),
         "certificate": _certificate_out(certificate_current(workflow=workflow)),
         "drift": drift.as_json() if drift else None,
+        # Agents learn when and why, not who (as in rung_history).
+        "stopped": stop_out(at=workflow.stopped_at, reason=workflow.stop_reason),
     }
 
 

@@ -151,6 +151,9 @@ class WorkflowRow:
     server_actions: frozenset[str] = frozenset()
     review_deadline_seconds: int = 72 * 3600
     deadline_action: str = "deny"
+    # The stop button: when the workflow was stopped (None while it runs); the reason
+    # is rules.stopped. The agent is told both in the answer to POST /runs.
+    stopped_at: datetime | None = None
 
 
 def _json(value):
@@ -178,6 +181,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
             # run compares it with its own time (ladder.decide.rules_at).
             "(SELECT max(c.valid_until) FROM ladder_certificate c "
             "WHERE c.workflow_id = w.id AND c.rung >= w.rung), "
+            "w.stopped_at, w.stop_reason, "
             "a.id, a.name, a.param_schema, "
             "a.value_param, a.currency_param, a.executor FROM ladder_workflow w "
             # The newest policy version (portable SQL: SQLite has no LATERAL).
@@ -193,6 +197,7 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
         return None
     wf_id, rung, personal, version, group, deadline, deadline_action, number, document = rows[0][:9]
     certified_until = _aware(rows[0][9])
+    stopped_at, stop_reason = _aware(rows[0][10]), rows[0][11]
     personal = _json(personal) or []
     actions, ids, server = {}, {}, set()
     for *_, action_id, name, schema, value_param, currency_param, executor in rows:
@@ -225,11 +230,14 @@ def workflow_row(slug: str, *, memo: bool = False) -> WorkflowRow | None:
             policy_version=number if compiled is not None else None,
             policy_problem=problem,
             certified_until=certified_until,
+            # A stop is recorded with its reason; one without (set by hand) still stops.
+            stopped=(stop_reason or "stopped") if stopped_at is not None else "",
         ),
         action_ids=ids,
         server_actions=frozenset(server),
         review_deadline_seconds=deadline,
         deadline_action=deadline_action,
+        stopped_at=stopped_at,
     )
     if memo_enabled():
         WORKFLOWS.put(slug, row)
@@ -288,6 +296,7 @@ RUN_COLUMNS = (
     "shadow_outcome",
     "shadow_version",
     "probe",
+    "held",
     "replay_ok",
     "version",
     "trace_head",

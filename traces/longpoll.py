@@ -20,7 +20,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from traces.limits import WAITS
-from traces.status import WAITING_STATUSES
+from traces.status import WAITING_STATUSES, RunStatus
 
 if TYPE_CHECKING:  # the server's worker imports this module before Django is set up
     from traces.auth import AgentAuth
@@ -57,7 +57,7 @@ class LongPoll:
 def run_wait(request: HttpRequest, *, auth: AgentAuth, run: Run, seconds: float) -> Run | None:
     """The run once decided or at the deadline; None when the server parked the request
     (the view's answer is then discarded and the view is called again later)."""
-    if run.status not in WAITING_STATUSES or seconds <= 0:
+    if not waits(run) or seconds <= 0:
         return run
     hook: LongPoll | None = request.META.get(ENVIRON_KEY)
     if hook is None:
@@ -71,6 +71,15 @@ def run_wait(request: HttpRequest, *, auth: AgentAuth, run: Run, seconds: float)
     return None
 
 
+def waits(run: Run) -> bool:
+    """The agent still has to wait: no decision yet, or approved while its workflow is
+    stopped (docs/stop.md: it may act only once the workflow resumes). A resume NOTIFYs
+    the approved runs' ids, which wakes their parked polls."""
+    if run.status in WAITING_STATUSES:
+        return True
+    return run.status == RunStatus.APPROVED and run.workflow.stopped_at is not None
+
+
 def _wait_in_thread(*, auth: AgentAuth, run: Run, seconds: float) -> Run:
     # Servers without the parking worker (runserver, tests): the old polling loop, with
     # the same per-token cap.
@@ -78,7 +87,7 @@ def _wait_in_thread(*, auth: AgentAuth, run: Run, seconds: float) -> Run:
     try:
         deadline = time.monotonic() + seconds
         delay = 0.1
-        while run.status in WAITING_STATUSES:
+        while waits(run):
             # To the deadline itself, not a step short of it: a poll capped at the run's
             # review deadline must end after it, when the view can apply it.
             remaining = deadline - time.monotonic()

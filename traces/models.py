@@ -107,6 +107,10 @@ class Run(models.Model):
     # A known-wrong eval case put in the L3 queue to show reviewers look (docs/evals.md):
     # never executed, never counted as the agent's evidence.
     probe = models.BooleanField(default=False, db_default=False)
+    # An L4/L5 run that arrived while its workflow was stopped (docs/stop.md): it waits
+    # in the escalated queue undecided by the policy, which decides it on resume unless
+    # a person decided it first.
+    held = models.BooleanField(default=False, db_default=False)
     # Once the execution is over: the replay was complete and its chain verified.
     replay_ok = models.BooleanField(null=True, blank=True)
     # The nine columns above packed into one integer by the database itself
@@ -181,6 +185,13 @@ class Run(models.Model):
                 name="run_gate_idx",
                 condition=models.Q(decided_at__isnull=False),
             ),
+            # Runs held by a stopped workflow, released on resume (few, and only while a
+            # workflow is stopped: the gateway pays for it on held runs only).
+            models.Index(
+                fields=["workflow", "created_at", "id"],
+                name="run_held_idx",
+                condition=models.Q(held=True),
+            ),
             # The re-dispatch sweep: approved or executing runs (few at any time).
             models.Index(
                 fields=["updated_at"],
@@ -214,6 +225,8 @@ class TraceEvent(models.Model):
         OUTCOME = "outcome"
         ROLLBACK = "rollback"
         DEADLINE = "deadline"
+        # The run arrived while its workflow was stopped and waits (docs/stop.md).
+        HOLD = "hold"
 
     # Keyed by its place in its run's chain: no surrogate id, so no sequence to draw from
     # and one index fewer for every event the gateway writes (migration 0007).

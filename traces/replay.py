@@ -146,6 +146,7 @@ def rebuild(events: list[dict], *, run_id: str = "") -> dict[str, Any]:
         "policy": None,
         "shadow": None,
         "deadline": [],
+        "hold": [],
         "execution": [],
         "after_decision": [],
         "outcomes": [],
@@ -176,6 +177,8 @@ def rebuild(events: list[dict], *, run_id: str = "") -> dict[str, Any]:
                 run["shadow"] = payload
         elif kind == "deadline":
             run["deadline"].append(payload)
+        elif kind == "hold":  # held while the workflow was stopped, then released
+            run["hold"].append(payload)
         elif kind == "execution":
             run["execution"].append(payload)
         elif kind == "outcome":

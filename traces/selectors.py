@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, Sum
 from django.db.models.fields.json import KT
 
@@ -332,3 +333,53 @@ def gate_snapshot_latest(*, workflow: Workflow) -> GateSnapshot | None:
 def drift_check_latest(*, workflow: Workflow) -> DriftCheck | None:
     """The workflow's newest drift check (traces/services/drift.py), or None."""
     return DriftCheck.objects.filter(workflow=workflow).order_by("-computed_at", "-id").first()
+
+
+# -- the stop button (docs/stop.md) -------------------------------------------------------
+
+
+def stop_out(*, at, reason: str) -> dict | None:
+    """What an agent is told of a stopped workflow: `{at, reason}`, or None while it runs.
+    No person is named (agents learn what happened, not who did it)."""
+    if at is None:
+        return None
+    return {"at": at, "reason": reason}
+
+
+@dataclass(frozen=True)
+class StopState:
+    slug: str
+    stopped_at: object  # datetime | None
+    reason: str
+
+
+def stop_state_locked(*, workflow_id: int | None = None, run_id=None) -> StopState:
+    """The workflow's stop state (of `workflow_id`, or of run `run_id`'s workflow) under
+    a share lock on its row until the transaction ends (PostgreSQL), so that a claim and a
+    stop are ordered: the stop's UPDATE waits for the claim's commit, or the claim reads
+    the committed stop. Shares do not block one another, nor the gateway's inserts."""
+    if connection.vendor == "postgresql":
+        where = (
+            "id = %s"
+            if workflow_id is not None
+            else ("id = (SELECT workflow_id FROM traces_run WHERE id = %s)")
+        )
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT slug, stopped_at, stop_reason FROM ladder_workflow "  # noqa: S608
+                f"WHERE {where} FOR SHARE",
+                [workflow_id if workflow_id is not None else run_id],
+            )
+            row = cur.fetchone()
+    else:  # SQLite serialises writers itself
+        if workflow_id is None:
+            found = Run.objects.filter(pk=run_id).values_list("workflow_id", flat=True)
+            workflow_id = found.first()
+        row = (
+            Workflow.objects.filter(pk=workflow_id)
+            .values_list("slug", "stopped_at", "stop_reason")
+            .first()
+        )
+    if row is None:
+        return StopState("", None, "")
+    return StopState(row[0], row[1], row[2])

@@ -20,6 +20,7 @@ from traces.services.drills import drill_item_revert, drills_sweep
 from traces.services.execution import execution_sweep, run_execute
 from traces.services.gates import gates_recompute_all
 from traces.services.probes import probes_seed_all
+from traces.services.stop import held_sweep
 
 log = logging.getLogger(__name__)
 _LEASE = settings.LADDER_EXECUTION_LEASE_SECONDS
@@ -61,9 +62,12 @@ def apply_deadlines() -> int:
 @shared_task(ignore_result=True)
 def sweep_executions() -> None:
     """Dispatch again what nobody is executing (beat runs this every
-    LADDER_EXECUTION_SWEEP_SECONDS), and the rollback drills' items nobody finished."""
+    LADDER_EXECUTION_SWEEP_SECONDS), the rollback drills' items nobody finished, and
+    what a resumed workflow still holds (docs/stop.md; the resume itself releases it, this
+    is the backstop)."""
     execution_sweep()
     drills_sweep()
+    held_sweep()
 
 
 @shared_task(ignore_result=True)

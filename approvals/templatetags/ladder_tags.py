@@ -64,3 +64,13 @@ def audits_due(context) -> str | None:
         return None
     due, capped = audits_due_count(workflow_ids=workflow_ids)
     return f"{due}+" if capped else str(due)
+
+
+@register.filter
+def may_stop(user, workflow) -> bool:
+    """Whether the stop button (and resume) is offered: owners and compliance of the
+    workflow, admins (approvals.stop_views checks it again on POST)."""
+    if not user.is_authenticated:
+        return False
+    access = access_for(user)
+    return workflow.pk in access.own | access.comply

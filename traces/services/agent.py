@@ -13,6 +13,7 @@ from ladder.rungs import Executor
 from traces.auth import AgentAuth
 from traces.models import MetricPoint, Run, RunStatus, TraceEvent
 from traces.replay import EXECUTION_PHASE, FREEZING_TYPES
+from traces.selectors import stop_state_locked
 from traces.services.breaker import breaker_check_later
 from traces.services.redactors import agent_redaction_budget, fit, redactor_for
 from traces.services.trace import EventSpec, run_replay_mark, trace_append
@@ -189,6 +190,17 @@ def run_claim(*, auth: AgentAuth, run: Run) -> Run:
     if locked.status != RunStatus.APPROVED:
         raise Conflict(
             f"run is {locked.status}: only an approved run can be claimed", code="not_approved"
+        )
+    # Under a share lock on the workflow row: a stop waits for this claim to commit, and
+    # this claim for a stop being made (docs/stop.md), so no claim lands after a stop.
+    state = stop_state_locked(workflow_id=locked.workflow_id)
+    if state.stopped_at is not None:
+        # The approval stands; the action waits for the resume.
+        raise Conflict(
+            f"workflow '{state.slug}' is stopped ({state.reason}): the run stays approved; "
+            "do not act on it: wait (GET /runs/{id}?wait=S) until the workflow is "
+            "resumed, then claim it",
+            code="workflow_stopped",
         )
     locked.status = RunStatus.EXECUTING
     locked.execution_attempts += 1

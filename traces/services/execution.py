@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from ladder.errors import Unprocessable
 from ladder.rungs import Executor
 from traces.models import Run, RunStatus, TraceEvent
+from traces.selectors import stop_state_locked
 from traces.services.breaker import breaker_check_later
 from traces.services.redactors import redactor_for
 from traces.services.trace import EventSpec, run_replay_mark, trace_append
@@ -90,7 +91,11 @@ def execution_sweep(*, now: datetime | None = None) -> Sweep:
     now = now or timezone.now()
     batch = settings.LADDER_EXECUTION_SWEEP_BATCH
     # Attention probes are never executed, approved or not (traces/services/probes.py).
-    server = Run.objects.filter(action_type__executor=Executor.SERVER, probe=False)
+    # Nor is anything of a stopped workflow: it stays `approved` (or `executing`) and
+    # goes once the workflow resumes (docs/stop.md).
+    server = Run.objects.filter(
+        action_type__executor=Executor.SERVER, probe=False, workflow__stopped_at__isnull=True
+    )
     grace = now - timedelta(seconds=settings.LADDER_EXECUTION_GRACE_SECONDS)
     waiting = list(
         server.filter(status=RunStatus.APPROVED, updated_at__lt=grace)
@@ -133,7 +138,12 @@ def run_execute(*, run_id: uuid.UUID) -> Run:
 
     now = timezone.now()
     with transaction.atomic():
-        claimed = Run.objects.filter(pk=run_id, status=RunStatus.APPROVED, probe=False).update(
+        stop_state_locked(run_id=run_id)  # orders this claim and a stop (docs/stop.md)
+        # Never while the workflow is stopped (the stop button, docs/stop.md): the run
+        # stays `approved`, and the resume (or the sweep) sends it again.
+        claimed = Run.objects.filter(
+            pk=run_id, status=RunStatus.APPROVED, probe=False, workflow__stopped_at__isnull=True
+        ).update(
             status=RunStatus.EXECUTING,
             execution_attempts=F("execution_attempts") + 1,
             execution_claimed_at=now,
@@ -146,7 +156,11 @@ def run_execute(*, run_id: uuid.UUID) -> Run:
         )
         if not claimed:
             if run.probe or run.status != RunStatus.EXECUTING or not _lease_over(run, now):
-                return run  # a probe, finished, never approved, or still held: nothing to do
+                # A probe, finished, never approved, approved but its workflow stopped,
+                # or still held by a live worker: nothing to do.
+                return run
+            if run.workflow.stopped_at is not None:
+                return run  # a lost worker's run is taken back only once resumed
             refusal = _no_second_call(run)
             if refusal:
                 return _finish_execution(run=run, succeeded=False, output=None, error=refusal)

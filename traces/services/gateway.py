@@ -19,9 +19,9 @@ from traces.auth import AgentAuth, authenticate_hash
 from traces.chain import GENESIS, canonical_json_of_parsed
 from traces.ids import uuid7
 from traces.models import Decider, Run, RunStatus, TraceEvent
+from traces.selectors import stop_out
 from traces.services import policy
 from traces.services.execution import execution_enqueue
-from traces.services.policy import counters_json
 from traces.services.redactors import agent_redaction_budget, fit, proposal_pseudonyms, redactor_of
 from traces.services.trace import EventSpec, chain_links
 
@@ -89,7 +89,7 @@ def run_placement(decision: Decision) -> Placement:
     raise ValueError(f"the gateway has no place for route {route!r} with queue {queue!r}")
 
 
-def _policy_decision(
+def decision_by_policy(
     *, place: Placement, decision: Decision, proposal: dict | None, at: datetime
 ) -> dict | None:
     """The run's `decision` when the policy decided at submission (allowed or denied):
@@ -146,24 +146,12 @@ def _creation_specs(
                 TraceEvent.Type.PROPOSAL, body["proposal"], actor, payload_json=parts.proposal
             )
         )
-    verdict = decision.policy or decision.shadow
-    if verdict is not None:
-        # What the policy said and everything it said it on: with the version's document
-        # and these counters, an examiner re-evaluates the decision exactly.
-        payload = {
-            "decision": verdict.outcome,
-            "policy_version": decision.policy_version,
-            "rules_fired": list(verdict.rules_fired),
-            "reasons": list(verdict.reasons),
-            "counters": counters_json(counters),
-        }
-        if decision.policy is not None:
-            payload["reason"] = decision.reason
-            payload["audit_sampled"] = audit
-            kind = TraceEvent.Type.POLICY_DECISION
-        else:
-            kind = TraceEvent.Type.POLICY_SHADOW
-        specs.append(EventSpec(kind, payload, "system"))
+    verdict_event = policy.verdict_event(decision, counters=counters, audit=audit)
+    if verdict_event is not None:
+        specs.append(EventSpec(*verdict_event, "system"))
+    if decision.held:
+        # Why this L4/L5 run waits: the stop button, not the policy (docs/stop.md).
+        specs.append(EventSpec(TraceEvent.Type.HOLD, {"reason": decision.reason}, "system"))
     return specs
 
 
@@ -316,7 +304,7 @@ def _decide_and_store(
         audit=audit,
     )
     links = chain_links(run_id=run_id, specs=specs, prev_hash=GENESIS, start_seq=1, at=now)
-    decided = _policy_decision(place=place, decision=decision, proposal=proposal, at=now)
+    decided = decision_by_policy(place=place, decision=decision, proposal=proposal, at=now)
     run = fastpath.new_run(
         {
             "id": run_id,
@@ -341,6 +329,7 @@ def _decide_and_store(
             "shadow_outcome": decision.shadow.outcome if decision.shadow else "",
             "shadow_version": decision.policy_version if decision.shadow else None,
             "audit": AuditState.DUE if audit else AuditState.NONE,
+            "held": decision.held,
             "deadline_at": (
                 now + timedelta(seconds=workflow.review_deadline_seconds)
                 if place.status == RunStatus.PENDING_REVIEW
@@ -368,7 +357,11 @@ def _decide_and_store(
     )
     if stored is fastpath.Stored.FULL:
         raise _Full
+    # The stop state the run was judged under (the INSERT's guard confirmed it current):
+    # the agent reads it in this answer (traces.api.run_out).
+    stopped = stop_out(at=workflow.stopped_at, reason=workflow.rules.stopped)
     if stored is fastpath.Stored.NEW:
+        run.workflow_stopped = stopped
         if write is not None and not fastpath.memo_enabled():
             policy.record_effects_orm(run_id=run_id, workflow_id=workflow.id, write=write, at=now)
         if place.status == RunStatus.APPROVED and proposal["action"] in workflow.server_actions:
@@ -381,7 +374,9 @@ def _decide_and_store(
     existing = Run.objects.filter(workflow_id=workflow.id, idempotency_key=key).first()
     if existing is None:  # the key's owner vanished between the two statements: retry
         raise Conflict("a concurrent duplicate was being stored; retry", code="retry")
-    return _same_request(existing, request_hash), False
+    existing = _same_request(existing, request_hash)
+    existing.workflow_stopped = stopped
+    return existing, False
 
 
 _KEY_MAX = Run._meta.get_field("idempotency_key").max_length

@@ -42,7 +42,7 @@ from ladder.policy import (
 )
 from ladder.rungs import PolicyOutcome, Rung
 from traces import fastpath
-from traces.models import PolicyAllowance, Run, SubjectSeen
+from traces.models import PolicyAllowance, Run, SubjectSeen, TraceEvent
 
 
 def subject_digest(scope: str, subject: str) -> str:
@@ -87,6 +87,10 @@ def counting_for(rules: WorkflowRules, proposal: dict | None) -> Counting | None
     """What the workflow's policy will ask about this proposal, or None (nothing)."""
     compiled = rules.policy
     if compiled is None or proposal is None or rules.rung < Rung.L2:
+        return None
+    if rules.stopped and rules.policy_decides:
+        # Held by the stop button: the policy is not asked now, so nothing is counted
+        # or marked seen; it decides (and counts) on resume (traces.services.stop).
         return None
     action = proposal.get("action")
     if not isinstance(action, str):
@@ -275,6 +279,29 @@ def counters_json(counters: Counters | None) -> dict[str, Any]:
     if counters.seen:
         out["seen"] = dict(counters.seen)
     return out
+
+
+def verdict_event(
+    decision: Decision, *, counters: Counters | None, audit: bool
+) -> tuple[str, dict] | None:
+    """(event type, payload) of what the policy said, or None when it was not asked:
+    `policy_decision` at L4/L5, `policy_shadow` for a draft at L2/L3. With the
+    version's document and these counters, an examiner re-evaluates it exactly."""
+    verdict = decision.policy or decision.shadow
+    if verdict is None:
+        return None
+    payload = {
+        "decision": verdict.outcome,
+        "policy_version": decision.policy_version,
+        "rules_fired": list(verdict.rules_fired),
+        "reasons": list(verdict.reasons),
+        "counters": counters_json(counters),
+    }
+    if decision.policy is None:
+        return TraceEvent.Type.POLICY_SHADOW, payload
+    payload["reason"] = decision.reason
+    payload["audit_sampled"] = audit
+    return TraceEvent.Type.POLICY_DECISION, payload
 
 
 def policy_verdict(decision: Decision) -> dict | None:
