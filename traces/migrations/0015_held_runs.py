@@ -3,6 +3,15 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from ladder.migration_sql import vendor_sql
+
+# SQLite rebuilds traces_run to add the column, and a rebuilt table has lost its
+# triggers: the guard of 0006 is put back (PostgreSQL keeps it), as in 0012.
+SQLITE_GUARD = [
+    """CREATE TRIGGER IF NOT EXISTS traces_run_no_delete BEFORE DELETE ON traces_run
+       BEGIN SELECT RAISE(ABORT, 'runs are history and cannot be deleted'); END;""",
+]
+
 
 class Migration(migrations.Migration):
 
@@ -26,5 +35,11 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='run',
             index=models.Index(condition=models.Q(('held', True)), fields=['workflow', 'created_at', 'id'], name='run_held_idx'),
+        ),
+        vendor_sql(
+            postgresql="SELECT 1",
+            postgresql_reverse="SELECT 1",
+            sqlite=SQLITE_GUARD,
+            sqlite_reverse=[],
         ),
     ]
