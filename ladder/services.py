@@ -177,7 +177,7 @@ def workflow_stop(*, workflow: Workflow, actor, reason: str) -> RungChange:
         subject=f"Stopped by {who}: nothing executes until it is resumed",
         body=(
             f"{who} stopped workflow {workflow.slug} (L{workflow.rung}) at "
-            f"{now.isoformat()}: {reason}\n\nNo proposal executes while it is stopped. New "
+            f"{now:%Y-%m-%d %H:%M} UTC: {reason}\n\nNo proposal executes while it is stopped. New "
             "runs wait; approved actions wait. Someone with the owner or compliance role "
             "resumes it on the workflow page."
         ),
