@@ -2,7 +2,10 @@
 services the pages call: while stopped nothing executes, new runs wait, and on resume
 they proceed; nothing is lost or done twice."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from ladder.errors import Conflict, Unprocessable
 from ladder.models import Alert, RungChange
@@ -11,6 +14,7 @@ from ladder.services import rung_change, rung_since_many, workflow_resume, workf
 from tests.factories import ActionTypeFactory, UserFactory, WorkflowFactory
 from traces.models import DemoLedgerEntry, PolicyAllowance, Run, TraceEvent
 from traces.services import execution
+from traces.services.deadlines import deadlines_sweep
 from traces.services.decisions import DecisionInput, run_decide
 from traces.services.policy import policy_set
 from traces.services.stop import held_sweep, workflow_resume_release
@@ -144,6 +148,10 @@ def test_while_stopped_an_l4_run_the_policy_would_allow_waits_uncounted(agent, o
     assert run["workflow_stopped"]["at"]
     assert client.get(f"/runs/{run['id']}").json()["workflow_stopped"] == run["workflow_stopped"]
     assert Run.objects.get(pk=run["id"]).held
+    # However long the stop, no review deadline decides a held run.
+    assert Run.objects.get(pk=run["id"]).deadline_at is None
+    deadlines_sweep(now=timezone.now() + timedelta(days=365))
+    assert Run.objects.get(pk=run["id"]).status == "pending_review"
     # The policy was not asked: no allowance counted.
     assert PolicyAllowance.objects.count() == 0
     ok, replay = replay_ok(client, run["id"])

@@ -330,9 +330,11 @@ def _decide_and_store(
             "shadow_version": decision.policy_version if decision.shadow else None,
             "audit": AuditState.DUE if audit else AuditState.NONE,
             "held": decision.held,
+            # A run held by a stop has no deadline while the workflow is stopped: the
+            # resume hands it its rung's handling, and a fresh deadline if it waits.
             "deadline_at": (
                 now + timedelta(seconds=workflow.review_deadline_seconds)
-                if place.status == RunStatus.PENDING_REVIEW
+                if place.status == RunStatus.PENDING_REVIEW and not decision.held
                 else None
             ),
             "trace_head": links[-1].hash,
