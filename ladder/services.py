@@ -142,6 +142,20 @@ def _stop_reason(reason: str) -> str:
     return reason
 
 
+def _stop_recorded(*, workflow: Workflow, kind: str, reason: str, actor) -> RungChange:
+    """A stop or resume as a rung change: the workflow stays on its rung."""
+    workflow.refresh_from_db(fields=["rung", "stopped_at", "stopped_by", "stop_reason"])
+    return RungChange.objects.create(
+        workflow=workflow,
+        kind=kind,
+        from_rung=workflow.rung,
+        to_rung=workflow.rung,
+        reason=reason,
+        evidence={},
+        actor=actor,
+    )
+
+
 @transaction.atomic
 def workflow_stop(*, workflow: Workflow, actor, reason: str) -> RungChange:
     """Stop the workflow: from the commit on, no proposal of it executes, whatever its
@@ -160,17 +174,10 @@ def workflow_stop(*, workflow: Workflow, actor, reason: str) -> RungChange:
     )
     if stopped != 1:
         raise Conflict("the workflow is already stopped", code="already_stopped")
-    workflow.refresh_from_db(fields=["rung", "stopped_at", "stopped_by", "stop_reason"])
-    change = RungChange.objects.create(
-        workflow=workflow,
-        kind=RungChange.Kind.STOP,
-        from_rung=workflow.rung,
-        to_rung=workflow.rung,
-        reason=reason,
-        evidence={},
-        actor=actor,
+    change = _stop_recorded(
+        workflow=workflow, kind=RungChange.Kind.STOP, reason=reason, actor=actor
     )
-    who = actor.get_username() if actor is not None else "the system"
+    who = change.actor.get_username() if actor is not None else "the system"
     notify(
         workflow=workflow,
         kind=Alert.Kind.STOP,
@@ -196,17 +203,10 @@ def workflow_resume(*, workflow: Workflow, actor, reason: str) -> RungChange:
     )
     if resumed != 1:
         raise Conflict("the workflow is not stopped", code="not_stopped")
-    workflow.refresh_from_db(fields=["rung", "stopped_at", "stopped_by", "stop_reason"])
-    change = RungChange.objects.create(
-        workflow=workflow,
-        kind=RungChange.Kind.RESUME,
-        from_rung=workflow.rung,
-        to_rung=workflow.rung,
-        reason=reason,
-        evidence={},
-        actor=actor,
+    change = _stop_recorded(
+        workflow=workflow, kind=RungChange.Kind.RESUME, reason=reason, actor=actor
     )
-    who = actor.get_username() if actor is not None else "the system"
+    who = change.actor.get_username() if actor is not None else "the system"
     notify(
         workflow=workflow,
         kind=Alert.Kind.RESUME,
