@@ -56,6 +56,7 @@ def test_an_owner_moves_a_workflow_down_with_a_reason_and_everyone_is_told(
     assert "the refund agent was retrained" in sent.body
     page = client.get(f"/workflows/{wf.slug}/").content.decode()
     assert "Demotion by hand: L3 → L1" in page
+    assert 'id="certificate-above"' not in page  # an L3 workflow made here has none
     assert "moved down to L1 by owner" in page  # the alert
 
 

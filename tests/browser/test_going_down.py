@@ -112,5 +112,8 @@ def test_the_breaker_drops_a_failing_workflow_and_its_owner_moves_it_down_by_han
     expect(by_hand).to_contain_text("Demotion by hand: L3 → L1")
     expect(by_hand).to_contain_text("Carrier integration is being rebuilt")
     expect(by_hand).to_contain_text("owner")
+    expect(page.locator("#certificate-above")).to_contain_text(
+        "This certificate is for L4; the workflow was moved down to L1 since"
+    )
     screenshot(page, "workflow-rung-history.png")
     assert RungChange.objects.filter(workflow=wf, kind="demotion").count() == 2
