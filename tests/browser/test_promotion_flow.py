@@ -113,7 +113,7 @@ def test_an_owner_requests_promotion_and_compliance_approves_it_without_javascri
 
     page2.get_by_role("link", name="the workflow now").click()
     expect(page2.locator("ol.ladder li[aria-current=step]")).to_contain_text("L1")
-    expect(page2.locator("#rung-history")).to_contain_text("promotion: L0 → L1")
+    expect(page2.locator("#rung-history")).to_contain_text("Promotion: L0 → L1")
     expect(page2.locator("#rung-history")).to_contain_text("Both L0 gates pass")
     expect(page2.locator("#gates-stale")).to_contain_text("computed at L0")
     screenshot(page2, "workflow-promoted.png")

@@ -41,6 +41,8 @@ def production_env(**overrides: str | None) -> dict[str, str]:
         SECRET_KEY=secrets.token_urlsafe(50),
         LADDER_PSEUDONYM_KEY=secrets.token_urlsafe(50),
         LADDER_CERTIFICATE_KEY=private_key_pem(Ed25519PrivateKey.generate()),
+        # Alerts are mailed (docs/breaker.md): a deployment names its SMTP server.
+        LADDER_EMAIL_HOST="smtp.example.com",
         DEBUG="0",
     )
     for name, value in overrides.items():
@@ -193,3 +195,11 @@ def test_a_certificate_key_on_one_line_with_escaped_newlines_is_read():
     done = manage("certificate_public_key", env=production_env(LADDER_CERTIFICATE_KEY=one_line))
     assert done.returncode == 0, done.stderr
     assert done.stdout == public_key_pem(key.public_key())
+
+
+def test_the_deploy_check_asks_for_an_smtp_server_for_the_alerts():
+    done = manage(
+        "check", "--deploy", "--fail-level", "WARNING", env=production_env(LADDER_EMAIL_HOST=None)
+    )
+    assert done.returncode == 1
+    assert "mail.E001" in done.stderr and "console.EmailBackend" in done.stderr

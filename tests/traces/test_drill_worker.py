@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from kombu import pools
 
 from ladder.celery import app as celery_app
 from tests.traces.drills_setup import approve, refund_body, refunds_workflow
@@ -45,8 +46,10 @@ def broker(transactional_db):
 
 
 def _forget_connections() -> None:
-    if celery_app._pool is not None:
-        celery_app._pool.force_close_all()
+    """Close this process's broker connections and forget them, kombu's registry of pools
+    included: a pool closed but still registered would be handed to the next test's
+    publish ("Acquire on closed pool")."""
+    pools.reset()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 

@@ -174,7 +174,8 @@ def test_a_run_the_policy_allows_runs_its_server_executor_once(
         first = client.post("/runs", body(wf)).json()
         again = client.post("/runs", body(wf))  # a retried submission queues nothing
     assert again.status_code == 200
-    assert len(queued) == 1
+    # One execution queued (the other callback is the breaker's check of its result).
+    assert [c for c in queued if "execution_enqueue" in c.__qualname__] == queued[:1]
     run = Run.objects.get(pk=first["id"])
     assert run.status == RunStatus.EXECUTED
     entry = DemoLedgerEntry.objects.get()
