@@ -121,3 +121,18 @@ def test_the_queue_marks_runs_held_by_a_stop(client, people, agent):
     queue = client.get("/").content.decode()
 
     assert "workflow stopped</span>" in queue and "workflow stopped: incident 7" in queue
+
+
+def test_an_l3_reviewer_sees_the_stop_on_the_queue_and_on_the_run(client, flows, people, submit):
+    from ladder.services import workflow_stop
+
+    run = submit("l3")
+    client.force_login(people["rev"])
+    assert "workflow stopped</span>" not in client.get("/queue/").content.decode()
+    assert 'id="workflow-stopped"' not in client.get(f"/runs/{run.pk}/").content.decode()
+    workflow_stop(workflow=flows["l3"], actor=people["owner"], reason="bank outage")
+
+    assert "workflow stopped</span>" in client.get("/queue/").content.decode()
+    review = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="workflow-stopped"' in review and "bank outage" in review
+    assert "an approval is carried out only once the workflow is resumed" in review
