@@ -9,8 +9,9 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
 from approvals.models import PromotionRequest
 from approvals.roles import access_for
-from ladder.errors import NotFound
-from ladder.models import ActionType, GateSnapshot, Workflow
+from ladder.errors import LadderError, NotFound
+from ladder.models import ActionType, GateSnapshot, PolicyVersion, Workflow
+from ladder.policy import parse_policy, rule_text
 from traces.models import Run, RunStatus
 from traces.selectors import decision_context
 
@@ -258,3 +259,43 @@ def promotion_for_person(*, user: User, request_id: int) -> PromotionRequest:
     if found is None:
         raise NotFound("no such promotion request")
     return found
+
+
+# -- the replay page -------------------------------------------------------------------------
+
+
+def people_names(*, user_ids: set[int]) -> dict[int, str]:
+    """user id → username, in one query, for the people a replay names."""
+    if not user_ids:
+        return {}
+    return dict(User.objects.filter(pk__in=user_ids).values_list("pk", "username"))
+
+
+def money_params(*, workflow: Workflow) -> dict[str, tuple[str, str]]:
+    """action type name → (value param, currency param), for showing values as money."""
+    return {
+        name: (value, currency)
+        for name, value, currency in ActionType.objects.filter(workflow=workflow).values_list(
+            "name", "value_param", "currency_param"
+        )
+    }
+
+
+def policy_sentences(
+    *, workflow: Workflow, numbers: set[int], actions: dict[str, tuple[str, str]]
+) -> dict[int, dict[str, str]]:
+    """policy version → rule id → the rule's plain sentence, for the versions a replay
+    names. A version that no longer parses against the workflow's action types (they
+    changed since) gives no sentences: the page then shows the rule ids and reasons the
+    trace recorded. `actions`: money_params(workflow), what the policy parser takes."""
+    if not numbers:
+        return {}
+    versions = PolicyVersion.objects.filter(workflow=workflow, number__in=numbers)
+    out: dict[int, dict[str, str]] = {}
+    for version in versions.only("number", "document"):
+        try:
+            policy = parse_policy(version.document, actions=actions)
+        except LadderError:
+            continue
+        out[version.number] = {rule.id: rule_text(rule) for rule in policy.rules}
+    return out

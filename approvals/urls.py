@@ -19,6 +19,7 @@ urlpatterns = [
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
     path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),
+    path("runs/<str:run_id>/replay.json", views.run_replay_json, name="run-replay-json"),
     path("runs/<str:run_id>/eval-case", eval_views.run_eval_case, name="run-eval-case"),
     path("workflows/<slug:slug>/roles/", views.workflow_roles, name="workflow-roles"),
     path("workflows/", workflow_views.workflow_list, name="workflows"),

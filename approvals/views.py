@@ -10,15 +10,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from approvals import replay_page, selectors, services
 from approvals import review as rules
-from approvals import selectors, services
 from approvals.roles import (
     Role,
     access_for,
@@ -32,7 +32,7 @@ from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from ladder.rungs import Queue
 from traces.models import Decider, EvalCase, RunStatus
-from traces.selectors import run_replay
+from traces.selectors import run_replay, run_trace_export
 from traces.services.deadlines import deadline_next, run_after_deadline
 from traces.services.evals import eval_case_kind
 from traces.status import WAITING_STATUSES
@@ -410,15 +410,64 @@ def run_decide(request: HttpRequest, run_id) -> HttpResponse:
 def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
     run = _run_or_404(request, run_id)
     replay = run_replay(run=run)
-    if run.status in WAITING_STATUSES:
-        # Who wrote each step is shown once the run is decided: until then an attention
-        # probe's author ("system:probe") would tell a reviewer what it is.
-        replay = {**replay, "steps": [{**step, "actor": ""} for step in replay["steps"]]}
+    # Who wrote each step is shown once the run is decided: until then an attention
+    # probe's author ("system:probe") would tell a reviewer what it is.
+    hidden = run.status in WAITING_STATUSES
+    money = selectors.money_params(workflow=run.workflow)
+    versions = {
+        step["payload"].get("policy_version")
+        for step in replay["steps"]
+        if step["type"] in ("policy_decision", "policy_shadow")
+        and isinstance(step["payload"], dict)
+        and isinstance(step["payload"].get("policy_version"), int)
+    }
+    steps = replay_page.steps_view(
+        replay,
+        names={} if hidden else selectors.people_names(user_ids=replay_page.person_ids(replay)),
+        money=money,
+        sentences=selectors.policy_sentences(
+            workflow=run.workflow, numbers=versions, actions=money
+        ),
+        now=timezone.now(),
+        actors_hidden=hidden,
+    )
+    first, last = (replay["steps"][0]["at"], replay["steps"][-1]["at"]) if steps else (None, None)
     return render(
         request,
         "approvals/replay.html",
-        {"run": run, "replay": replay, "actors_hidden": run.status in WAITING_STATUSES},
+        {
+            "run": run,
+            "replay": replay,
+            "steps": steps,
+            "actors_hidden": hidden,
+            "received": replay_page.time_of(run.created_at, now=timezone.now()),
+            "span": replay_page.duration_between(first, last),
+        },
     )
+
+
+@login_required
+@require_GET
+def run_replay_json(request: HttpRequest, run_id) -> HttpResponse:
+    """The stored trace as a file an examiner re-verifies (traces.chain.verify_chain)."""
+    run = _run_or_404(request, run_id)
+    if run.status in WAITING_STATUSES:
+        # Every stored document names its author; the page hides them while the run
+        # waits, so the file waits too.
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "run_waiting",
+                    "message": "the trace can be downloaded once the run is decided",
+                }
+            },
+            status=409,
+        )
+    response = JsonResponse(
+        run_trace_export(run=run), json_dumps_params={"ensure_ascii": False, "indent": 1}
+    )
+    response["Content-Disposition"] = f'attachment; filename="run-{run.id}-trace.json"'
+    return response
 
 
 # -- roles --------------------------------------------------------------------------------

@@ -80,6 +80,27 @@ def run_replay(*, run: Run) -> dict:
     )
 
 
+def run_trace_export(*, run: Run) -> dict:
+    """The replay with each step as stored: besides what the replay shows, its
+    `prev_hash` and `document` (the canonical JSON it was hashed over), and the run's
+    recorded head and length, so that `traces.chain.verify_chain(id, steps, head=…,
+    length=…)` re-checks the chain from the file alone."""
+    events = _event_dicts(run.id)
+    result = replay(
+        str(run.id),
+        events,
+        status=run.status,
+        has_proposal=run.proposal is not None,
+        head=run.trace_head,
+        length=run.trace_length,
+    )
+    steps = [
+        {**step, "prev_hash": ev["prev_hash"], "document": ev["document"]}
+        for step, ev in zip(result["steps"], events, strict=True)
+    ]
+    return {**result, "head": run.trace_head, "length": run.trace_length, "steps": steps}
+
+
 # -- the agent's view of a replay ---------------------------------------------------------
 # Agents need what was decided, not who decided it (privacy: "trace agents deeply, humans
 # carefully"). The stored trace keeps the reviewer (accountability; the people's replay
