@@ -329,7 +329,7 @@ def _detail(
             "reason": value_text(p.get("reason") or ""),
             "deadline_at": moment_text(passed) if passed else "",
             "next_deadline_at": moment_text(following) if following else "",
-            "waited": _units(int(waited), 3) if isinstance(waited, int) and waited > 0 else "",
+            "waited": _units(int(waited), 2) if isinstance(waited, int) and waited > 0 else "",
         }
     return {}
 

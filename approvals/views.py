@@ -32,7 +32,7 @@ from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
 from ladder.rungs import Queue
 from traces.models import Decider, EvalCase, RunStatus
-from traces.selectors import run_replay, run_trace_export
+from traces.selectors import replay_for_agent, run_replay, run_trace_export
 from traces.services.deadlines import deadline_next, run_after_deadline
 from traces.services.evals import eval_case_kind
 from traces.status import WAITING_STATUSES
@@ -411,8 +411,11 @@ def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
     run = _run_or_404(request, run_id)
     replay = run_replay(run=run)
     # Who wrote each step is shown once the run is decided: until then an attention
-    # probe's author ("system:probe") would tell a reviewer what it is.
+    # probe's author ("system:probe") would tell a reviewer what it is. People's names
+    # in the steps' own JSON go too, as in the agent's replay.
     hidden = run.status in WAITING_STATUSES
+    if hidden:
+        replay = replay_for_agent(replay)
     money = selectors.money_params(workflow=run.workflow)
     versions = {
         step["payload"].get("policy_version")

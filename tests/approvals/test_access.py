@@ -24,6 +24,8 @@ EXPECTED = {
     "run":            (302, 200, 200, 200, 200, 404, 404),
     "run_partial":    (302, 200, 200, 200, 200, 404, 404),
     "replay":         (302, 200, 200, 200, 200, 404, 404),
+    # The run waits: its trace downloads once it is decided (409 until then).
+    "replay_json":    (302, 409, 409, 409, 409, 404, 404),
     "decide":         (302, 302, 403, 403, 302, 404, 404),
     "decide_partial": (302, 200, 403, 403, 200, 404, 404),
     "roles":          (302, 404, 200, 404, 200, 404, 404),
@@ -58,6 +60,8 @@ def request_view(view, client, run, flows):
         return client.get(f"/runs/{run.id}/", headers=htmx)
     if view == "replay":
         return client.get(f"/runs/{run.id}/replay")
+    if view == "replay_json":
+        return client.get(f"/runs/{run.id}/replay.json")
     if view in ("decide", "decide_partial"):
         fresh = Run.objects.select_related("workflow").get(pk=run.pk)
         digest = snapshot_hash(services.run_snapshot(run=fresh))
