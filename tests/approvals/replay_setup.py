@@ -1,7 +1,7 @@
 """Runs whose traces hold every kind of step, made through the services the app uses:
 the gateway, the stop button, the deadline, the review screen and its decision, the
 server executor, the agent's outcome label and a rollback drill
-(tests/approvals/test_replay_page.py, tests/browser/test_replay_page.py)."""
+(tests/approvals/test_replay_readable.py, tests/browser/test_replay_page.py)."""
 
 from ladder.services import workflow_stop
 from tests.traces.drills_setup import approve, refunds_workflow

@@ -101,7 +101,7 @@ def test_the_replay_shows_every_step_of_a_run_readably(client, full):
     policy = readable_text(section(html, "policy_decision"))
     assert "escalated to a person" in policy and sentences["cap"] in policy
 
-    assert "Held: the workflow was stopped" in readable_text(section(html, "hold"))
+    assert "Held: workflow stopped" in readable_text(section(html, "hold"))
     deadline = readable_text(section(html, "deadline"))
     assert "escalated" in deadline and "1 h 1 min waiting" in deadline
     execution = readable_text(section(html, "execution"))
