@@ -103,7 +103,7 @@ def test_agent_supplied_markup_is_shown_as_text_on_every_reviewer_page(page, liv
             expect(page.locator(".decide")).to_contain_text(json.dumps(OUT_OF_ATTRIBUTE))
 
         page.goto(f"{live_server.url}/runs/{run['id']}/replay")
-        expect(page.locator(".replay .status").first).to_have_text("✓ complete")
+        expect(page.locator("#check-complete")).to_contain_text("✓ Complete")
         assert_inert(page, SCRIPT, IMG, SVG, MD_LINK, JS_URL, OUT_OF_PRE)
 
     # Decide the L1 draft: the next (hostile) run is swapped in by htmx, the decided one

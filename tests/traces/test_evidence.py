@@ -291,5 +291,6 @@ def test_the_replay_page_says_the_shown_screen_matches_and_what_came_after(agent
 
     page = browser.get(f"/runs/{run_id}/replay").content.decode()
 
-    assert 'rev · <span class="status ok">✓ screen rebuilt from the trace matches' in page
-    assert "1 agent event came after the decision" in page
+    assert "What <b>rev</b> saw" in page
+    assert '<span class="check ok">✓ screen rebuilt matches its hash</span>' in page
+    assert "1 agent step came after the decision" in page
