@@ -13,7 +13,7 @@ from approvals.models import PromotionRequest
 from approvals.roles import role_grant
 from approvals.services import evidence_freeze
 from ladder import gates
-from ladder.models import GateSnapshot
+from ladder.models import ActionType, GateSnapshot
 from tests.approvals.test_promotion_pages import snapshot_of
 from tests.factories import UserFactory, WorkflowFactory
 from traces.models import RollbackDrill
@@ -173,3 +173,28 @@ def test_each_role_gets_the_status_it_must_on_the_dossiers(client, people, froze
     }
     expected = dict(zip(ROLES, EXPECTED[view], strict=True))[role]
     assert client.get(paths[view]).status_code == expected
+
+
+def test_an_approved_request_shows_its_certificate_and_the_promotion_in_the_history(
+    client, people, flows
+):
+    from approvals.services import promotion_decide, promotion_request
+
+    wf = WorkflowFactory(slug="assist", rung=0, owner=people["owner"])
+    ActionType.objects.create(workflow=wf, name="reply.send")
+    for name in ("owner", "compliance"):
+        role_grant(workflow=wf, user=people[name], role=name, by=None)
+    request = promotion_request(workflow=wf, by=people["owner"], note="first climb")
+    promotion_decide(request=request, by=people["compliance"], approve=True, reason="fine")
+    request.refresh_from_db()
+    client.force_login(people["compliance"])
+    page = client.get(f"/promotions/{request.pk}/dossier").content.decode()
+    certificate = request.certificate
+    assert str(certificate.pk) in page
+    assert certificate.key_id in page
+    assert "the request's hash</span>" in page
+    history = page.split('id="dossier-history"')[1]
+    assert "L0 → L1" in history and "Promotion" in history and "fine" in history
+    text = pdf_text(client.get(f"/promotions/{request.pk}/dossier.pdf").content)
+    assert str(certificate.pk) in text.replace("\n", "")
+    assert "yes: the request's hash" in text
