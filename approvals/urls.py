@@ -3,6 +3,7 @@ from django.urls import path, re_path
 from approvals import (
     audit_views,
     backtest_views,
+    dossier_views,
     drift_views,
     drill_views,
     eval_views,
@@ -44,6 +45,22 @@ urlpatterns = [
     path("workflows/<slug:slug>/resume", stop_views.workflow_resume_view, name="workflow-resume"),
     path("promotions/", promotion_views.promotion_list, name="promotions"),
     path("promotions/<int:request_id>/", promotion_views.promotion_detail, name="promotion"),
+    path(
+        "promotions/<int:request_id>/dossier",
+        dossier_views.promotion_dossier,
+        name="promotion-dossier",
+    ),
+    path(
+        "promotions/<int:request_id>/dossier.pdf",
+        dossier_views.promotion_dossier_pdf,
+        name="promotion-dossier-pdf",
+    ),
+    path("workflows/<slug:slug>/dossier", dossier_views.workflow_dossier, name="workflow-dossier"),
+    path(
+        "workflows/<slug:slug>/dossier.pdf",
+        dossier_views.workflow_dossier_pdf,
+        name="workflow-dossier-pdf",
+    ),
     path(
         "promotions/<int:request_id>/decide",
         promotion_views.promotion_decide_view,

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from approvals import selectors
 from approvals.drift_display import drift_panel
 from approvals.drill_views import drills_context
+from approvals.gate_charts import gate_charts_context
 from approvals.gate_display import gate_rows, ladder_rungs, verdict_counts
 from approvals.policies import (
     document_text,
@@ -259,6 +260,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         **_certificates(workflow),
         **drift_panel(workflow=workflow, access=access),
         **drills_context(workflow=workflow, access=access),
+        **gate_charts_context(workflow=workflow, access=access),
     }
 
 
