@@ -565,6 +565,9 @@ def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
 # -- my decisions --------------------------------------------------------------------------
 
 
+MY_DECISIONS_PAGE = 50
+
+
 def _parse_review_after(raw: str):
     """A My decisions cursor ("<created_at>_<review id>"); None when absent or bad."""
     at, _, review_id = raw.rpartition("_")
@@ -581,7 +584,9 @@ def my_decisions(request: HttpRequest) -> HttpResponse:
     did I do with that refund?"). Deliberately no totals, rates or scores: nothing here
     measures the person (docs/DESIGN.md, privacy)."""
     reviews, has_more = selectors.decided_by(
-        user=request.user, after=_parse_review_after(request.GET.get("after", ""))
+        user=request.user,
+        after=_parse_review_after(request.GET.get("after", "")),
+        size=MY_DECISIONS_PAGE,
     )
     next_url = None
     if has_more and reviews:
