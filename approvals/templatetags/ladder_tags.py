@@ -8,7 +8,6 @@ from django.utils.html import format_html
 
 from approvals.audit import audits_due_count
 from approvals.roles import access_for
-from ladder.models import Workflow
 
 register = template.Library()
 
@@ -133,14 +132,8 @@ def menu_for(context) -> dict:
     if user is None or not user.is_authenticated:
         return {}
     access = access_for(user)
-    roles_url = None
-    if access.own:
-        owned = sorted(access.own)
-        if len(owned) == 1:
-            slug = Workflow.objects.filter(pk=owned[0]).values_list("slug", flat=True).first()
-            roles_url = reverse("workflow-roles", args=[slug]) if slug else None
-        if roles_url is None:
-            roles_url = reverse("workflows")
+    # Roles are per workflow: the workflow list links each owned one's roles page.
+    roles_url = reverse("workflows") if access.own else None
     return {
         # People with no role yet get the queue too: its empty state says what it means.
         "queue": reverse("queue") if (access.review or not access.view) else None,
