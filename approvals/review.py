@@ -59,3 +59,36 @@ def options(proposal: dict) -> list[dict]:
 def matches_first(proposal: dict, action: str, params: dict) -> bool:
     """Match = the chosen action equals the agent's first recommendation, type and params."""
     return gates.matches_first(proposal, action, params, canonical=canonical_json)
+
+
+def decision_words(
+    *,
+    kind: str,
+    verdict: str,
+    edit_distance: float | None = None,
+    chosen_option: int | None = None,
+    executor: str = "",
+) -> str:
+    """What a person's decision did, in words for pages (the API keeps its values).
+
+    `kind` and `verdict` are approvals.Review's; `executor` is the action type's. An L1
+    draft sent unchanged reads differently from one the reviewer rewrote, an L2 pick
+    says which option won, an L3 approval says who carries the action out.
+    """
+    if kind == "draft":
+        if verdict == "discarded":
+            return "Discarded"
+        return "Submitted with edits" if edit_distance else "Submitted as drafted"
+    if kind == "pick":
+        if verdict == "rejected":
+            return "Rejected all options"
+        if chosen_option == 0:
+            return "Picked the agent's first choice"
+        if chosen_option is not None:
+            return "Picked another option"
+        return "Wrote their own"
+    if verdict == "rejected":
+        return "Rejected"
+    if executor == "server":
+        return "Approved — executed by the server"
+    return "Approved — the agent carries it out"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.contrib.auth.models import User
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
-from approvals.models import PromotionRequest
+from approvals.models import PromotionRequest, Review
 from approvals.roles import access_for
 from ladder.errors import LadderError, NotFound
 from ladder.models import ActionType, GateSnapshot, PolicyVersion, Workflow
@@ -37,8 +37,8 @@ def visible_workflow_ids(*, user: User) -> list[int]:
     return sorted(access_for(user).view)
 
 
-def runs_waiting_for(*, workflow_ids: list[int], filters: QueueFilters) -> QuerySet[Run]:
-    """Waiting runs of the given workflows, oldest first, filtered.
+def waiting_filtered(*, workflow_ids: list[int], filters: QueueFilters) -> QuerySet[Run]:
+    """Waiting runs of the given workflows under the queue's filters, unordered.
 
     Filters are resolved to ids first so each one lands on a partial index over waiting
     rows (traces.Run.Meta.indexes) instead of a join the planner must guess through.
@@ -58,7 +58,25 @@ def runs_waiting_for(*, workflow_ids: list[int], filters: QueueFilters) -> Query
             )
         )
         runs = runs.filter(action_type_id__in=action_ids)
-    return runs.select_related("workflow", "action_type").order_by("created_at", "id")
+    return runs
+
+
+def runs_waiting_for(*, workflow_ids: list[int], filters: QueueFilters) -> QuerySet[Run]:
+    """Waiting runs of the given workflows, oldest first, filtered."""
+    return (
+        waiting_filtered(workflow_ids=workflow_ids, filters=filters)
+        .select_related("workflow", "action_type")
+        .order_by("created_at", "id")
+    )
+
+
+def waiting_since(
+    *, workflow_ids: list[int], filters: QueueFilters, since: datetime, cap: int = 100
+) -> int:
+    """How many runs under the filters started waiting after `since` (the queue page's
+    "N new runs" poll), counted up to `cap`."""
+    runs = waiting_filtered(workflow_ids=workflow_ids, filters=filters).filter(created_at__gt=since)
+    return runs.order_by()[:cap].count()
 
 
 def parse_after(raw: str) -> tuple[datetime, uuid.UUID] | None:
@@ -90,13 +108,19 @@ def page_after(
     return rows[:size], len(rows) > size
 
 
-def facet_counts(*, workflow_ids: list[int]) -> dict:
+def facet_counts(*, workflow_ids: list[int], filters: QueueFilters | None = None) -> dict:
     """Waiting counts per workflow, per queue and per action type.
+
+    Each group's counts are narrowed by the filters of the *other* groups (with "Rung
+    L2" chosen, the workflow counts are the L2 runs of each workflow), so a count says
+    what clicking it would show. `total` is every waiting run; `matching` the runs under
+    all the filters.
 
     One pass over the covering partial index (run_waiting_facets_idx), grouped by ids;
     names are attached afterwards from the two small tables.
     """
-    out: dict = {"workflow": {}, "queue": {}, "action": {}, "total": 0}
+    filters = filters or QueueFilters()
+    out: dict = {"workflow": {}, "queue": {}, "action": {}, "total": 0, "matching": 0}
     if not workflow_ids:
         return out
     rows = (
@@ -109,14 +133,21 @@ def facet_counts(*, workflow_ids: list[int]) -> dict:
     actions = dict(
         ActionType.objects.filter(workflow_id__in=workflow_ids).values_list("id", "name")
     )
+    wanted = {"workflow": filters.workflow, "queue": filters.queue, "action": filters.action}
     for wf_id, queue, action_id, n in rows:
         out["total"] += n
-        slug = slugs[wf_id]
-        out["workflow"][slug] = out["workflow"].get(slug, 0) + n
-        out["queue"][queue] = out["queue"].get(queue, 0) + n
-        if action_id is not None:
-            name = actions[action_id]
-            out["action"][name] = out["action"].get(name, 0) + n
+        values = {
+            "workflow": slugs[wf_id],
+            "queue": queue,
+            "action": actions[action_id] if action_id is not None else None,
+        }
+        passes = {k: not wanted[k] or values[k] == wanted[k] for k in values}
+        if all(passes.values()):
+            out["matching"] += n
+        for key, value in values.items():
+            if value is None or not all(ok for k, ok in passes.items() if k != key):
+                continue
+            out[key][value] = out[key].get(value, 0) + n
     return out
 
 
@@ -153,9 +184,12 @@ def run_context(*, run: Run) -> dict:
     return decision_context(run_id=run.id).context
 
 
-def neighbours(*, run: Run, workflow_ids: list[int]) -> tuple[Run | None, Run | None]:
-    """The previous and next waiting run in the reviewer's queue order."""
-    waiting = Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+def neighbours(
+    *, run: Run, workflow_ids: list[int], filters: QueueFilters | None = None
+) -> tuple[Run | None, Run | None]:
+    """The previous and next waiting run in the reviewer's queue order, under the
+    filters the reviewer was working in."""
+    waiting = waiting_filtered(workflow_ids=workflow_ids, filters=filters or QueueFilters())
     at, run_id = run.created_at, run.id
     # Each side gets a plain range on created_at as well, so the index scan starts at
     # this run instead of filtering its way there from one end of the queue.
@@ -176,6 +210,26 @@ def neighbours(*, run: Run, workflow_ids: list[int]) -> tuple[Run | None, Run | 
     return prev_run, next_run
 
 
+def queue_position(
+    *, run: Run, workflow_ids: list[int], filters: QueueFilters, cap: int = 1000
+) -> tuple[int, int, bool] | None:
+    """(place, of, capped): "3 of 12" for a waiting run in the filtered queue, oldest
+    first; None when the run is not in it (decided, or outside the filters). Both
+    numbers are counted up to `cap`."""
+    waiting = waiting_filtered(workflow_ids=workflow_ids, filters=filters)
+    if run.status != RunStatus.PENDING_REVIEW or not waiting.filter(pk=run.pk).exists():
+        return None
+    at, run_id = run.created_at, run.id
+    before = (
+        waiting.filter(created_at__lte=at)
+        .filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=run_id))
+        .order_by()[:cap]
+        .count()
+    )
+    total = waiting.order_by()[:cap].count()
+    return before + 1, total, total >= cap
+
+
 def count_waiting(*, workflow_ids: list[int], cap: int = 1000) -> tuple[int, bool]:
     """How many runs wait, counted up to `cap` (a page title needs "1000+", not a full
     scan of a 100,000-run queue on every decision). Returns (count, capped)."""
@@ -188,11 +242,32 @@ def count_waiting(*, workflow_ids: list[int], cap: int = 1000) -> tuple[int, boo
     return n, n >= cap
 
 
-def next_waiting(*, workflow_ids: list[int], exclude=None) -> Run | None:
-    runs = Run.objects.filter(status=RunStatus.PENDING_REVIEW, workflow_id__in=workflow_ids)
+def next_waiting(
+    *, workflow_ids: list[int], exclude=None, filters: QueueFilters | None = None
+) -> Run | None:
+    runs = waiting_filtered(workflow_ids=workflow_ids, filters=filters or QueueFilters())
     if exclude is not None:
         runs = runs.exclude(pk=exclude)
     return runs.order_by("created_at", "id").only("id").first()
+
+
+def decided_by(
+    *, user: User, after: tuple[datetime, int] | None = None, size: int = PAGE_SIZE
+) -> tuple[list, bool]:
+    """The reviews the person made, newest first, a page at a time (keyset on
+    (created_at, id)), with their runs. For their own memory: nothing here is counted."""
+    reviews = Review.objects.filter(reviewer=user)
+    if after is not None:
+        at, review_id = after
+        reviews = reviews.filter(created_at__lte=at).filter(
+            Q(created_at__lt=at) | Q(created_at=at, id__lt=review_id)
+        )
+    rows = list(
+        reviews.select_related("run", "run__workflow", "run__action_type").order_by(
+            "-created_at", "-id"
+        )[: size + 1]
+    )
+    return rows[:size], len(rows) > size
 
 
 # -- gates and promotions -------------------------------------------------------------------

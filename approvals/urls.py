@@ -17,6 +17,8 @@ from approvals import (
 urlpatterns = [
     path("", views.home, name="queue"),
     path("queue/", views.queue, name="queue-page"),
+    path("queue/new", views.queue_new, name="queue-new"),
+    path("my-decisions/", views.my_decisions, name="my-decisions"),
     path("runs/<str:run_id>/", views.run_detail, name="run"),
     path("runs/<str:run_id>/decide", views.run_decide, name="run-decide"),
     path("runs/<str:run_id>/replay", views.run_replay_view, name="run-replay"),

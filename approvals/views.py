@@ -3,6 +3,7 @@ service, respond; htmx requests get the page's partial, plain requests the page.
 
 import json
 import math
+import uuid
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
@@ -12,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -27,6 +28,7 @@ from approvals.roles import (
     role_grant,
     role_revoke,
 )
+from ladder.decide import validate_params
 from ladder.durations import time_left_text
 from ladder.errors import LadderError, NotFound
 from ladder.models import Workflow
@@ -53,28 +55,26 @@ def home(request: HttpRequest) -> HttpResponse:
     executions owners see there, stays at /queue/)."""
     access = access_for(request.user)
     if not access.review and access.comply:
-        return redirect("promotions")
+        # The compliance history once it exists; the promotions to decide until then.
+        try:
+            return redirect(reverse("history"))
+        except NoReverseMatch:
+            return redirect("promotions")
     if not access.review and access.own:
         return redirect("workflows")
     return queue(request)
 
 
-@login_required
-@require_GET
-def queue(request: HttpRequest) -> HttpResponse:
-    workflow_ids = selectors.reviewable_workflow_ids(user=request.user)
-    filters = selectors.QueueFilters(
+def _filters(request: HttpRequest) -> "selectors.QueueFilters":
+    return selectors.QueueFilters(
         workflow=request.GET.get("workflow", "")[:80],
         queue=request.GET.get("queue", "")[:12],
         action=request.GET.get("action", "")[:100],
     )
-    runs = selectors.runs_waiting_for(workflow_ids=workflow_ids, filters=filters)
-    page, has_more = selectors.page_after(
-        runs, after=selectors.parse_after(request.GET.get("after", ""))
-    )
-    counts = selectors.facet_counts(workflow_ids=workflow_ids)
-    held = services.reservations([r.id for r in page])
-    base = {
+
+
+def _filter_params(filters: "selectors.QueueFilters") -> dict:
+    return {
         k: v
         for k, v in (
             ("workflow", filters.workflow),
@@ -83,12 +83,33 @@ def queue(request: HttpRequest) -> HttpResponse:
         )
         if v
     }
+
+
+def _filter_qs(filters: "selectors.QueueFilters") -> str:
+    """ "?queue=l2" (or ""): carried from the queue to its runs and back, so "next" stays
+    in the filter the reviewer was working in."""
+    params = _filter_params(filters)
+    return "?" + urlencode(params) if params else ""
+
+
+@login_required
+@require_GET
+def queue(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    workflow_ids = selectors.reviewable_workflow_ids(user=request.user)
+    filters = _filters(request)
+    runs = selectors.runs_waiting_for(workflow_ids=workflow_ids, filters=filters)
+    page, has_more = selectors.page_after(
+        runs, after=selectors.parse_after(request.GET.get("after", ""))
+    )
+    counts = selectors.facet_counts(workflow_ids=workflow_ids, filters=filters)
+    held = services.reservations([r.id for r in page])
+    base = _filter_params(filters)
     next_url = None
     if has_more and page:
         last = page[-1]
         next_url = "?" + urlencode({**base, "after": f"{last.created_at.isoformat()}_{last.id}"})
     owned = selectors.owned_workflow_ids(user=request.user)
-    now = timezone.now()
     context = {
         "runs": [
             {
@@ -101,6 +122,7 @@ def queue(request: HttpRequest) -> HttpResponse:
             for r in page
         ],
         "filters": filters,
+        "filter_qs": _filter_qs(filters),
         "counts": counts,
         "facets": _facets(counts, base, request.path),
         "next_url": next_url,
@@ -109,8 +131,42 @@ def queue(request: HttpRequest) -> HttpResponse:
         # The page's own path: "/" for reviewers, "/queue/" for owners reading theirs.
         "clear_url": request.path,
         "waiting_total": counts["total"],
+        "new_runs": _new_runs_poll(request, filters, since=now, count=0),
     }
     return render(request, _template(request, "approvals/queue.html", "queue-list"), context)
+
+
+def _new_runs_poll(request: HttpRequest, filters, *, since, count: int) -> dict:
+    """The queue's "N new runs" line: where to poll, and where the refresh goes."""
+    params = _filter_params(filters)
+    return {
+        "count": count,
+        "poll_url": reverse("queue-new") + "?" + urlencode({**params, "since": since.isoformat()}),
+        "page_url": reverse("queue") + _filter_qs(filters),
+    }
+
+
+@login_required
+@require_GET
+def queue_new(request: HttpRequest) -> HttpResponse:
+    """How many runs (under the page's filters) arrived since the page was drawn: the
+    queue polls this every few seconds and shows "N new runs" with a link to refresh.
+    Without JavaScript nothing polls and the page is as it was."""
+    filters = _filters(request)
+    since = selectors.parse_after(request.GET.get("since", "") + "_" + str(uuid.UUID(int=0)))
+    count = 0
+    if since is not None:
+        count = selectors.waiting_since(
+            workflow_ids=selectors.reviewable_workflow_ids(user=request.user),
+            filters=filters,
+            since=since[0],
+        )
+    context = {
+        "new_runs": _new_runs_poll(
+            request, filters, since=since[0] if since else timezone.now(), count=count
+        )
+    }
+    return render(request, "approvals/queue.html#queue-new", context)
 
 
 def _time_left(run, now) -> str:
@@ -155,21 +211,27 @@ def _run_or_404(request: HttpRequest, run_id) -> "selectors.Run":
         raise Http404("no such run") from None
 
 
-def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
+def _run_context(request: HttpRequest, run, *, error: str = "", own: dict | None = None) -> dict:
     opened = services.review_open(run=run, user=request.user)
     reviewable = selectors.reviewable_workflow_ids(user=request.user)
     can_review = run.workflow_id in reviewable
-    prev_run, next_run = selectors.neighbours(run=run, workflow_ids=reviewable)
+    filters = _filters(request)
+    prev_run, next_run = selectors.neighbours(run=run, workflow_ids=reviewable, filters=filters)
+    position = selectors.queue_position(run=run, workflow_ids=reviewable, filters=filters)
     proposal = run.proposal or {}
     review = run.reviews.select_related("reviewer").first()
     left, capped = selectors.count_waiting(workflow_ids=reviewable)
     params = proposal.get("params") or {}
-    action_names = list(run.workflow.action_types.values_list("name", flat=True))
+    action_types = {a.name: a for a in run.workflow.action_types.all()}
+    action_names = list(action_types)
+    decision = run.decision or {}
+    params_json = json.dumps(params, indent=2, ensure_ascii=False, sort_keys=True)
     return {
         "run": run,
         "context": opened.snapshot["context"],
         "proposal": proposal,
-        "params_json": json.dumps(params, indent=2, ensure_ascii=False, sort_keys=True),
+        "params": params,
+        "params_json": params_json,
         "draft_fields": _draft_fields(params),
         "artifact": proposal.get("artifact"),
         "artifact_is_text": isinstance(proposal.get("artifact"), str),
@@ -181,38 +243,67 @@ def _run_context(request: HttpRequest, run, *, error: str = "") -> dict:
                     o["params"], indent=2, ensure_ascii=False, sort_keys=True
                 ),
                 "known": o["action"] in action_names,
+                "action_type": action_types.get(o["action"]),
             }
             for i, o in enumerate(rules.options(proposal))
         ]
         if proposal
         else [],
         "action_names": action_names,
+        "action_schemas": [
+            {"name": name, "keys": _schema_keys(a.param_schema)} for name, a in action_types.items()
+        ],
+        "own": own
+        or {"action": proposal.get("action", ""), "text": params_json, "error": "", "open": False},
         "time_left": _time_left(run, timezone.now()),
         "deadline_then": deadline_next(run) if run.status == RunStatus.PENDING_REVIEW else "",
         "seen_hash": opened.hash,
         "held_by": opened.held_by,
         "can_decide": can_review and run.status == RunStatus.PENDING_REVIEW,
         "review": review,
+        "decision_words": _decision_words(run, review),
         "prev_run": prev_run,
         "next_run": next_run,
+        "position": position,
+        "filters": filters,
+        "filter_qs": _filter_qs(filters),
         "left": f"{left}+" if capped else left,
         "error": error,
-        "decision_json": json.dumps(
-            {
-                k: (run.decision or {}).get(k)
-                for k in ("action", "params", "artifact")
-                if (run.decision or {}).get(k) is not None
-            },
-            indent=2,
-            ensure_ascii=False,
-            sort_keys=True,
-        ),
+        "decided_action_type": action_types.get(decision.get("action", "")),
+        "decided_params": decision.get("params"),
+        "decided_artifact": decision.get("artifact"),
         "result_json": json.dumps(run.result, indent=2, ensure_ascii=False, sort_keys=True)
         if run.result is not None
         else "",
         "probe": _probe_told(run),
         "eval_save": _eval_save(request, run, action_names),
     }
+
+
+def _schema_keys(schema: dict) -> list[str]:
+    """ "amount (number, required)" for the own-action form's hint."""
+    keys = []
+    for name, spec in (schema or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        bits = [spec["type"]] if spec.get("type") else []
+        if spec.get("required"):
+            bits.append("required")
+        keys.append(f"{name} ({', '.join(bits)})" if bits else name)
+    return keys
+
+
+def _decision_words(run, review) -> str:
+    """What happened to the run, in words: the person's decision when there is one
+    (approvals.review.decision_words), else the run's status (the policy, a deadline)."""
+    if review is None:
+        return run.get_status_display()
+    return rules.decision_words(
+        kind=review.kind,
+        verdict=review.verdict,
+        edit_distance=review.edit_distance,
+        chosen_option=review.chosen_option,
+        executor=run.action_type.executor if run.action_type else "",
+    )
 
 
 def _probe_told(run) -> dict | None:
@@ -304,6 +395,38 @@ def _form_params(request: HttpRequest, original: dict) -> dict:
     return params
 
 
+def _own_params(run, action: str, raw: str) -> dict:
+    """The reviewer's own params, checked before anything is decided: valid JSON (or
+    where it is not: line and column), an object, the action's schema, and no keys the
+    action does not take (the gateway lets agents send extra keys; a person typing one
+    has most likely misspelt a real one)."""
+    try:
+        params = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise LadderError(
+            f"your params are not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            code="invalid_params",
+        ) from None
+    if not isinstance(params, dict):
+        raise LadderError("params must be a JSON object ({...})", code="invalid_params")
+    action_type = run.workflow.action_types.filter(name=action).first()
+    if action_type is None:
+        raise LadderError(f"'{action}' is not an action of this workflow", code="unknown_action")
+    schema = action_type.param_schema or {}
+    unknown = sorted(set(params) - set(schema)) if schema else []
+    if unknown:
+        raise LadderError(
+            f"{action} takes no "
+            + ", ".join(f"'{k}'" for k in unknown)
+            + " (it takes "
+            + ", ".join(schema)
+            + ")",
+            code="unknown_params",
+        )
+    validate_params(schema, params)
+    return params
+
+
 def _decision_from_form(request: HttpRequest, run) -> object:
     post = request.POST
     proposal = run.proposal or {}
@@ -323,14 +446,11 @@ def _decision_from_form(request: HttpRequest, run) -> object:
         if verdict == "reject":
             return services.Pick(option=None, reject=True, reason=reason)
         if verdict == "own":
-            try:
-                own_params = json.loads(post.get("own_params") or "{}")
-            except ValueError:
-                raise LadderError("your params are not valid JSON", code="invalid_params") from None
-            if not isinstance(own_params, dict):
-                raise LadderError("params must be a JSON object", code="invalid_params")
+            own_action = post.get("own_action", "")
             return services.Pick(
-                option=None, own_action=post.get("own_action", ""), own_params=own_params
+                option=None,
+                own_action=own_action,
+                own_params=_own_params(run, own_action, post.get("own_params") or "{}"),
             )
         try:
             option = int(post.get("option", ""))
@@ -363,26 +483,47 @@ def run_decide(request: HttpRequest, run_id) -> HttpResponse:
     except (LadderError, ValueError) as exc:
         message = exc.message if isinstance(exc, LadderError) else "the form was incomplete"
         run.refresh_from_db()
+        own = None
+        if request.POST.get("verdict") == "own":
+            # What was typed stays, with what is wrong said next to it.
+            own = {
+                "action": request.POST.get("own_action", ""),
+                "text": request.POST.get("own_params", ""),
+                "error": message,
+                "open": True,
+            }
+        if own is not None and not request.htmx:
+            response = render(
+                request, "approvals/run.html", _run_context(request, run, error=message, own=own)
+            )
+            response.status_code = 422
+            return response
         if request.htmx:
             response = render(
-                request, "approvals/run.html#run-panel", _run_context(request, run, error=message)
+                request,
+                "approvals/run.html#run-panel",
+                _run_context(request, run, error=message, own=own),
             )
             response.status_code = 409 if getattr(exc, "status", 400) == 409 else 422
             # htmx does not swap error responses by default; tell it to.
             response["HX-Reswap"] = "outerHTML"
             return response
         messages.error(request, message)
-        return redirect("run", run_id=run.id)
-    label = review.get_verdict_display().lower()
+        return redirect(reverse("run", args=[run.id]) + _filter_qs(_filters(request)))
+    label = _decision_words(run, review).lower()
     run.refresh_from_db(fields=["status"])
     probe_note = _probe_message(run)
     reviewable = selectors.reviewable_workflow_ids(user=request.user)
-    upcoming = selectors.next_waiting(workflow_ids=reviewable, exclude=run.id)
+    filters = _filters(request)
+    filter_qs = _filter_qs(filters)
+    upcoming = selectors.next_waiting(workflow_ids=reviewable, exclude=run.id, filters=filters)
     if request.htmx:
         if upcoming is None:
             if probe_note:  # shown on the queue the client is sent to
                 messages.info(request, probe_note)
-            return HttpResponseClientRedirect(reverse("queue") + "?done=1")
+            return HttpResponseClientRedirect(
+                reverse("queue") + "?" + urlencode({**_filter_params(filters), "done": 1})
+            )
         nxt = selectors.run_for_person(user=request.user, run_id=upcoming.id)
         response = render(
             request,
@@ -394,15 +535,15 @@ def run_decide(request: HttpRequest, run_id) -> HttpResponse:
                 "flash_probe": probe_note,
             },
         )
-        response["HX-Push-Url"] = reverse("run", args=[nxt.id])
+        response["HX-Push-Url"] = reverse("run", args=[nxt.id]) + filter_qs
         return response
     what = run.action_type.name if run.action_type else "Run"
     messages.success(request, f"{what} on {run.workflow.slug} {label}.")
     if probe_note:
         messages.info(request, probe_note)
     if upcoming is None:
-        return redirect("queue")
-    return redirect("run", run_id=upcoming.id)
+        return redirect(reverse("queue") + filter_qs)
+    return redirect(reverse("run", args=[upcoming.id]) + filter_qs)
 
 
 @login_required
@@ -471,6 +612,52 @@ def run_replay_json(request: HttpRequest, run_id) -> HttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="run-{run.id}-trace.json"'
     return response
+
+
+# -- my decisions --------------------------------------------------------------------------
+
+
+MY_DECISIONS_PAGE = 50
+
+
+def _parse_review_after(raw: str):
+    """A My decisions cursor ("<created_at>_<review id>"); None when absent or bad."""
+    at, _, review_id = raw.rpartition("_")
+    if not at or not review_id.isdigit():
+        return None
+    parsed = selectors.parse_after(f"{at}_{uuid.UUID(int=0)}")
+    return (parsed[0], int(review_id)) if parsed else None
+
+
+@login_required
+@require_GET
+def my_decisions(request: HttpRequest) -> HttpResponse:
+    """The runs the signed-in person decided, newest first, for their own memory ("what
+    did I do with that refund?"). Deliberately no totals, rates or scores: nothing here
+    measures the person (docs/DESIGN.md, privacy)."""
+    reviews, has_more = selectors.decided_by(
+        user=request.user,
+        after=_parse_review_after(request.GET.get("after", "")),
+        size=MY_DECISIONS_PAGE,
+    )
+    next_url = None
+    if has_more and reviews:
+        last = reviews[-1]
+        next_url = "?" + urlencode({"after": f"{last.created_at.isoformat()}_{last.pk}"})
+    rows = [
+        {
+            "review": r,
+            "run": r.run,
+            "words": _decision_words(r.run, r),
+            "value": r.run.value,
+        }
+        for r in reviews
+    ]
+    return render(
+        request,
+        "approvals/my_decisions.html",
+        {"rows": rows, "next_url": next_url, "first_page": "after" not in request.GET},
+    )
 
 
 # -- roles --------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def new_context(browser):
     contexts = []
 
     def make(**options):
-        ctx = browser.new_context(viewport=VIEWPORT, **options)
+        ctx = browser.new_context(**{"viewport": VIEWPORT, **options})
         ctx.set_default_timeout(5_000)
         contexts.append(ctx)
         return ctx

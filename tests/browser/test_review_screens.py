@@ -64,7 +64,7 @@ def test_a_reviewer_signs_in_and_sees_every_waiting_run_with_badges_counts_and_f
     expect(page).to_have_url(f"{live_server.url}/?queue=l2")
     expect(rows).to_have_count(1)
     expect(rows.first.locator(".badge")).to_have_text("L2")
-    expect(rows.first.locator("a.open")).to_have_attribute("href", f"/runs/{l2['id']}/")
+    expect(rows.first.locator("a.open")).to_have_attribute("href", f"/runs/{l2['id']}/?queue=l2")
     expect(page.locator("#queue-list")).to_contain_text("Filtered: rung l2")
     assert page.evaluate("window.__marker") == 1, "the filter reloaded the whole page"
     expect(page).to_have_title("(3) Queue — Autonomy Ladder")
@@ -72,7 +72,7 @@ def test_a_reviewer_signs_in_and_sees_every_waiting_run_with_badges_counts_and_f
     # The filter link also works as a plain link (no htmx), and it toggles off.
     page.goto(f"{live_server.url}/?queue=l3")
     expect(rows).to_have_count(1)
-    expect(rows.first.locator("a.open")).to_have_attribute("href", f"/runs/{l3['id']}/")
+    expect(rows.first.locator("a.open")).to_have_attribute("href", f"/runs/{l3['id']}/?queue=l3")
     page.locator("aside.filters a.active").click()
     expect(rows).to_have_count(3)
 
@@ -108,7 +108,7 @@ def test_an_l1_draft_is_edited_and_submitted_and_the_next_run_loads_in_place(
     # htmx swapped the next run in and pushed its URL: no full page load happened.
     expect(page).to_have_url(run_url(live_server, l2["id"]))
     flash = page.locator("#run-panel .msg.success")
-    expect(flash).to_have_text("reply.send on support-reply submitted. Next one below.")
+    expect(flash).to_have_text("reply.send on support-reply submitted with edits. Next one below.")
     expect(flash.locator("a")).to_have_attribute("href", f"/runs/{l1['id']}/")
     expect(page.locator("#run-panel h1 .badge")).to_have_text("L2")
     assert page.evaluate("window.__marker") == 1, "the decision reloaded the whole page"
@@ -116,7 +116,7 @@ def test_an_l1_draft_is_edited_and_submitted_and_the_next_run_loads_in_place(
 
     # The decided run's page shows what was sent and the diff against the draft.
     page.goto(run_url(live_server, l1["id"]))
-    expect(page.locator(".decide .status")).to_have_text("Approved")
+    expect(page.locator(".decide .status")).to_have_text("Submitted with edits")
     expect(page.locator(".decide")).to_contain_text("by reviewer")
     diff = page.locator("pre.diff")
     expect(diff).to_be_visible()
@@ -153,9 +153,9 @@ def test_an_l2_reviewer_picks_an_alternative_and_it_is_recorded_as_no_match(
     expect(cards.nth(0).locator(".badge.first")).to_have_text("agent's choice")
     expect(cards.nth(0).locator("input[type=radio]")).to_be_checked()
     expect(cards.nth(1)).to_contain_text("score 0.61")
-    expect(cards.nth(1)).to_contain_text('"amount": 21.0')
+    expect(cards.nth(1).locator("[data-param=amount] dd")).to_have_text("21.00 EUR")
+    expect(cards.nth(1).locator("details.raw-json pre")).to_contain_text('"amount": 21.0')
     expect(cards.nth(2)).to_contain_text("voucher.issue")
-    screenshot(page, "l2-pick.png")
 
     cards.nth(1).click()
     expect(cards.nth(1).locator("input[type=radio]")).to_be_checked()
@@ -165,11 +165,11 @@ def test_an_l2_reviewer_picks_an_alternative_and_it_is_recorded_as_no_match(
     expect(page.locator(".empty")).to_have_text("Nothing waits for you.")
 
     page.goto(run_url(live_server, l2["id"]))
-    expect(page.locator(".decide .status")).to_have_text("Approved")
+    expect(page.locator(".decide .status")).to_have_text("Picked another option")
     expect(page.locator(".decide")).to_contain_text(
         "Did not match the agent's first recommendation."
     )
-    expect(page.locator(".decide pre.action")).to_contain_text('"reason": "partial: damaged"')
+    expect(page.locator("#decided-action [data-param=reason] dd")).to_have_text("partial: damaged")
 
     review = Review.objects.get(run_id=l2["id"])
     assert review.verdict == Review.Verdict.PICKED
@@ -192,17 +192,16 @@ def test_l3_runs_are_approved_with_a_and_rejected_with_r_a_reason_and_enter(
     sign_in(page.context, ladder.reviewer, live_server)
 
     page.goto(run_url(live_server, first["id"]))
-    action = page.locator(".decide pre.action")
-    expect(action).to_contain_text("refund.issue")
-    expect(action).to_contain_text('"amount": 64.25')
+    action = page.locator("#l3-action")
+    expect(action.locator(".action-name")).to_have_text("refund.issue")
+    expect(action.locator("[data-param=amount] dd")).to_have_text("64.25 EUR")
     expect(page.locator(".decide")).to_contain_text("reversible via refund.reverse")
-    screenshot(page, "l3-approve.png")
 
     page.keyboard.press("a")
     expect(page).to_have_url(run_url(live_server, second["id"]))
     flash = page.locator("#run-panel .msg.success")
     expect(flash).to_contain_text("refund.issue on")
-    expect(flash).to_contain_text("approved. Next one below.")
+    expect(flash).to_contain_text("approved — the agent carries it out. Next one below.")
     expect(flash.locator("a")).to_have_attribute("href", f"/runs/{first['id']}/")
     expect(page).to_have_title(re.compile(r"^\(1\) "))
     assert Run.objects.get(pk=first["id"]).status == RunStatus.APPROVED
@@ -227,7 +226,10 @@ def test_l3_runs_are_approved_with_a_and_rejected_with_r_a_reason_and_enter(
     )
     assert event_types(second["id"])[-1] == "review_decision"
 
-    for run_id, status in ((first["id"], "Approved"), (second["id"], "Rejected")):
+    for run_id, status in (
+        (first["id"], "Approved — the agent carries it out"),
+        (second["id"], "Rejected"),
+    ):
         page.goto(run_url(live_server, run_id))
         expect(page.locator(".decide .status")).to_have_text(status)
         expect(page.locator(".decide")).to_contain_text("by reviewer")
@@ -257,7 +259,9 @@ def test_a_second_reviewer_learns_the_run_was_already_decided_by_the_first(
         "already decided by reviewer"
     )
     # The refused reviewer now sees the decision instead of the buttons.
-    expect(second_page.locator(".decide .status")).to_have_text("Approved")
+    expect(second_page.locator(".decide .status")).to_have_text(
+        "Approved — the agent carries it out"
+    )
     expect(second_page.get_by_role("button", name=re.compile("^Approve"))).to_have_count(0)
 
     stored = Run.objects.get(pk=run["id"])
@@ -284,7 +288,7 @@ def test_an_l3_run_can_be_approved_without_javascript(new_context, live_server, 
     page.get_by_role("button", name=re.compile("^Approve")).click()
     expect(page).to_have_url(f"{live_server.url}/")
     expect(page.locator(".messages .msg.success")).to_have_text(
-        re.compile(r"refund\.issue on .* approved\.")
+        re.compile(r"refund\.issue on .* approved — the agent carries it out\.")
     )
     expect(page.locator(".empty")).to_have_text("Nothing waits for you.")
 
