@@ -256,7 +256,17 @@ def searchable(submit, people):
     return {"kettle": a, "late": b, "reply": c}
 
 
-def test_search_finds_words_in_the_summary_and_the_input(searchable, people, login):
+@pytest.mark.parametrize(
+    ("rare_events", "max_listed"),
+    [(10_000, 20_000), (0, 20_000), (10_000, 1)],
+    ids=["listed from the index", "checked run by run", "too many to list"],
+)
+def test_search_finds_words_in_the_summary_and_the_input(
+    searchable, people, login, monkeypatch, rare_events, max_listed
+):
+    # Both ways a search is run (approvals/history.py) give the same runs.
+    monkeypatch.setattr("approvals.history.RARE_EVENTS", rare_events)
+    monkeypatch.setattr("approvals.history.MAX_LISTED", max_listed)
     client = login(people["compliance"])
     r = searchable
     assert shown(client, q="kettle") == {str(r["kettle"].id)}

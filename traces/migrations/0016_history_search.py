@@ -13,7 +13,13 @@ from ladder.migration_sql import vendor_sql
 SEARCH_INDEX = """
 CREATE INDEX traceevent_search_idx ON traces_traceevent
 USING gin (to_tsvector('simple'::regconfig, translate(document, '<>', '  ')::jsonb -> 'payload'))
-WHERE type IN ('input', 'output', 'proposal')
+WHERE type IN ('input', 'output', 'proposal');
+-- Statistics on the same expression: without them the planner guesses how many events
+-- a word is in (0.5%, whatever the word), and the history must know whether a word is
+-- rare (read the index) or common (walk the runs newest first).
+CREATE STATISTICS traceevent_search_stats
+ON (to_tsvector('simple'::regconfig, translate(document, '<>', '  ')::jsonb -> 'payload'))
+FROM traces_traceevent;
 """
 
 
@@ -52,7 +58,10 @@ class Migration(migrations.Migration):
         ),
         vendor_sql(
             postgresql=SEARCH_INDEX,
-            postgresql_reverse="DROP INDEX IF EXISTS traceevent_search_idx",
+            postgresql_reverse=(
+                "DROP STATISTICS IF EXISTS traceevent_search_stats;"
+                " DROP INDEX IF EXISTS traceevent_search_idx"
+            ),
             sqlite=[],
             sqlite_reverse=[],
         ),
