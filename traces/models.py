@@ -192,6 +192,31 @@ class Run(models.Model):
                 name="run_held_idx",
                 condition=models.Q(held=True),
             ),
+            # The compliance history (approvals/history.py, docs/history.md): newest
+            # first over everything, per workflow, per status, per decider, per person
+            # who decided, and the failures. Each keyset page is one backward range scan
+            # of one of these, whatever the filter. The partial ones cost nothing on the
+            # gateway's inserts of undecided runs.
+            models.Index(fields=["created_at", "id"], name="run_history_idx"),
+            models.Index(fields=["workflow", "created_at", "id"], name="run_history_wf_idx"),
+            models.Index(fields=["status", "created_at", "id"], name="run_history_status_idx"),
+            models.Index(
+                fields=["decider", "created_at", "id"],
+                name="run_history_decider_idx",
+                condition=~models.Q(decider=""),
+            ),
+            models.Index(
+                fields=["decided_by", "created_at", "id"],
+                name="run_history_person_idx",
+                condition=models.Q(decided_by__isnull=False),
+            ),
+            models.Index(
+                fields=["created_at", "id"],
+                name="run_history_failure_idx",
+                condition=models.Q(status="failed")
+                | models.Q(outcome="wrong")
+                | models.Q(audit="wrong"),
+            ),
             # The re-dispatch sweep: approved or executing runs (few at any time).
             models.Index(
                 fields=["updated_at"],

@@ -117,3 +117,11 @@ def seen():
         }
 
     return fields
+
+
+@pytest.fixture
+def world(people, flows):
+    """Runs for the history's tests (tests/approvals/history_setup.py)."""
+    from tests.approvals.history_setup import build_world
+
+    return build_world(people, flows)
