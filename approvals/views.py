@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -51,15 +51,12 @@ def _template(request: HttpRequest, page: str, partial: str) -> str:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """Home is where one's work waits: reviewers keep their queue, compliance lands on
-    the promotions to decide, owners on their workflows (the queue, with the failed
-    executions owners see there, stays at /queue/)."""
+    the history (promotions to decide are one click away in the menu), owners on their
+    workflows (the queue, with the failed executions owners see there, stays at
+    /queue/)."""
     access = access_for(request.user)
     if not access.review and access.comply:
-        # The compliance history once it exists; the promotions to decide until then.
-        try:
-            return redirect(reverse("history"))
-        except NoReverseMatch:
-            return redirect("promotions")
+        return redirect("history")
     if not access.review and access.own:
         return redirect("workflows")
     return queue(request)

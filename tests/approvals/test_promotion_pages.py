@@ -110,13 +110,13 @@ def test_each_role_gets_the_status_it_must_on_every_promotion_page(
     assert paths[view]().status_code == expected
 
 
-def test_home_takes_owners_to_their_workflows_and_compliance_to_the_promotions(client, people, l0):
+def test_home_takes_owners_to_their_workflows_and_compliance_to_the_history(client, people, l0):
     owner_only = UserFactory(username="owner_only")
     role_grant(workflow=l0, user=owner_only, role="owner", by=None)
     client.force_login(owner_only)
     assert client.get("/").url == "/workflows/"
     client.force_login(people["compliance"])  # compliance on every flow, no review role
-    assert client.get("/").url == "/promotions/"
+    assert client.get("/").url == "/history/"
     client.force_login(people["rev"])
     assert client.get("/").status_code == 200
 
