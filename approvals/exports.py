@@ -24,48 +24,52 @@ CHUNK = 2000
 # Events are read for this many runs at a time (each run has a handful of events).
 EVENT_BATCH = 500
 
-RUN_COLUMNS = (
-    "id",
-    "created_at",
-    "workflow",
-    "rung",
-    "status",
-    "queue",
-    "action",
-    "value",
-    "currency",
-    "flags",
-    "summary",
-    "escalation_reason",
-    "decider",
-    "decided_by",
-    "decided_at",
-    "executed_at",
-    "outcome",
-    "audit",
-    "proposal",
-    "decision",
-    "policy",
-    "result",
-    "trace_length",
-    "trace_head",
+# (column, where it is read from).
+RUN_FIELDS = (
+    ("id", "id"),
+    ("created_at", "created_at"),
+    ("workflow", "workflow__slug"),
+    ("rung", "rung"),
+    ("status", "status"),
+    ("queue", "queue"),
+    ("action", "action_type__name"),
+    ("value", "value"),
+    ("currency", "currency"),
+    ("flags", "flags"),
+    ("summary", "summary"),
+    ("escalation_reason", "escalation_reason"),
+    ("decider", "decider"),
+    ("decided_by", "decided_by__username"),
+    ("decided_at", "decided_at"),
+    ("executed_at", "executed_at"),
+    ("outcome", "outcome"),
+    ("audit", "audit"),
+    ("proposal", "proposal"),
+    ("decision", "decision"),
+    ("policy", "policy"),
+    ("result", "result"),
+    ("trace_length", "trace_length"),
+    ("trace_head", "trace_head"),
 )
+RUN_COLUMNS = tuple(column for column, _ in RUN_FIELDS)
 EVENT_COLUMNS = ("run_id", "seq", "type", "actor", "at", "document", "prev_hash", "hash")
-REVIEW_COLUMNS = (
-    "run_id",
-    "workflow",
-    "created_at",
-    "reviewer",
-    "kind",
-    "verdict",
-    "reason",
-    "submitted",
-    "diff",
-    "light_edit",
-    "matched",
-    "chosen_option",
-    "seen_hash",
+# (column, where it is read from).
+REVIEW_FIELDS = (
+    ("run_id", "run_id"),
+    ("workflow", "run__workflow__slug"),
+    ("created_at", "created_at"),
+    ("reviewer", "reviewer__username"),
+    ("kind", "kind"),
+    ("verdict", "verdict"),
+    ("reason", "reason"),
+    ("submitted", "submitted"),
+    ("diff", "diff"),
+    ("light_edit", "light_edit"),
+    ("matched", "matched"),
+    ("chosen_option", "chosen_option"),
+    ("seen_hash", "seen_hash"),
 )
+REVIEW_COLUMNS = tuple(column for column, _ in REVIEW_FIELDS)
 COLUMNS = {"runs": RUN_COLUMNS, "events": EVENT_COLUMNS, "reviews": REVIEW_COLUMNS}
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
@@ -73,32 +77,7 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjso
 def run_rows(runs: QuerySet[Run]) -> Iterator[dict]:
     rows = (
         runs.order_by("created_at", "id")
-        .values_list(
-            "id",
-            "created_at",
-            "workflow__slug",
-            "rung",
-            "status",
-            "queue",
-            "action_type__name",
-            "value",
-            "currency",
-            "flags",
-            "summary",
-            "escalation_reason",
-            "decider",
-            "decided_by__username",
-            "decided_at",
-            "executed_at",
-            "outcome",
-            "audit",
-            "proposal",
-            "decision",
-            "policy",
-            "result",
-            "trace_length",
-            "trace_head",
-        )
+        .values_list(*(path for _, path in RUN_FIELDS))
         .iterator(chunk_size=CHUNK)
     )
     for row in rows:
@@ -135,21 +114,7 @@ def review_rows(runs: QuerySet[Run]) -> Iterator[dict]:
     reviews = (
         Review.objects.filter(run__in=runs.order_by().values("pk"))
         .order_by("created_at", "id")
-        .values_list(
-            "run_id",
-            "run__workflow__slug",
-            "created_at",
-            "reviewer__username",
-            "kind",
-            "verdict",
-            "reason",
-            "submitted",
-            "diff",
-            "light_edit",
-            "matched",
-            "chosen_option",
-            "seen_hash",
-        )
+        .values_list(*(path for _, path in REVIEW_FIELDS))
         .iterator(chunk_size=CHUNK)
     )
     for row in reviews:
