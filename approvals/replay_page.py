@@ -140,7 +140,6 @@ def action_view(action: Any, params: Any, money: dict[str, tuple[str, str]]) -> 
     """An action and its params as labelled fields; its value as amount + currency when
     the action type names a value param."""
     params = params if isinstance(params, dict) else {}
-    rows = [{"name": str(k), "value": value_text(v)} for k, v in params.items()]
     value = ""
     value_param, currency_param = (
         money.get(action, ("", "")) if isinstance(action, str) else ("", "")
@@ -151,7 +150,9 @@ def action_view(action: Any, params: Any, money: dict[str, tuple[str, str]]) -> 
         )
     return {
         "action": action if isinstance(action, str) else value_text(action),
-        "params": rows,
+        # As stored: the page shows them as labelled fields by the action's schema
+        # (approvals/templatetags/params.py), as the review screens do.
+        "raw": params,
         "value": value,
     }
 

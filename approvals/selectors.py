@@ -346,23 +346,14 @@ def people_names(*, user_ids: set[int]) -> dict[int, str]:
     return dict(User.objects.filter(pk__in=user_ids).values_list("pk", "username"))
 
 
-def money_params(*, workflow: Workflow) -> dict[str, tuple[str, str]]:
-    """action type name → (value param, currency param), for showing values as money."""
-    return {
-        name: (value, currency)
-        for name, value, currency in ActionType.objects.filter(workflow=workflow).values_list(
-            "name", "value_param", "currency_param"
-        )
-    }
-
-
 def policy_sentences(
     *, workflow: Workflow, numbers: set[int], actions: dict[str, tuple[str, str]]
 ) -> dict[int, dict[str, str]]:
     """policy version → rule id → the rule's plain sentence, for the versions a replay
     names. A version that no longer parses against the workflow's action types (they
     changed since) gives no sentences: the page then shows the rule ids and reasons the
-    trace recorded. `actions`: money_params(workflow), what the policy parser takes."""
+    trace recorded. `actions`: action type name → (value param, currency param), what the policy
+    parser takes."""
     if not numbers:
         return {}
     versions = PolicyVersion.objects.filter(workflow=workflow, number__in=numbers)

@@ -31,7 +31,7 @@ from approvals.roles import (
 from ladder.decide import validate_params
 from ladder.durations import time_left_text
 from ladder.errors import LadderError, NotFound
-from ladder.models import Workflow
+from ladder.models import ActionType, Workflow
 from ladder.rungs import Queue
 from traces.models import Decider, EvalCase, RunStatus
 from traces.selectors import replay_for_agent, run_replay, run_trace_export
@@ -50,12 +50,15 @@ def _template(request: HttpRequest, page: str, partial: str) -> str:
 @login_required
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    """Home is where one's work waits: reviewers keep their queue, compliance lands on
-    the history (promotions to decide are one click away in the menu), owners on their
-    workflows (the queue, with the failed executions owners see there, stays at
-    /queue/)."""
+    """Home is where one's work waits: reviewers keep their queue; compliance lands on
+    the promotions when one waits for a decision it may take, else on the history;
+    owners on their workflows (the queue, with the failed executions owners see there,
+    stays at /queue/)."""
     access = access_for(request.user)
     if not access.review and access.comply:
+        waiting = selectors.promotions_open_by_workflow(workflow_ids=access.comply)
+        if any(r.requested_by_id != request.user.pk for r in waiting.values()):
+            return redirect("promotions")
         return redirect("history")
     if not access.review and access.own:
         return redirect("workflows")
@@ -554,7 +557,8 @@ def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
     hidden = run.status in WAITING_STATUSES
     if hidden:
         replay = replay_for_agent(replay)
-    money = selectors.money_params(workflow=run.workflow)
+    action_types = {t.name: t for t in ActionType.objects.filter(workflow=run.workflow)}
+    money = {name: (t.value_param, t.currency_param) for name, t in action_types.items()}
     versions = {
         step["payload"].get("policy_version")
         for step in replay["steps"]
@@ -580,6 +584,7 @@ def run_replay_view(request: HttpRequest, run_id) -> HttpResponse:
             "run": run,
             "replay": replay,
             "steps": steps,
+            "action_types": action_types,
             "actors_hidden": hidden,
             "received": replay_page.time_of(run.created_at, now=timezone.now()),
             "span": replay_page.duration_between(first, last),

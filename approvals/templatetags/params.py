@@ -107,3 +107,9 @@ def params_fields(params, action_type=None, raw_label="Raw JSON") -> dict:
         "raw_label": raw_label,
         "empty": not params,
     }
+
+
+@register.filter
+def at_key(mapping, key):
+    """`mapping[key]`, or None: `{% with t=action_types|at_key:name %}`."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

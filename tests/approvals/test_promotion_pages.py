@@ -117,6 +117,9 @@ def test_home_takes_owners_to_their_workflows_and_compliance_to_the_history(clie
     assert client.get("/").url == "/workflows/"
     client.force_login(people["compliance"])  # compliance on every flow, no review role
     assert client.get("/").url == "/history/"
+    # A promotion waiting for a decision compliance may take: home is the promotions.
+    promotion_request(workflow=l0, by=people["owner"], note="")
+    assert client.get("/").url == "/promotions/"
     client.force_login(people["rev"])
     assert client.get("/").status_code == 200
 

@@ -78,7 +78,11 @@ def test_the_replay_shows_every_step_of_a_run_readably(client, full):
 
     proposal = readable_text(section(html, "proposal"))
     assert "refund.issue" in proposal and "500.00 EUR" in proposal
-    assert re.search(r"<dt>order</dt><dd>A-1001</dd>", section(html, "proposal"))
+    # Params as labelled fields by the action's schema, as on the review screens.
+    assert re.search(
+        r'data-param="order">\s*<dt>Order</dt>\s*<dd><span class="agent">A-1001</span>',
+        section(html, "proposal"),
+    )
 
     # The screen as the reviewer saw it: the context, the action, the escalation.
     shown = section(html, "review_shown")

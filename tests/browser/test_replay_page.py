@@ -69,7 +69,7 @@ def test_the_replay_reads_at_phone_width(new_context, live_server, clock):
     expect(page.locator("#check-verified")).to_contain_text("Chain verified")
     # Nothing wider than the screen: no sideways scrolling to read a step.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    params = page.locator(".step-proposal dl.params").first
+    params = page.locator(".step-proposal dl.param-fields").first
     box = params.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     # The screen's two columns stack: the context above what would happen.
