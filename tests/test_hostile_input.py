@@ -146,6 +146,72 @@ def test_hostile_values_in_page_filters_forms_and_paths_never_cause_a_500(world)
     assert not _problems(seen)
 
 
+def test_hostile_values_on_the_new_pages_and_forms_never_cause_a_500(world):
+    """Moving down, stop and resume, drills, drift, breaker settings, the history and its
+    exports, My decisions, the replay file, the dossiers and the queue's new-runs poll."""
+    browser, run_id = world["browser"], world["run_id"]
+    seen = []
+    for value in HOSTILE:
+        segment = quote(value, safe="")
+        for path, form in (
+            ("/workflows/fuzz/demote", {"to_rung": value, "reason": value}),
+            ("/workflows/fuzz/stop", {"reason": value}),
+            ("/workflows/fuzz/resume", {"reason": value}),
+            ("/workflows/fuzz/drills", {"batch": value}),
+            ("/workflows/fuzz/drift/check", {value: value}),
+            (
+                "/workflows/fuzz/settings",
+                {
+                    "form": "breaker",
+                    "window_runs": value,
+                    "failure_percent": value,
+                    "drift_trips": value,
+                    "eval_max_age_days": value,
+                },
+            ),
+        ):
+            seen.append((f"POST {path} {value[:30]!r}", browser.post(path, form)))
+        filters = {
+            name: value
+            for name in (
+                "q",
+                "workflow",
+                "rung",
+                "status",
+                "action",
+                "decider",
+                "since",
+                "until",
+                "failure",
+                "outcome",
+                "after",
+                "before",
+            )
+        }
+        seen.append((f"history {value[:30]!r}", browser.get("/history/", filters)))
+        for kind in ("runs", value):
+            seen.append(
+                (
+                    f"export {kind[:20]!r} {value[:30]!r}",
+                    browser.get("/history/export", {**filters, "kind": kind, "format": value}),
+                )
+            )
+        seen.append(
+            (f"my decisions {value[:30]!r}", browser.get("/my-decisions/", {"after": value}))
+        )
+        seen.append((f"queue new {value[:30]!r}", browser.get("/queue/new", {"since": value})))
+        for path in (
+            f"/runs/{segment}/replay.json",
+            f"/workflows/fuzz/drills/{segment}/",
+            f"/workflows/{segment}/dossier",
+            f"/workflows/{segment}/dossier.pdf",
+            f"/promotions/{segment}/dossier",
+        ):
+            seen.append((f"GET {path[:60]}", browser.get(path)))
+    seen.append(("replay.json", browser.get(f"/runs/{run_id}/replay.json")))
+    assert not _problems(seen)
+
+
 def _api_requests(agent, run_id: str, value: str):
     segment = quote(value, safe="")
     yield f"GET runs/{value[:30]!r}", agent.get(f"/api/v1/runs/{segment}")
