@@ -11,11 +11,10 @@ from datetime import UTC
 
 from django.utils import timezone
 
-from approvals.gate_display import gate_rows
+from approvals.gate_display import change_figures, gate_rows
 from approvals.models import PromotionRequest
 from approvals.policies import rule_rows
 from approvals.services import evidence_freeze, evidence_hash
-from approvals.workflow_views import _figures
 from ladder.models import Certificate, GateSnapshot, PolicyVersion, Workflow
 from ladder.policies import policy_latest, version_policy
 from ladder.policy import audit_text
@@ -110,7 +109,7 @@ def _history(workflow: Workflow) -> list[dict]:
             "what": CAUSE_WORDS.get(change["cause"], change["kind"]),
             "by": change["by"] or "the system",
             "reason": change["reason"],
-            "figures": _figures(change["evidence"]),
+            "figures": change_figures(change["evidence"]),
         }
         for change in rung_history(workflow=workflow, people=True)
     ]

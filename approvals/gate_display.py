@@ -107,3 +107,34 @@ def ladder_rungs(*, rung: int, max_rung: int) -> list[dict]:
         }
         for value, label in Rung.choices
     ]
+
+
+# Evidence keys shown in the rung history, with how to print them.
+CHANGE_FIGURES = (
+    ("breaker", "tripped on", str),
+    ("failures", "failures", str),
+    ("executed", "executed runs", str),
+    ("rate", "rate", lambda v: f"{v:.1%}"),
+    ("lower", "95% lower bound", lambda v: f"{v:.1%}"),
+    ("coverage", "replay coverage", lambda v: f"{v:.1%}"),
+    ("bound", "limit", lambda v: f"{v:.1%}" if isinstance(v, float) else str(v)),
+    ("age_days", "eval age (days)", lambda v: f"{v:.1f}"),
+    ("promotion_request", "promotion request", lambda v: f"#{v}"),
+    ("valid_until", "certificate valid until", str),
+)
+
+
+def change_figures(evidence) -> list[tuple[str, str]]:
+    """The numbers a rung change rests on, as label/value pairs for the history."""
+    if not isinstance(evidence, dict):
+        return []
+    figures = []
+    for key, label, show in CHANGE_FIGURES:
+        value = evidence.get(key)
+        if value is None:
+            continue
+        try:
+            figures.append((label, show(value)))
+        except (TypeError, ValueError):
+            figures.append((label, str(value)))
+    return figures

@@ -8,9 +8,9 @@ traces.replay, judged on the stored trace.
 """
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from approvals.templatetags.params import money_text
 from traces.chain import canonical_json
 from traces.replay import rebuild_shown, snapshot_hash
 
@@ -122,20 +122,6 @@ def value_text(value: Any) -> str:
     return canonical_json(value)
 
 
-def money_text(amount: Any, currency: Any) -> str:
-    """ "120.00 EUR": two decimals unless the amount carries more."""
-    try:
-        number = Decimal(str(amount))
-    except (InvalidOperation, ValueError):
-        return value_text(amount)
-    if not number.is_finite():
-        return value_text(amount)
-    if number == number.quantize(Decimal("0.01")):
-        number = number.quantize(Decimal("0.01"))
-    text = f"{number:,f}"
-    return f"{text} {currency}" if isinstance(currency, str) and currency else text
-
-
 def action_view(action: Any, params: Any, money: dict[str, tuple[str, str]]) -> dict:
     """An action and its params as labelled fields; its value as amount + currency when
     the action type names a value param."""
@@ -145,9 +131,9 @@ def action_view(action: Any, params: Any, money: dict[str, tuple[str, str]]) -> 
         money.get(action, ("", "")) if isinstance(action, str) else ("", "")
     )
     if value_param and params.get(value_param) is not None:
-        value = money_text(
-            params[value_param], params.get(currency_param) if currency_param else ""
-        )
+        amount = params[value_param]
+        currency = params.get(currency_param) if currency_param else ""
+        value = money_text(amount, currency) or value_text(amount)
     return {
         "action": action if isinstance(action, str) else value_text(action),
         # As stored: the page shows them as labelled fields by the action's schema

@@ -22,7 +22,7 @@ from approvals import selectors
 from approvals.drift_display import drift_panel
 from approvals.drill_views import drills_context
 from approvals.gate_charts import gate_charts_context
-from approvals.gate_display import gate_rows, ladder_rungs, verdict_counts
+from approvals.gate_display import change_figures, gate_rows, ladder_rungs, verdict_counts
 from approvals.policies import (
     document_text,
     policy_edit_save,
@@ -241,7 +241,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
                 **change,
                 "when": change["at"][:16].replace("T", " "),
                 "what": CAUSE_WORDS.get(change["cause"], change["kind"]),
-                "figures": _figures(change["evidence"]),
+                "figures": change_figures(change["evidence"]),
             }
             for change in rung_history(workflow=workflow, people=True)
         ],
@@ -262,37 +262,6 @@ def _detail_context(request: HttpRequest, workflow: Workflow, access: Access) ->
         **drills_context(workflow=workflow, access=access),
         **gate_charts_context(workflow=workflow, access=access),
     }
-
-
-# Evidence keys shown in the rung history, with how to print them.
-_FIGURES = (
-    ("breaker", "tripped on", str),
-    ("failures", "failures", str),
-    ("executed", "executed runs", str),
-    ("rate", "rate", lambda v: f"{v:.1%}"),
-    ("lower", "95% lower bound", lambda v: f"{v:.1%}"),
-    ("coverage", "replay coverage", lambda v: f"{v:.1%}"),
-    ("bound", "limit", lambda v: f"{v:.1%}" if isinstance(v, float) else str(v)),
-    ("age_days", "eval age (days)", lambda v: f"{v:.1f}"),
-    ("promotion_request", "promotion request", lambda v: f"#{v}"),
-    ("valid_until", "certificate valid until", str),
-)
-
-
-def _figures(evidence) -> list[tuple[str, str]]:
-    """The numbers a rung change rests on, as label/value pairs for the history."""
-    if not isinstance(evidence, dict):
-        return []
-    figures = []
-    for key, label, show in _FIGURES:
-        value = evidence.get(key)
-        if value is None:
-            continue
-        try:
-            figures.append((label, show(value)))
-        except (TypeError, ValueError):
-            figures.append((label, str(value)))
-    return figures
 
 
 @login_required

@@ -27,8 +27,9 @@ def param_label(name: str, spec: dict | None = None) -> str:
 
 
 def money_text(value, currency=None) -> str | None:
-    """ "42.00 EUR" for a number or decimal string, with at least two decimals (and more
-    when the value has them: 0.125 stays 0.125); None when it is not a number."""
+    """ "42.00 EUR", "1,234.50 EUR" for a number or decimal string, with at least two
+    decimals (and more when the value has them: 0.125 stays 0.125); None when it is not
+    a number. One format for money on every page: the review screens and the replay."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
@@ -38,7 +39,7 @@ def money_text(value, currency=None) -> str | None:
     if not amount.is_finite():
         return None
     places = -amount.as_tuple().exponent if amount.as_tuple().exponent < 0 else 0
-    text = f"{amount:.{max(places, 2)}f}"
+    text = f"{amount:,.{max(places, 2)}f}"
     if isinstance(currency, str) and currency.strip():
         text += f" {currency.strip()}"
     return text
