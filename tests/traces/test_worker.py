@@ -152,7 +152,7 @@ def test_runs_allowed_while_redis_is_hung_or_down_execute_once_it_returns(live):
     # One slow try per gateway process at most: after it, the process leaves the broker
     # alone for LADDER_BROKER_BACKOFF_SECONDS and the sweeper sends the runs.
     assert sum(took > 0.5 for _, took in hung) <= 2
-    assert max(took for _, took in down) < 1
+    assert max(took for _, took in down) < 2.5  # two tries of the 1 s broker timeout
     waited = [run for run, _ in hung + down]
     for run in waited:
         assert status_of(gateway, token, run) == "approved"  # recorded, waiting
@@ -173,11 +173,14 @@ def test_a_worker_started_after_the_outage_sends_what_waited(live):
     env = service_env(redis.url, LADDER_EXECUTION_GRACE_SECONDS=1)
     gateway = live.add(Gateway(env))
     wf, token = l4_refunds()
-    queued = [submit_allowed(gateway, wf, token, f"queued-{i}")[0] for i in range(2)]
+    # Four runs, so both gateway processes have served (and loaded) before the outage.
+    queued = [submit_allowed(gateway, wf, token, f"queued-{i}")[0] for i in range(4)]
     redis.kill()
     down = [submit_allowed(gateway, wf, token, f"while-down-{i}") for i in range(3)]
     print("POST /runs, Redis down: " + ", ".join(f"{took:.3f}" for _, took in down) + " s")
-    assert max(took for _, took in down) < 1
+    # The promise: a publish gives up within two tries of LADDER_BROKER_TIMEOUT_SECONDS
+    # (1 s), so no request waits on a dead broker beyond that, however loaded the machine.
+    assert max(took for _, took in down) < 2.5
     waited = [run for run, _ in down]
     _older_than_grace(waited[-1], seconds=1)
     redis.start()
