@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "ladder",
     "traces",
     "approvals",
+    "examples.refunds",  # the worked example's shop ledger (examples/refunds/README.md)
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 LADDER_BROKER_TIMEOUT_SECONDS = env_int("LADDER_BROKER_TIMEOUT_SECONDS", 1)
 # After a failed publish, a process does not try again for this long (0: always try).
 LADDER_BROKER_BACKOFF_SECONDS = env_int("LADDER_BROKER_BACKOFF_SECONDS", 5)
+# A worker for `manage.py simulate` runs each task on the simulation's clock (examples/
+# refunds/clock.py). Development mode only: a real worker must never move its clock.
+LADDER_SIMULATED_CLOCK = env_bool("LADDER_SIMULATED_CLOCK", default=False)
+if LADDER_SIMULATED_CLOCK and not LADDER_DEV_MODE:
+    raise ImproperlyConfigured("LADDER_SIMULATED_CLOCK needs LADDER_DEV_MODE=1")
 if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "socket_connect_timeout": LADDER_BROKER_TIMEOUT_SECONDS,
