@@ -38,6 +38,8 @@ DEV_MODE := LADDER_DEV_MODE=1
 
 run: install
 	$(DEV_MODE) $(PY) manage.py migrate --noinput
+	@# The worked example's eleven weeks (docs/worked-example.md), once: about 80 s.
+	$(DEV_MODE) $(PY) manage.py simulate support-refund --runs 2000 --seed 7 --if-new
 	$(DEV_MODE) $(PY) manage.py seed_demo
 	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C to stop)"
 	$(DEV_MODE) $(PY) manage.py runserver 127.0.0.1:8000

@@ -105,7 +105,11 @@ def _history(workflow: Workflow) -> list[dict]:
     return [
         {
             "when": _when(change["at"]),
-            "move": f"L{change['from_rung']} → L{change['to_rung']}",
+            "move": (
+                f"L{change['from_rung']} → L{change['to_rung']}"
+                if change["from_rung"] is not None
+                else f"L{change['to_rung']}"  # the rung it was created on
+            ),
             "what": CAUSE_WORDS.get(change["cause"], change["kind"]),
             "by": change["by"] or "the system",
             "reason": change["reason"],

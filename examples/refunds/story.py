@@ -36,24 +36,13 @@ from examples.refunds.agent import ErrorProfile, Proposed, SupportAgent, params_
 from examples.refunds.business import Shop
 from examples.refunds.clock import SimClock
 from examples.refunds.reviewers import ReviewDesk, ReviewerProfile
+from examples.refunds.workflow import ACTIONS
 from ladder.errors import LadderError
 from ladder.gates import max_rung_for
 from ladder.models import ActionType, RungChange, Workflow
 from ladder.rungs import Executor, RiskClass, Rung
 
 MIN_RUNS = 2000  # fewer cannot clear the L3 -> L4 volume gate (1,000 decided at L3)
-REFUND_SCHEMA = {
-    "order_id": {"type": "string", "required": True},
-    "amount": {"type": "number", "required": True},
-    "currency": {"type": "string", "required": True},
-    "reason": {"type": "string"},
-}
-REVERSE_SCHEMA = {**REFUND_SCHEMA, "reverses_run": {"type": "string"}}
-REPLY_SCHEMA = {
-    "to": {"type": "string", "required": True},
-    "subject": {"type": "string", "required": True},
-    "body": {"type": "string", "required": True},
-}
 # The L4 envelope: refunds only, up to 200 EUR each, fraud-adjacent ones to a person, and
 # no more than 5,000 EUR a day without a person.
 POLICY = {
@@ -196,24 +185,17 @@ class Story:
             reason="the refund agent starts on drafts",
             actor=people["owner"],
         )
-        types = [
-            ("refund.issue", REFUND_SCHEMA, "amount", True, Executor.SERVER,
-             "examples.refunds.executors.refund_issue", "refund.reverse"),
-            ("refund.reverse", REVERSE_SCHEMA, "amount", False, Executor.SERVER,
-             "examples.refunds.executors.refund_reverse", ""),
-            ("reply.send", REPLY_SCHEMA, "", False, Executor.AGENT, "", ""),
-        ]  # fmt: skip
-        for name, schema, value, reversible, executor, path, compensation in types:
+        for a in ACTIONS:
             ActionType.objects.create(
                 workflow=wf,
-                name=name,
-                param_schema=schema,
-                value_param=value,
-                currency_param="currency" if value else "",
-                reversible=reversible,
-                executor=executor,
-                executor_path=path,
-                compensating_action=compensation,
+                name=a["name"],
+                param_schema=a["schema"],
+                value_param=a.get("value", ""),
+                currency_param="currency" if a.get("value") else "",
+                reversible=a.get("reversible", False),
+                executor=a.get("executor", Executor.AGENT),
+                executor_path=a.get("path", ""),
+                compensating_action=a.get("compensation", ""),
             )
         role_grant(workflow=wf, user=people["owner"], role=Role.OWNER, by=None)
         role_grant(workflow=wf, user=people["compliance"], role=Role.COMPLIANCE, by=None)

@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from approvals.roles import Role, role_grant
+from examples.refunds.workflow import ACTIONS as REFUND_EXAMPLE_ACTIONS
+from examples.refunds.workflow import demo_orders
 from ladder.gates import max_rung_for
 from ladder.models import ActionType, RungChange, Workflow
 from ladder.rungs import Executor, RiskClass, Rung
@@ -67,29 +69,14 @@ WORKFLOWS = [
         "personal_fields": ["customer_name", "address"],
     },
     {
+        # The worked example's workflow (examples/refunds): `make run` plays its history
+        # with `manage.py simulate` first, and then this finds it there.
         "slug": "support-refund",
         "name": "Support refund",
         "rung": Rung.L3,
         "risk": RiskClass.CONSEQUENTIAL,
         "description": "Issues refunds after a human approves each one.",
-        "actions": [
-            {
-                "name": "refund.issue",
-                "schema": REFUND_SCHEMA,
-                "value": "amount",
-                "reversible": True,
-                "executor": Executor.SERVER,
-                "path": "traces.demo_executors.refund_issue",
-                "compensation": "refund.reverse",
-            },
-            {
-                "name": "refund.reverse",
-                "schema": REFUND_SCHEMA,
-                "value": "amount",
-                "executor": Executor.SERVER,
-                "path": "traces.demo_executors.refund_reverse",
-            },
-        ],
+        "actions": REFUND_EXAMPLE_ACTIONS,
         "personal_fields": ["customer_name", "address"],
     },
     {
@@ -259,6 +246,7 @@ class Command(BaseCommand):
         _seed_certificates()
         from approvals.demo import seed_history
 
+        demo_orders()  # what the hand-made support-refund runs refund
         counts = seed_history(people=people)
         self.stdout.write("Demo workflows: " + ", ".join(w["slug"] for w in WORKFLOWS))
         self.stdout.write(f"Demo history: {counts}")
