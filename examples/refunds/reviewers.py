@@ -7,10 +7,12 @@ proposals and most attention probes, not all, and now and then reject a good one
 from __future__ import annotations
 
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, connections, transaction
 
 from approvals import services
 from approvals.review import options
@@ -38,40 +40,63 @@ class Tally:
 class ReviewDesk:
     """The support team's reviewers working through the queue."""
 
-    def __init__(self, people: list[User], *, seed: int, profile: ReviewerProfile):
+    def __init__(
+        self, people: list[User], *, seed: int, profile: ReviewerProfile, together: bool = False
+    ):
         self.people = people
-        self.rng = random.Random(seed * 104729 + 3)
+        self.seed = seed
         self.profile = profile
         self.tally = Tally()
+        self._lock = threading.Lock()
+        # `together`: the reviewers work their shares of a session at the same time, one
+        # thread (and database connection) each, as three people would. PostgreSQL only.
+        self._pool = ThreadPoolExecutor(len(people)) if together and len(people) > 1 else None
+
+    def close(self) -> None:
+        """Close the reviewers' threads and their database connections."""
+        if self._pool is not None:
+            for f in [self._pool.submit(connections.close_all) for _ in self.people]:
+                f.result()
+            self._pool.shutdown()
+            self._pool = None
 
     def work_queue(self, workflow_id: int, known: dict[str, Proposed]) -> list[str]:
         """Decide every run waiting in the workflow's queue now (oldest first), as the
-        queue page lists them; returns the ids of the runs decided."""
+        queue page lists them, shared out among the reviewers; returns the ids of the
+        runs decided."""
         waiting = list(
             Run.objects.filter(workflow_id=workflow_id, status=RunStatus.PENDING_REVIEW)
             .select_related("workflow", "action_type")
             .order_by("created_at", "id")
         )
-        done = []
-        for i, run in enumerate(waiting):
-            reviewer = self.people[i % len(self.people)]
-            if self._decide(run, reviewer, known.get(str(run.id))):
-                done.append(str(run.id))
-        return done
+        shares = [(person, waiting[i :: len(self.people)]) for i, person in enumerate(self.people)]
+        if self._pool is None or len(waiting) < 2:
+            return [run_id for person, runs in shares for run_id in self._work(person, runs, known)]
+        futures = [self._pool.submit(self._work, person, runs, known) for person, runs in shares]
+        return [run_id for future in futures for run_id in future.result()]
+
+    def _work(self, reviewer: User, runs: list[Run], known: dict[str, Proposed]) -> list[str]:
+        fast_commits()
+        return [str(run.id) for run in runs if self._decide(run, reviewer, known.get(str(run.id)))]
+
+    def _rng(self, run: Run, proposed: Proposed | None) -> random.Random:
+        """Each decision's own draws, whoever makes it and in whatever order."""
+        key = proposed.ticket.number if proposed else f"probe:{run.proposal}"
+        return random.Random(f"{self.seed}:{key}")
 
     def _decide(self, run: Run, reviewer: User, proposed: Proposed | None) -> bool:
-        rng, profile, tally = self.rng, self.profile, self.tally
+        rng, profile = self._rng(run, proposed), self.profile
         opened = services.review_open(run=run, user=reviewer)
         proposal = run.proposal or {}
+        counts = {}
         if proposed is None:  # not the agent's: an attention probe, wrong by construction
-            tally.probes += 1
             caught = rng.random() < profile.catch_probe
-            tally.probes_caught += caught
+            counts = {"probes": 1, "probes_caught": int(caught)}
             decision = _reject_or_approve(run, caught, "this refund is not due")
         else:
             wrong = not proposed.correct
             catch = wrong and rng.random() < profile.catch_wrong
-            tally.wrong_missed += wrong and not catch
+            counts = {"wrong_missed": int(wrong and not catch)}
             spurious = not wrong and rng.random() < profile.reject_good
             decision = self._decision(run, proposal, proposed, catch=catch, spurious=spurious)
         with transaction.atomic():
@@ -82,11 +107,14 @@ class ReviewDesk:
                 seen_version=run.version,
                 decision=decision,
             )
-        tally.decided += 1
-        if review.verdict in ("approved", "submitted", "picked"):
-            tally.approved += 1
-        else:
-            tally.rejected += 1
+        approved = review.verdict in ("approved", "submitted", "picked")
+        with self._lock:
+            tally = self.tally
+            tally.decided += 1
+            tally.approved += approved
+            tally.rejected += not approved
+            for name, n in counts.items():
+                setattr(tally, name, getattr(tally, name) + n)
         return True
 
     def _decision(self, run: Run, proposal: dict, proposed: Proposed, *, catch, spurious):
@@ -146,3 +174,12 @@ def _reject_or_approve(run: Run, reject: bool, reason: str):
     if run.rung == 2:
         return services.Pick(option=None if reject else 0, reject=reject, reason=reason)
     return services.Approval(approve=not reject, reason=reason if reject else "")
+
+
+def fast_commits() -> None:
+    """On PostgreSQL, this connection does not wait for each commit to reach the disk
+    (a simulation that crashes loses its last moments, no more)."""
+    if connection.vendor == "postgresql" and not getattr(connection, "_sim_fast", False):
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
+        connection._sim_fast = True

@@ -18,9 +18,11 @@ people) is written the way an admin would in the admin site.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,7 +37,7 @@ from approvals.roles import Role, role_grant
 from examples.refunds.agent import ErrorProfile, Proposed, SupportAgent, params_for
 from examples.refunds.business import Shop
 from examples.refunds.clock import SimClock
-from examples.refunds.reviewers import ReviewDesk, ReviewerProfile
+from examples.refunds.reviewers import ReviewDesk, ReviewerProfile, fast_commits
 from examples.refunds.workflow import ACTIONS
 from ladder.errors import LadderError
 from ladder.gates import max_rung_for
@@ -94,6 +96,7 @@ class Result:
     backtest_id: int | None = None
     wrong_executed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    spent: Counter = field(default_factory=Counter)  # seconds, by what they went on
     errors: ErrorProfile = field(default_factory=ErrorProfile)
     reviewers: ReviewerProfile = field(default_factory=ReviewerProfile)
 
@@ -254,14 +257,13 @@ class Story:
     # -- the story ----------------------------------------------------------------------
 
     def play(self) -> Result:
-        from django.db import connection
-
         began = time.monotonic()
-        if connection.vendor == "postgresql":
-            # Weeks of traffic in minutes: this session does not wait for each commit to
-            # reach the disk (a crash would lose the last moments of a simulation, no more).
-            with connection.cursor() as cursor:
-                cursor.execute("SET synchronous_commit TO off")
+        # A batch job holding weeks of runs in memory: collect young garbage less often.
+        gc.collect()
+        gc.freeze()
+        threshold = gc.get_threshold()
+        gc.set_threshold(50_000, 20, 100)
+        fast_commits()  # weeks of traffic in minutes
         days = sum(s.days for s in STAGES)
         now = timezone.now()
         start = (now - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -269,12 +271,18 @@ class Story:
         # passes in one: the in-process gateway of the simulation does without it.
         # Alerts go to the simulated people's (invalid) addresses: kept in memory and told
         # in the narrative, never sent, whatever mail server is configured.
-        with (
-            override_settings(LADDER_RATE_LIMIT_PER_SECOND=0, MAILERS=_MEMORY_MAIL),
-            SimClock(start, publish=not self.eager) as clock,
-        ):
-            self.clock = clock
-            result = self._play(start)
+        try:
+            with (
+                override_settings(LADDER_RATE_LIMIT_PER_SECOND=0, MAILERS=_MEMORY_MAIL),
+                SimClock(start, publish=not self.eager) as clock,
+            ):
+                self.clock = clock
+                result = self._play(start)
+        finally:
+            if getattr(self, "desk", None) is not None:
+                self.desk.close()
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
         result.seconds = time.monotonic() - began
         return result
 
@@ -286,7 +294,14 @@ class Story:
         shop = Shop(self.seed, prefix=f"{zlib.crc32(self.slug.encode()) % 46656:03X}"[:3])
         client = self._client(wf)
         self.agent = SupportAgent(client, self.slug, seed=self.seed, errors=self.errors)
-        self.desk = ReviewDesk(people["reviewers"], seed=self.seed, profile=self.reviewer_profile)
+        from django.db import connection
+
+        self.desk = ReviewDesk(
+            people["reviewers"],
+            seed=self.seed,
+            profile=self.reviewer_profile,
+            together=connection.vendor == "postgresql",
+        )
         self.eval_tickets = self._eval_set(wf, shop, people["owner"], start)
         self.say(
             f"{start:%d %b %Y}: the shop's refund agent joins {wf.slug} on L1 (drafts). "
@@ -314,7 +329,9 @@ class Story:
                     _bar(day_no, total_days, f"{day:%d %b} L{_rung(wf)} {result.runs:,} runs")
                 )
                 day += timedelta(days=1)
+                began = time.monotonic()
                 self._night(day)
+                result.spent["nights (breaker, gates, probes)"] += time.monotonic() - began
                 self._alerts()
                 if stage.rung == Rung.L4 and _rung(wf) == Rung.L3:
                     self.agent.errors = self.errors
@@ -322,7 +339,11 @@ class Story:
                     carry_runs = sum(per_day[stage_day + 1 :])
                     carry_days = days - stage_day - 1
                     break
+            began = time.monotonic()
             self._stage_end(index, day)
+            result.spent["stage ends (evals, backtest, drill, promotions)"] += (
+                time.monotonic() - began
+            )
         self.progress("")
         return result
 
@@ -338,6 +359,7 @@ class Story:
         self.labels_due = [item for item in self.labels_due if item not in due]
         for at, kind, payload in sorted(events, key=lambda e: (e[0], e[1])):
             self.clock.advance_to(at)
+            began = time.monotonic()
             if kind == 0:
                 proposed = self.agent.handle(shop.ticket(at))
                 run_id = proposed.pending.id
@@ -345,10 +367,12 @@ class Story:
                 waits = proposed.pending.run.status == "pending_review"
                 (self.waiting if waits else self.to_check)[run_id] = proposed
                 self.result.runs += 1
+                self.result.spent["the agent's submissions"] += time.monotonic() - began
             elif kind == 1:
                 for run_id in self.desk.work_queue(self.wf.pk, self.known):
                     if run_id in self.waiting:
                         self.to_check[run_id] = self.waiting.pop(run_id)
+                self.result.spent["reviews (and, eager, executions)"] += time.monotonic() - began
                 self._settle(wait=False)
             else:
                 self.agent.label_wrong(payload.pending.id, f"audit: {payload.mistake}")
@@ -363,6 +387,7 @@ class Story:
         """The agent looks at its open runs: sends approved replies, notes finished
         refunds (and how long the customer waited), and, for a refund that should not
         have been paid, the shop's audit finds it the next morning."""
+        began = time.monotonic()
         if wait and not self.eager:
             self._wait_for_workers()
         for run_id, proposed in list(self.to_check.items()):
@@ -381,6 +406,9 @@ class Story:
                     self.result.wrong_executed.append(proposed.pending.id)
                     found = timezone.now() + timedelta(hours=3 if _rung(self.wf) >= 4 else 15)
                     self.labels_due.append((found, proposed))
+        self.result.spent["the agent's follow-up (replies sent, results read)"] += (
+            time.monotonic() - began
+        )
 
     def _wait_for_workers(self, timeout: float = 120) -> None:
         from traces.models import Run, RunStatus
@@ -442,9 +470,10 @@ class Story:
                 else f"L{change['to_rung']} ({change['cause']})"
             )
             if change.get("cause") == "breaker":
+                at = datetime.fromisoformat(change["at"])
                 self.say(
-                    f"{change['at'][:10]}: the breaker trips: L{change.get('from_rung')} -> "
-                    f"L{change.get('to_rung')}. {change.get('reason', '')}"
+                    f"{at:%d %b %H:%M}: the breaker trips, L{change['from_rung']} -> "
+                    f"L{change['to_rung']}: {change['reason'].removeprefix('breaker tripped: ')}"
                 )
 
     # -- between stages -----------------------------------------------------------------
@@ -526,6 +555,7 @@ class Story:
         self.say(f"{day:%d %b}: {owner.username} asks for L{request.to_rung}: {why}.")
         for line in _gate_lines(request.snapshot):
             self.say("    " + line)
+        self.say(f"    evidence frozen into request #{request.pk}: sha256 {request.evidence_hash}")
         self.clock.advance_to(timezone.now() + timedelta(hours=5))
         request = approvals.promotion_decide(
             request=request, by=compliance, approve=True, reason="evidence reviewed"

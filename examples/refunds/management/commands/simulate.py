@@ -1,5 +1,6 @@
 """`manage.py simulate support-refund --runs 4200 --seed 7`: the worked example."""
 
+import logging
 import sys
 
 from django.conf import settings
@@ -30,6 +31,10 @@ class Command(BaseCommand):
             self.stdout.write(f"{slug} exists already: the worked example was played before.")
             return
         from examples.refunds.story import Story
+        from ladder.celery import app
+
+        if app.conf.task_always_eager:  # kombu names the unused in-memory broker's host
+            logging.getLogger("kombu.connection").setLevel(logging.ERROR)
 
         tty = sys.stderr.isatty()
 
@@ -53,6 +58,9 @@ class Command(BaseCommand):
             f"{result.runs:,} runs in {result.seconds:.0f} s; rung history: "
             + ", ".join(result.rung_changes)
         )
+        if options["verbosity"] > 1:
+            for what, seconds in result.spent.most_common():
+                self.stdout.write(f"  {seconds:6.1f} s  {what}")
         if last:
             base = settings.LADDER_BASE_URL.rstrip("/")
             self.stdout.write(f"Dossier of the L4 promotion: {base}/promotions/{last}/dossier")
