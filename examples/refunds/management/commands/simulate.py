@@ -25,8 +25,21 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, slug, runs, seed, if_new, **options):
+        from django.core.exceptions import ValidationError
+
         from ladder.models import Workflow
 
+        if not settings.LADDER_DEV_MODE:
+            raise CommandError(
+                "simulate writes a made-up shop's history (people, runs, promotions): it runs "
+                "in development mode only (LADDER_DEV_MODE=1), never on a deployment's data"
+            )
+        try:
+            Workflow._meta.get_field("slug").run_validators(slug)
+        except ValidationError as exc:
+            raise CommandError(
+                f"{slug!r} is not a workflow slug: {' '.join(exc.messages)}"
+            ) from None
         if if_new and Workflow.objects.filter(slug=slug).exists():
             self.stdout.write(f"{slug} exists already: the worked example was played before.")
             return
