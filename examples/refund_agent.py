@@ -3,7 +3,7 @@
 It handles one support ticket the way a real agent would: looks the order up (a tool
 call, recorded in the run's trace), writes its reply, and proposes `refund.issue` on the
 `support-refund` workflow, all in one run. At L3 a reviewer approves each refund (and may
-edit its amount); the server then executes it (the demo ledger stands in for a bank) and
+edit its amount); the server then executes it (against the shop's ledger, examples/refunds) and
 the agent prints the outcome. With an agent-executed action the agent would carry it out
 with the reviewer's final params and report the result. Its code would not change if the
 workflow moved to another rung. (`@client.gated(...)` wraps the same steps around one

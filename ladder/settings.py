@@ -92,7 +92,7 @@ INSTALLED_APPS = [
     "ladder",
     "traces",
     "approvals",
-    "examples.refunds",  # the worked example's shop ledger (examples/refunds/README.md)
+    "examples.refunds",  # the worked example's shop ledger (docs/worked-example.md)
 ]
 
 MIDDLEWARE = [
