@@ -21,7 +21,7 @@ def test_the_story_reads_from_the_workflow_page_and_the_dossier(new_context, liv
     out = StringIO()
     call_command("simulate", "support-refund", "--runs", "2000", "--seed", "7", stdout=out)
     story = out.getvalue()
-    assert "the breaker trips: L4 -> L3" in story
+    assert "the breaker trips, L4 -> L3" in story
 
     ctx = new_context(viewport=VIEWPORT)
     sign_in(ctx, User.objects.get(username="ops-lead"), live_server)
