@@ -19,6 +19,7 @@ people) is written the way an admin would in the admin site.
 from __future__ import annotations
 
 import gc
+import heapq
 import math
 import time
 import zlib
@@ -81,7 +82,7 @@ STAGES = (
     Stage(Rung.L3, 2, 0.04, tuple(8.5 + h for h in range(11))),  # after the trip
 )
 BURST_DAY = 2  # the L4 stage's day on which the bad model update ships
-BURST_FACTOR = 30.0
+BURST_FACTOR = 50.0
 
 
 @dataclass
@@ -353,11 +354,20 @@ class Story:
         rng = shop.rng
         arrivals = sorted(day + timedelta(hours=rng.uniform(7, 20)) for _ in range(count))
         sessions = [day + timedelta(hours=h) for h in stage.sessions]
-        due = [item for item in self.labels_due if item[0] < day + timedelta(days=1)]
-        events = [(t, 0, None) for t in arrivals] + [(t, 1, None) for t in sessions]
-        events += [(t, 2, p) for t, p in due]
-        self.labels_due = [item for item in self.labels_due if item not in due]
-        for at, kind, payload in sorted(events, key=lambda e: (e[0], e[1])):
+        evening = day + timedelta(hours=21)
+        events = [(t, 0, n, None) for n, t in enumerate(arrivals)]
+        events += [(t, 1, n, None) for n, t in enumerate(sessions)]
+        heapq.heapify(events)
+        labelled = 0
+        while True:
+            # An audit finding made today (the agent settles as the day goes) is due today.
+            for item in [i for i in self.labels_due if i[0] < evening]:
+                self.labels_due.remove(item)
+                labelled += 1
+                heapq.heappush(events, (item[0], 2, labelled, item[1]))
+            if not events:
+                break
+            at, kind, _, payload = heapq.heappop(events)
             self.clock.advance_to(at)
             began = time.monotonic()
             if kind == 0:
@@ -376,7 +386,7 @@ class Story:
                 self._settle(wait=False)
             else:
                 self.agent.label_wrong(payload.pending.id, f"audit: {payload.mistake}")
-        self.clock.advance_to(day + timedelta(hours=21))
+        self.clock.advance_to(evening)
         self._settle(wait=True)
         if self.resolved_today:
             mean = sum(self.resolved_today) / len(self.resolved_today)
