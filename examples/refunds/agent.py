@@ -42,8 +42,6 @@ class Proposed:
 
     ticket: Ticket
     pending: PendingDecision
-    action: str
-    amount: Decimal | None
     correct: bool
     heavy: bool
     mistake: str = ""
@@ -120,8 +118,6 @@ class SupportAgent:
         return Proposed(
             ticket=ticket,
             pending=pending,
-            action=action,
-            amount=amount,
             correct=not mistake,
             heavy=heavy,
             mistake=mistake,

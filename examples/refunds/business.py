@@ -8,7 +8,7 @@ for the simulated reviewers and the later outcome labels; the agent never sees i
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -121,7 +121,6 @@ class Ticket:
     # The truth: what a careful person would do with this ticket.
     action: str = ""
     amount: Decimal | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def wants_refund(self) -> bool:

@@ -42,17 +42,14 @@ class SimClock:
     def __init__(self, start: datetime, *, publish: bool) -> None:
         self._travel = time_machine.travel(start, tick=True)
         self._publish = publish
-        self._started = False
 
     def __enter__(self) -> SimClock:
         self._coordinates = self._travel.start()
-        self._started = True
         self._share()
         return self
 
     def __exit__(self, *exc) -> None:
         self._travel.stop()
-        self._started = False
         if self._publish:
             _redis().delete(OFFSET_KEY)
 

@@ -7,7 +7,6 @@ proposals and most attention probes, not all, and now and then reject a good one
 from __future__ import annotations
 
 import random
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,16 +26,6 @@ class ReviewerProfile:
     reject_good: float = 0.004  # a good proposal is rejected anyway
 
 
-@dataclass
-class Tally:
-    decided: int = 0
-    approved: int = 0
-    rejected: int = 0
-    probes: int = 0
-    probes_caught: int = 0
-    wrong_missed: int = 0
-
-
 class ReviewDesk:
     """The support team's reviewers working through the queue."""
 
@@ -46,8 +35,6 @@ class ReviewDesk:
         self.people = people
         self.seed = seed
         self.profile = profile
-        self.tally = Tally()
-        self._lock = threading.Lock()
         # `together`: the reviewers work their shares of a session at the same time, one
         # thread (and database connection) each, as three people would. PostgreSQL only.
         self._pool = ThreadPoolExecutor(len(people)) if together and len(people) > 1 else None
@@ -88,38 +75,26 @@ class ReviewDesk:
         rng, profile = self._rng(run, proposed), self.profile
         opened = services.review_open(run=run, user=reviewer)
         proposal = run.proposal or {}
-        counts = {}
         if proposed is None:  # not the agent's: an attention probe, wrong by construction
             caught = rng.random() < profile.catch_probe
-            counts = {"probes": 1, "probes_caught": int(caught)}
             decision = _reject_or_approve(run, caught, "this refund is not due")
         else:
             wrong = not proposed.correct
             catch = wrong and rng.random() < profile.catch_wrong
-            counts = {"wrong_missed": int(wrong and not catch)}
             spurious = not wrong and rng.random() < profile.reject_good
             decision = self._decision(run, proposal, proposed, catch=catch, spurious=spurious)
         with transaction.atomic():
-            review = services.review_decide(
+            services.review_decide(
                 run=run,
                 reviewer=reviewer,
                 seen_hash=opened.hash,
                 seen_version=run.version,
                 decision=decision,
             )
-        approved = review.verdict in ("approved", "submitted", "picked")
-        with self._lock:
-            tally = self.tally
-            tally.decided += 1
-            tally.approved += approved
-            tally.rejected += not approved
-            for name, n in counts.items():
-                setattr(tally, name, getattr(tally, name) + n)
         return True
 
     def _decision(self, run: Run, proposal: dict, proposed: Proposed, *, catch, spurious):
         ticket = proposed.ticket
-        kind = run.queue
         if run.rung == 1:  # a draft: edit it and submit it, or discard it
             if catch or spurious:
                 return services.DraftSubmission(
@@ -153,7 +128,6 @@ class ReviewDesk:
                 if option.get("action") == ticket.action and _same_money(option, right):
                     return services.Pick(option=index)
             return services.Pick(option=None, own_action=ticket.action, own_params=right)
-        del kind
         return _reject_or_approve(
             run,
             catch or spurious,

@@ -93,13 +93,8 @@ class Result:
     runs: int = 0
     rung_changes: list[str] = field(default_factory=list)
     promotion_ids: list[int] = field(default_factory=list)
-    drill_id: int | None = None
-    backtest_id: int | None = None
-    wrong_executed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     spent: Counter = field(default_factory=Counter)  # seconds, by what they went on
-    errors: ErrorProfile = field(default_factory=ErrorProfile)
-    reviewers: ReviewerProfile = field(default_factory=ReviewerProfile)
 
 
 class Story:
@@ -290,7 +285,7 @@ class Story:
     def _play(self, start: datetime) -> Result:
         people = self._people()
         wf = self._workflow(people)
-        result = Result(workflow=wf, errors=self.errors, reviewers=self.reviewer_profile)
+        result = Result(workflow=wf)
         self.result, self.wf, self.people = result, wf, people
         shop = Shop(self.seed, prefix=f"{zlib.crc32(self.slug.encode()) % 46656:03X}"[:3])
         client = self._client(wf)
@@ -413,7 +408,6 @@ class Story:
                 if status == "executed":
                     self.resolved_today.append(hours)
                 if status == "executed" and not proposed.correct:
-                    self.result.wrong_executed.append(proposed.pending.id)
                     found = timezone.now() + timedelta(hours=3 if _rung(self.wf) >= 4 else 15)
                     self.labels_due.append((found, proposed))
         self.result.spent["the agent's follow-up (replies sent, results read)"] += (
@@ -489,7 +483,6 @@ class Story:
     # -- between stages -----------------------------------------------------------------
 
     def _stage_end(self, index: int, day: datetime) -> None:
-        stage = STAGES[index]
         if index == 0:
             self._promote(day, "L1 drafts were edited lightly")
         elif index == 1:
@@ -503,7 +496,6 @@ class Story:
             self._promote(day, "six weeks of approved refunds at L3")
         elif index == 3 and _rung(self.wf) == Rung.L4:
             self.say(f"{day:%d %b}: L4 held through the bad update; the breaker did not trip.")
-        del stage
 
     def _l3_setup(self) -> None:
         from traces.services.policy import policy_set
@@ -527,7 +519,6 @@ class Story:
 
         test = backtest_start(workflow=wf, by=self.people["owner"], version=policy_latest(wf))
         test = _wait_until(lambda: Backtest.objects.get(pk=test.pk), lambda b: b.finished_at)
-        self.result.backtest_id = test.pk
         figures = test.result or {}
         self.say(
             f"{timezone.now():%d %b}: backtest of the envelope over "
@@ -547,7 +538,6 @@ class Story:
             return RollbackDrill.objects.get(pk=drill.pk)
 
         drill = _wait_until(finished, lambda d: d.finished_at)
-        self.result.drill_id = drill.pk
         self.say(
             f"{timezone.now():%d %b}: rollback drill: {drill.succeeded} of {drill.picked} "
             f"refunds reverted in {drill.duration_seconds:.1f} s "
