@@ -3,6 +3,9 @@ promotion requests (asked by an owner, decided by compliance)."""
 
 import hashlib
 import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +14,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from redis import RedisError
 
 from approvals import review as rules
 from approvals.models import PromotionRequest, Review
@@ -60,6 +64,7 @@ class OpenedReview:
     snapshot: dict
     hash: str
     held_by: str | None  # someone else's name when they hold the reservation
+    reserved: bool = True  # False: the reservation service (the cache) is down
 
 
 def review_open(*, run: Run, user: User) -> OpenedReview:
@@ -71,11 +76,11 @@ def review_open(*, run: Run, user: User) -> OpenedReview:
     ctx = decision_context(run_id=run.id)
     snap = run_snapshot(run=run, ctx=ctx)
     digest = rules.snapshot_hash(snap)
-    held_by = None
+    held_by, reserved = None, True
     if run.status == RunStatus.PENDING_REVIEW and run.workflow_id in access_for(user).review:
-        held_by = reservation_take(run=run, user=user)
+        reserved, held_by = _cached(lambda: reservation_take(run=run, user=user), None)
         review_shown_record(run=run, user=user, snap=snap, digest=digest, refs=ctx.refs)
-    return OpenedReview(snapshot=snap, hash=digest, held_by=held_by)
+    return OpenedReview(snapshot=snap, hash=digest, held_by=held_by, reserved=reserved)
 
 
 def _hashes_shown_to(*, run_id, user: User) -> set[str]:
@@ -112,6 +117,31 @@ def review_shown_record(*, run: Run, user: User, snap: dict, digest: str, refs: 
     return True
 
 
+log = logging.getLogger(__name__)
+
+
+class _Cache:
+    """When a reservation call last failed. Reservations are a courtesy ("open by NAME"),
+    kept in the cache (Redis): with Redis down or hung, pages show none rather than fail,
+    and for LADDER_CACHE_BACKOFF_SECONDS after a failure the cache is not tried, so a hung
+    Redis costs one LADDER_CACHE_TIMEOUT_SECONDS wait per process, not one per page.
+    Deciding never depends on them: a decision is checked against the run's version."""
+
+    down_until = 0.0
+
+
+def _cached[T](call: Callable[[], T], default: T) -> tuple[bool, T]:
+    """(True, call()) or, with the cache down, (False, default) and a warning."""
+    if time.monotonic() < _Cache.down_until:
+        return False, default
+    try:
+        return True, call()
+    except (RedisError, OSError) as exc:
+        _Cache.down_until = time.monotonic() + settings.LADDER_CACHE_BACKOFF_SECONDS
+        log.warning("reservations unavailable (cache: %s); pages show none", exc)
+        return False, default
+
+
 def _reservation_key(run_id) -> str:
     return f"reservation:{run_id}"
 
@@ -131,17 +161,27 @@ def reservation_take(*, run: Run, user: User) -> str | None:
 
 
 def reservation_release(*, run_id, user: User) -> None:
-    key = _reservation_key(run_id)
-    current = cache.get(key)
-    if current and json.loads(current)[0] == user.pk:
-        cache.delete(key)
+    """Let go of the run after a decision; with the cache down, it expires on its own."""
+
+    def release() -> None:
+        key = _reservation_key(run_id)
+        current = cache.get(key)
+        if current and json.loads(current)[0] == user.pk:
+            cache.delete(key)
+
+    _cached(release, None)
 
 
-def reservations(run_ids: list) -> dict[str, str]:
-    """run id → holder name, for a page of runs, in one cache round trip."""
-    keys = {_reservation_key(rid): str(rid) for rid in run_ids}
-    found = cache.get_many(list(keys))
-    return {keys[k]: json.loads(v)[1] for k, v in found.items()}
+def reservations(run_ids: list) -> tuple[bool, dict[str, str]]:
+    """(whether reservations could be read, run id → holder name) for a page of runs, in
+    one cache round trip; (False, {}) with the cache down."""
+
+    def read() -> dict[str, str]:
+        keys = {_reservation_key(rid): str(rid) for rid in run_ids}
+        found = cache.get_many(list(keys))
+        return {keys[k]: json.loads(v)[1] for k, v in found.items()}
+
+    return _cached(read, {})
 
 
 # -- deciding -----------------------------------------------------------------------------

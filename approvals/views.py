@@ -103,7 +103,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         runs, after=selectors.parse_after(request.GET.get("after", ""))
     )
     counts = selectors.facet_counts(workflow_ids=workflow_ids, filters=filters)
-    held = services.reservations([r.id for r in page])
+    reserved, held = services.reservations([r.id for r in page])
     base = _filter_params(filters)
     next_url = None
     if has_more and page:
@@ -121,6 +121,7 @@ def queue(request: HttpRequest) -> HttpResponse:
             }
             for r in page
         ],
+        "reservations_down": not reserved,
         "filters": filters,
         "filter_qs": _filter_qs(filters),
         "counts": counts,
@@ -259,6 +260,7 @@ def _run_context(request: HttpRequest, run, *, error: str = "", own: dict | None
         "deadline_then": deadline_next(run) if run.status == RunStatus.PENDING_REVIEW else "",
         "seen_hash": opened.hash,
         "held_by": opened.held_by,
+        "reservations_down": not opened.reserved,
         "can_decide": can_review and run.status == RunStatus.PENDING_REVIEW,
         "review": review,
         "decision_words": _decision_words(run, review),

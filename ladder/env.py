@@ -1,5 +1,6 @@
 """Typed environment helpers that fail loudly on a bad value."""
 
+import math
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -35,6 +36,19 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a positive number")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ from ladder.certificates import (
     private_key_from_pem,
     private_key_pem,
 )
-from ladder.env import env_bool, env_int, env_list, env_str
+from ladder.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -161,12 +161,21 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 REDIS_URL = env_str("REDIS_URL", "")
+# The cache holds only reservations ("open by NAME"), a courtesy: with Redis down or hung,
+# a call gives up after LADDER_CACHE_TIMEOUT_SECONDS and pages show no reservations; the
+# process then leaves the cache alone for LADDER_CACHE_BACKOFF_SECONDS (approvals/services).
+LADDER_CACHE_TIMEOUT_SECONDS = env_float("LADDER_CACHE_TIMEOUT_SECONDS", 0.5)
+LADDER_CACHE_BACKOFF_SECONDS = env_int("LADDER_CACHE_BACKOFF_SECONDS", 5)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "ladder"),
+            "OPTIONS": {
+                "socket_connect_timeout": LADDER_CACHE_TIMEOUT_SECONDS,
+                "socket_timeout": LADDER_CACHE_TIMEOUT_SECONDS,
+            },
         }
     }
 else:
