@@ -31,15 +31,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` at the timeout."""
+def wait_for(
+    check: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    on_timeout: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` at the timeout
+    (with what `on_timeout` tells, e.g. a process's log, to say why)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            told = f"\n{on_timeout()[-6000:]}" if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{told}")
         time.sleep(0.05)
 
 
