@@ -184,6 +184,7 @@ def test_with_redis_down_every_page_works_decisions_are_recorded_and_run_once(li
     redis.kill()
 
     during = _submit(gateway, wf, token, "A-101")  # the gateway keeps recording runs
+    people["reviewer"] = Person(gateway, "reviewer")  # signing in works too
     down = {name: {p: people[name].get(p).status_code for p in up[name]} for name in PEOPLE}
     changed = {
         name: {p: (up[name][p], s) for p, s in pages.items() if s != up[name][p]}
