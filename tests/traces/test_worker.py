@@ -84,7 +84,7 @@ def refund(wf, key):
 def submit_allowed(gateway, wf, token, key):
     status, run, took = gateway.submit(refund(wf, key), token)
     assert status == 201, run
-    assert run["status"] == "approved" and run["policy"]["outcome"] == "allow"
+    assert run["status"] == "approved" and run["policy"]["outcome"] == "allow", run
     return run, took
 
 
