@@ -185,7 +185,6 @@ def test_postgresql_restarted_under_load_loses_and_doubles_nothing(stack):
     initialised = time.monotonic()
     cluster.migrate()
     migrated = time.monotonic()
-    token = json.loads(run_python(cluster.url, SETUP))["token"]
 
     redis = RedisServer()
     stack["procs"].append(redis)
@@ -203,6 +202,7 @@ def test_postgresql_restarted_under_load_loses_and_doubles_nothing(stack):
     stack["procs"] += [worker, gateway]
     for proc in (worker, gateway):
         proc.launch()
+    token = json.loads(run_python(cluster.url, SETUP))["token"]  # while they start
     for proc in (worker, gateway):
         proc.ready()
     ready = time.monotonic()
