@@ -49,20 +49,14 @@ class Cluster:
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
         self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user is not None:
-            shutil.chown(self.dir, user=self.user)
-        self._pg(
-            "initdb",
-            "-D",
-            str(self.data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        )
+        try:
+            if self.user is not None:
+                shutil.chown(self.dir, user=self.user)
+            self._pg("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                     "-E", "UTF8", "--no-sync")  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     @property
     def url(self) -> str:
