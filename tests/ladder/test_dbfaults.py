@@ -135,3 +135,39 @@ def test_a_connection_the_server_hung_up_on_is_replaced_before_it_is_used():
     with connection.cursor() as cur:
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_lost_mid_request_says_the_write_may_have_been_applied(
+    make_workflow, agent, monkeypatch
+):
+    from traces import fastpath
+
+    def lost(*args, **kwargs):
+        raise wrapped(OperationalError, psycopg.OperationalError("server closed the connection"))
+
+    wf = make_workflow()
+    client = agent(wf)
+    monkeypatch.setattr(fastpath, "insert_run", lost)
+    response = client.post("/runs", {"workflow": wf.slug, "idempotency_key": "k", "input": 1})
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.json()["error"]["details"] == {"maybe_applied": True}
+
+
+def test_an_outage_raised_outside_any_view_is_a_503_and_anything_else_a_500(rf):
+    from ladder.dbfaults import server_error
+
+    request = rf.get("/queue/")
+    try:
+        raise wrapped(OperationalError, psycopg.OperationalError("connection failed: refused"))
+    except OperationalError:
+        response = server_error(request)
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        response = server_error(request)
+    assert response.status_code == 500
