@@ -104,6 +104,8 @@ MIDDLEWARE = [
     # static files keep their caching; no-store outermost, so converted errors get it too.
     "ladder.middleware.no_store",
     "ladder.middleware.api_errors_as_json",
+    # PostgreSQL unreachable: 503 with Retry-After, never a 500 (ladder/dbfaults.py).
+    "ladder.dbfaults.DatabaseUnavailableMiddleware",
     "ladder.middleware.refuse_nul",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -149,6 +151,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 ):
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# PostgreSQL down or restarting (ladder/dbfaults.py): requests answer 503 with this
+# Retry-After (seconds). A persistent connection the server hung up on is dropped when
+# the next request or task starts (a poll() of its socket, no SELECT 1 per request as
+# CONN_HEALTH_CHECKS would cost the gateway's one-statement hot path).
+LADDER_DB_RETRY_AFTER_SECONDS = env_int("LADDER_DB_RETRY_AFTER_SECONDS", 1)
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

@@ -4,6 +4,9 @@ from django.urls import include, path, re_path
 
 from traces.api import api, api_not_found, submit_run_endpoint
 
+# An error outside any view that says the database is unreachable is a 503, not a 500.
+handler500 = "ladder.dbfaults.server_error"
+
 urlpatterns = [
     # POST /api/v1/runs, the gateway's hot path, skips ninja's dispatch (traces/api.py).
     path("api/v1/runs", submit_run_endpoint),

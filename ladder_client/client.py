@@ -9,7 +9,12 @@ Retry rules, in one place (`LadderClient._send`):
   identical report twice and changes nothing).
 - Requests that would append twice if repeated (events, outcomes, metric points) are
   retried only when they cannot have reached the gateway: the connection was never made,
-  or the gateway said 503. Otherwise `LadderUnavailable(maybe_applied=True)` is raised.
+  or the gateway said 503 (unless its error says `"details": {"maybe_applied": true}`:
+  the database connection was lost after the request may have written). Otherwise
+  `LadderUnavailable(maybe_applied=True)` is raised.
+- A 503 `database_unavailable` (PostgreSQL down or restarting) carries a Retry-After of
+  a second or two: a submission keeps its idempotency key through every retry, so a run
+  the gateway stored just before the connection was lost comes back as the same run.
 - 429 (the token's request rate or open waits, refused before anything is done) is
   retried for every request, after the gateway's Retry-After.
 """
@@ -45,6 +50,15 @@ NOT_APPLIED_STATUSES = frozenset({429, 503})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MAX_ERROR_TEXT = 10_000  # the gateway's cap on a result's error text
 _MAX_RETRY_AFTER = 30.0
+
+
+def _says_maybe_applied(response: httpx.Response) -> bool:
+    """A refusal whose error body says the request may have been applied all the same."""
+    try:
+        details = response.json()["error"]["details"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(details, dict) and details.get("maybe_applied") is True
 
 
 def error_text(error: BaseException | str) -> str:
@@ -173,7 +187,9 @@ class LadderClient:
             if status not in RETRY_STATUSES:
                 return response
             response.close()
-            if status not in NOT_APPLIED_STATUSES and not idempotent:
+            if not idempotent and (
+                status not in NOT_APPLIED_STATUSES or _says_maybe_applied(response)
+            ):
                 raise LadderUnavailable(
                     f"{what}: HTTP {status}; the request may or may not have been applied",
                     attempts=attempt,

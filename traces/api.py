@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.utils import Error as DjangoDatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -19,9 +20,11 @@ from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
+from psycopg import Error as DatabaseLibraryError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from ladder.dbfaults import database_unavailable, unavailable_response
 from ladder.errors import Forbidden, LadderError, NotFound
 from ladder.models import Certificate, Workflow
 from ladder.policies import policy_latest, policy_out
@@ -114,6 +117,16 @@ def _too_big(request, exc):
     return error_response(
         413, "payload_too_large", f"request body is over {settings.LADDER_MAX_BODY_BYTES} bytes"
     )
+
+
+@api.exception_handler(DatabaseLibraryError)
+@api.exception_handler(DjangoDatabaseError)
+def _database_error(request, exc):
+    """PostgreSQL unreachable (down, restarting, connection lost): 503 database_unavailable
+    with Retry-After (ladder/dbfaults.py); any other database error is a server error."""
+    if database_unavailable(exc):
+        return unavailable_response(request, exc)
+    raise exc
 
 
 @api.exception_handler(ValidationError)
@@ -226,6 +239,7 @@ ERRORS = {
     413: ErrorOut,
     422: ErrorOut,
     429: ErrorOut,
+    503: ErrorOut,
 }
 
 

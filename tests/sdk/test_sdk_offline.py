@@ -101,6 +101,55 @@ def test_a_503_on_a_read_is_retried_after_the_servers_retry_after():
     assert pauses == [2.0]
 
 
+def database_unavailable(*, maybe_applied: bool) -> httpx.Response:
+    body = {
+        "error": {
+            "code": "database_unavailable",
+            "message": "the database is unavailable; retry in 1 s",
+            "details": {"maybe_applied": maybe_applied},
+        }
+    }
+    return httpx.Response(503, headers={"Retry-After": "1"}, json=body)
+
+
+def test_a_database_503_on_a_submission_is_retried_with_the_same_key_after_retry_after():
+    # Retried whatever maybe_applied says: the idempotency key makes the repeat harmless.
+    answers = [database_unavailable(maybe_applied=True), database_unavailable(maybe_applied=False)]
+    seen, pauses = [], []
+
+    def handler(request):
+        seen.append(json.loads(request.content))
+        return answers.pop(0) if answers else stored_run(request)
+
+    client = mock_client(handler)
+    client._sleep = pauses.append
+    info = client.submit_run("wf", idempotency_key="k-7", input={"text": "hello"})
+
+    assert info.id == "r-1"
+    assert [body["idempotency_key"] for body in seen] == ["k-7"] * 3
+    assert pauses == [1.0, 1.0]
+
+
+def test_a_database_503_on_an_append_is_repeated_only_when_nothing_may_have_been_applied():
+    appended = httpx.Response(201, json={"appended": 1, "trace": {"events": 2, "head": "h"}})
+    answers = [database_unavailable(maybe_applied=False), appended]
+    seen = []
+
+    def handler(request):
+        seen.append(request)
+        return answers.pop(0)
+
+    mock_client(handler).append_events("r", [{"type": "output", "output": "x"}])
+    assert len(seen) == 2
+
+    seen.clear()
+    answers[:] = [database_unavailable(maybe_applied=True), appended]
+    with pytest.raises(LadderUnavailable) as caught:
+        mock_client(handler).append_events("r", [{"type": "output", "output": "x"}])
+    assert len(seen) == 1
+    assert caught.value.maybe_applied is True
+
+
 def test_a_429_is_retried_after_the_servers_retry_after_even_for_an_append():
     # The gateway refuses an over-rate token before doing anything: nothing can double.
     limited = {"error": {"code": "rate_limited", "message": "over 50 requests a second"}}
