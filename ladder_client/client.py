@@ -76,7 +76,9 @@ class LadderClient:
     `base_url` is the server's root (`/api/v1` is appended unless already there).
     `timeout` is per attempt, in seconds (a long poll adds its wait to the read timeout).
     `retries` is how many times a failed attempt is repeated; the pause before repeat n is
-    `backoff * 2**(n-1)` seconds (plus a little jitter, or the server's Retry-After).
+    `backoff * 2**(n-1)` seconds (plus a little jitter, or the server's Retry-After). The
+    default 6 outlasts about 13 s of an unreachable gateway or database (with the
+    gateway's 1 s Retry-After: 1, 1, 1, 1.6, 3.2 and 6.4 s), a PostgreSQL restart.
     `transport` is handed to `httpx.Client` (tests use it to inject failures).
     """
 
@@ -86,7 +88,7 @@ class LadderClient:
         token: str,
         *,
         timeout: float = 10.0,
-        retries: int = 3,
+        retries: int = 6,
         backoff: float = 0.2,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
