@@ -289,7 +289,9 @@ class Gate:
 
     def list_tools(self, session: Any = None) -> list[types.Tool]:
         if session is not None:
-            self._sessions.add(session)
+            # A handshake-era client is told of changes on its connection's standalone
+            # channel; the session object itself lives only as long as one request.
+            self._sessions.add(getattr(session, "_connection", session))
         return [self.upstream_tools[name] for name in self.visible_names()]
 
     async def call_tool(

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp import Client
 
@@ -47,6 +48,10 @@ class World:
         self.state: dict = {}
         self.person = UserFactory(username="mcp-reviewer")
         self.workflows = {}
+        self.notices: list = []
+
+    async def _notice(self, message):
+        self.notices.append(message)
 
     def workflow(self, rung: int, *, server_action: bool = False, **kwargs):
         wf = WorkflowFactory(rung=rung, **kwargs)
@@ -84,7 +89,9 @@ class World:
 
         async def main():
             async with Gate(config, upstream=build(self.ledger, self.state)) as gate:
-                async with Client(build_server(gate), mode=VERSIONS[version]) as client:
+                async with Client(
+                    build_server(gate), mode=VERSIONS[version], message_handler=self._notice
+                ) as client:
                     assert client.protocol_version == version
                     return await scenario(client, gate)
 
@@ -218,7 +225,6 @@ def test_at_l0_act_tools_are_hidden_and_refused_and_a_rung_change_is_announced(
         listed = {t.name for t in (await client.list_tools()).tools}
         refused = await client.call_tool("issue_refund", {"order_id": "A-4", "amount": 1})
         # The L3 workflow goes down to L0: its tool leaves the list, and the client is told.
-        changed = anyio.Event()
 
         async def demote():
             await anyio.to_thread.run_sync(
@@ -226,20 +232,16 @@ def test_at_l0_act_tools_are_hidden_and_refused_and_a_rung_change_is_announced(
             )
 
         if version == "2025-11-25":
-            seen = {}
-
-            async def watch():
-                await changed.wait()
-
-            # Legacy clients get notifications/tools/list_changed on the session.
+            # Handshake-era clients get notifications/tools/list_changed on the session.
             before = {t.name for t in (await client.list_tools()).tools}
             await demote()
             with anyio.fail_after(10):
-                while not seen.get("changed"):
-                    if gate.visible_names() != sorted(before):
-                        seen["changed"] = True
-                    await anyio.sleep(0.05)
+                while not any(
+                    isinstance(n, types.ToolListChangedNotification) for n in world.notices
+                ):
+                    await anyio.sleep(0.02)
         else:
+            # 2026-07-28 clients hear it on their subscriptions/listen stream.
             async with client.listen(tools_list_changed=True) as sub:
                 before = {t.name for t in (await client.list_tools()).tools}
                 await demote()
