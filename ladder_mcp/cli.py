@@ -95,9 +95,7 @@ async def _serve(config: Any, upstream: list[str] | str, http_port: int | None) 
         uv = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning")
         )
-        print(
-            f"ladder-mcp: serving http://127.0.0.1:{http_port}/mcp", file=sys.stderr, flush=True
-        )
+        print(f"ladder-mcp: serving http://127.0.0.1:{http_port}/mcp", file=sys.stderr, flush=True)
         await uv.serve()
 
 

@@ -107,9 +107,7 @@ def parse(
             numbers[key] = value
     url = env.get("LADDER_URL") or gateway.get("url") or ""
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        problems.append(
-            "no gateway URL: set LADDER_URL (or [gateway] url) to http(s)://host:port"
-        )
+        problems.append("no gateway URL: set LADDER_URL (or [gateway] url) to http(s)://host:port")
     token = env.get("LADDER_TOKEN", "")
     if not token:
         problems.append(
@@ -135,7 +133,7 @@ def parse(
             problems.append(f"{where}: unknown keys {extra}")
         kind = entry.get("kind")
         if kind not in KINDS:
-            problems.append(f"{where}: kind must be \"read\" or \"act\", not {kind!r}")
+            problems.append(f'{where}: kind must be "read" or "act", not {kind!r}')
         workflow, action = entry.get("workflow"), entry.get("action")
         if kind == "act" and not (isinstance(workflow, str) and workflow):
             problems.append(f"{where}: an act tool needs 'workflow' (the workflow's slug)")

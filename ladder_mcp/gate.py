@@ -10,6 +10,7 @@ cancellation, so the action happens at most once whatever the client does meanwh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -390,10 +391,8 @@ class Gate:
                 waited = time.monotonic() - started
                 await progress(waited, f"run {pending.id} is waiting for approval")
             step = min(self.config.progress_seconds, remaining)
-            try:
+            with contextlib.suppress(DecisionTimeout):
                 await self._sdk(pending.wait, timeout=step, poll=step)
-            except DecisionTimeout:
-                pass
         decision = pending._decision_of(pending.run)
         meta["status"] = pending.status
         if not decision.approved:

@@ -39,9 +39,7 @@ class Reviewer:
         if reason:
             data["reason"] = reason
         if verdict in ("submit", "discard"):
-            for name, value in re.findall(
-                r'name="param__([^"]+)"[^>]*value="([^"]*)"', page.text
-            ):
+            for name, value in re.findall(r'name="param__([^"]+)"[^>]*value="([^"]*)"', page.text):
                 data[f"param__{name}"] = html.unescape(value)
             for name, value in (edits or {}).items():
                 data[f"param__{name}"] = str(value)

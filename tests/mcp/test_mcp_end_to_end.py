@@ -22,8 +22,8 @@ from traces.models import Run
 from traces.services.tokens import token_create
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ledger_tool_server import entries  # noqa: E402
-from reviewing import Reviewer  # noqa: E402
+from ledger_tool_server import entries
+from reviewing import Reviewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,9 +101,7 @@ async def _scenario(client, reviewer):
             with anyio.fail_after(30):
                 while not ids:
                     await anyio.sleep(0.05)
-            await anyio.to_thread.run_sync(
-                lambda: reviewer.decide(ids[0], verdict, reason=reason)
-            )
+            await anyio.to_thread.run_sync(lambda: reviewer.decide(ids[0], verdict, reason=reason))
         return box["r"], ids[0]
 
     listed = {t.name for t in (await client.list_tools()).tools}
@@ -145,13 +143,21 @@ def _check(results, ledger, wf, token, base):
 
 
 def test_stdio_client_proxy_upstream_gateway_and_reviewer(live, tmp_path):  # noqa: F811
-    gateway, wf, token, config, reviewer, base = _setup(live, tmp_path)
+    _gateway, wf, token, config, reviewer, base = _setup(live, tmp_path)
     ledger = tmp_path / "ledger.jsonl"
     env = {**os.environ, "LADDER_TOKEN": token}
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "ladder_mcp", "--config", str(config), "--", sys.executable, SERVER,
-              str(ledger)],  # fmt: skip
+        args=[
+            "-m",
+            "ladder_mcp",
+            "--config",
+            str(config),
+            "--",
+            sys.executable,
+            SERVER,
+            str(ledger),
+        ],
         env=env,
         cwd=str(ROOT),
     )
@@ -164,12 +170,23 @@ def test_stdio_client_proxy_upstream_gateway_and_reviewer(live, tmp_path):  # no
 
 
 def test_streamable_http_client_proxy_upstream_gateway_and_reviewer(live, tmp_path):  # noqa: F811
-    gateway, wf, token, config, reviewer, base = _setup(live, tmp_path)
+    _gateway, wf, token, config, reviewer, base = _setup(live, tmp_path)
     ledger = tmp_path / "ledger.jsonl"
     port = free_port()
     env = {**os.environ, "LADDER_TOKEN": token}
-    argv = [sys.executable, "-m", "ladder_mcp", "--config", str(config), "--http", str(port),
-            "--", sys.executable, SERVER, str(ledger)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "ladder_mcp",
+        "--config",
+        str(config),
+        "--http",
+        str(port),
+        "--",
+        sys.executable,
+        SERVER,
+        str(ledger),
+    ]
     live.add(Proxy(argv, env))
 
     async def main():

@@ -25,8 +25,8 @@ from traces.services.policy import policy_set
 from traces.services.tokens import token_create
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ledger_tool_server import build, entries  # noqa: E402
-from reviewing import Reviewer  # noqa: E402
+from ledger_tool_server import build, entries
+from reviewing import Reviewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,9 +89,10 @@ class World:
 
         async def main():
             async with Gate(config, upstream=build(self.ledger, self.state)) as gate:
-                async with Client(
+                client = Client(
                     build_server(gate), mode=VERSIONS[version], message_handler=self._notice
-                ) as client:
+                )
+                async with client:
                     assert client.protocol_version == version
                     return await scenario(client, gate)
 
@@ -215,9 +216,7 @@ def test_a_rejection_is_a_tool_error_with_the_reason_and_nothing_runs(world, ver
     assert Run.objects.get(pk=run_id).status == "rejected"
 
 
-def test_at_l0_act_tools_are_hidden_and_refused_and_a_rung_change_is_announced(
-    world, version
-):
+def test_at_l0_act_tools_are_hidden_and_refused_and_a_rung_change_is_announced(world, version):
     wf = world.workflow(0)
     l3 = world.workflow(3)
 
