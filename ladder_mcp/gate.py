@@ -10,7 +10,6 @@ cancellation, so the action happens at most once whatever the client does meanwh
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -117,6 +116,9 @@ class _Call:
     agent_run: AgentRun | None = None
     pending: PendingDecision | None = None
     action_params: dict[str, Any] = field(default_factory=dict)
+    #: the read-tool calls this run carries: taken once, so a retried submission sends
+    #: the very same body
+    reads: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -358,19 +360,42 @@ class Gate:
         async with call.lock:
             if call.pending is None:
                 call.action_params = mapping.to_action(arguments)
+                if call.reads is None:
+                    call.reads = self._take_reads(workflow)
+                    if call.reads:
+                        # The reads are part of the body: after a restart of the proxy
+                        # (its memory gone), the same arguments without them are a new
+                        # run, not a 409 for a reused key.
+                        call.key += (
+                            "-" + hashlib.sha256(canonical(call.reads).encode()).hexdigest()[:12]
+                        )
                 agent_run = self.ladder.run(
                     workflow,
                     input={"mcp_tool": mapping.name, "arguments": arguments},
                     idempotency_key=call.key,
                 )
-                for read in self._take_reads(workflow):
+                for read in call.reads:
                     agent_run.tool_call(read["name"], read["arguments"], read["result"])
-                call.pending = await self._sdk(
-                    agent_run.propose,
-                    mapping.action,
-                    call.action_params,
-                    summary=_summary(mapping, call.action_params),
-                )
+                try:
+                    call.pending = await self._sdk(
+                        agent_run.propose,
+                        mapping.action,
+                        call.action_params,
+                        summary=_summary(mapping, call.action_params),
+                    )
+                except LadderUnavailable as exc:
+                    return text_result(
+                        f"NOT DONE YET: the gateway could not be reached ({exc}); call again "
+                        "with the same arguments",
+                        error=True,
+                        meta={"workflow": workflow},
+                    )
+                except LadderError as exc:
+                    return text_result(
+                        f"NOT DONE: the gateway refused the proposal: {exc}",
+                        error=True,
+                        meta={"workflow": workflow},
+                    )
                 call.agent_run = agent_run
         pending, agent_run = call.pending, call.agent_run
         assert pending is not None and agent_run is not None
@@ -391,8 +416,15 @@ class Gate:
                 waited = time.monotonic() - started
                 await progress(waited, f"run {pending.id} is waiting for approval")
             step = min(self.config.progress_seconds, remaining)
-            with contextlib.suppress(DecisionTimeout):
+            try:
                 await self._sdk(pending.wait, timeout=step, poll=step)
+            except DecisionTimeout:
+                pass
+            except LadderUnavailable as exc:
+                log.warning(
+                    "run %s: the gateway did not answer (%s); still holding", pending.id, exc
+                )
+                await anyio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         decision = pending._decision_of(pending.run)
         meta["status"] = pending.status
         if not decision.approved:

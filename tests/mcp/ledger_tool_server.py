@@ -87,6 +87,8 @@ def build(ledger: Path, state: dict | None = None) -> Server:
                 "email": args.get("email"),
                 "at": time.time(),
                 "pid": os.getpid(),
+                # The proxy keeps the agent token to itself.
+                "saw_token": "LADDER_TOKEN" in os.environ,
             }
             with ledger.open("a") as f:
                 f.write(json.dumps(entry) + "\n")

@@ -28,10 +28,17 @@ class Reviewer:
         return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
 
     def decide(
-        self, run_id: str, verdict: str, *, reason: str = "", edits: dict | None = None
+        self,
+        run_id: str,
+        verdict: str,
+        *,
+        reason: str = "",
+        edits: dict | None = None,
+        option: int = 0,
     ) -> httpx.Response:
         """`verdict` is the button pressed: approve / reject (L3, escalations), submit /
-        discard (L1 drafts, with `edits` typed over the draft's fields)."""
+        discard (L1 drafts, with `edits` typed over the draft's fields), pick (L2, the
+        card numbered `option`)."""
         page = self.http.get(f"/runs/{run_id}/")
         assert page.status_code == 200, page.status_code
         fields = dict(re.findall(r'name="(seen_hash|seen_version)" value="([^"]*)"', page.text))
@@ -43,6 +50,8 @@ class Reviewer:
                 data[f"param__{name}"] = html.unescape(value)
             for name, value in (edits or {}).items():
                 data[f"param__{name}"] = str(value)
+        if verdict == "pick":
+            data["option"] = str(option)
         answer = self.http.post(f"/runs/{run_id}/decide", data=data)
         assert answer.status_code == 302, (answer.status_code, answer.text[-2000:])
         return answer

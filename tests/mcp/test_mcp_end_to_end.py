@@ -128,8 +128,8 @@ def _check(results, ledger, wf, token, base):
     assert rejected.content[0].text == "NOT DONE: rejected: not eligible"
     assert rejected.meta["ladder"]["run_id"] == rejected_id
     # The ledger: one entry, for the approval, with the real address delivered.
-    assert [(e["order_id"], e["email"]) for e in entries(ledger)] == [
-        ("E-1", "ana.lima@example.com")
+    assert [(e["order_id"], e["email"], e["saw_token"]) for e in entries(ledger)] == [
+        ("E-1", "ana.lima@example.com", False)
     ]
     run = Run.objects.get(pk=approved_id)
     assert run.status == "executed"

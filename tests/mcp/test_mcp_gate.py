@@ -199,6 +199,22 @@ def test_a_reviewers_edit_is_what_runs_and_the_agent_is_told(world, version):
     assert Run.objects.get(pk=run_id).status == "executed"
 
 
+def test_at_l2_the_option_a_person_picks_is_what_runs(world, version):
+    wf = world.workflow(2)
+    reviewer = world.reviewer()
+
+    async def scenario(client, gate):
+        args = {"order_id": "A-11", "amount": 7}
+        return await call_and_decide(
+            client, "issue_refund", args, lambda rid: reviewer.decide(rid, "pick", option=0)
+        )
+
+    result, run_id = world.run(scenario, [act(wf)], version)
+    assert not result.is_error, text(result)
+    assert [(e["order_id"], e["amount"]) for e in entries(world.ledger)] == [("A-11", 7)]
+    assert Run.objects.get(pk=run_id).status == "executed"
+
+
 def test_a_rejection_is_a_tool_error_with_the_reason_and_nothing_runs(world, version):
     wf = world.workflow(3)
     reviewer = world.reviewer()
