@@ -54,6 +54,13 @@ class StartupError(Exception):
     """The proxy cannot start; the message says what to fix."""
 
 
+def _first_error(exc: BaseException) -> str:
+    """The innermost first error of a task group's exception group, as words."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -173,8 +180,16 @@ class Gate:
         await stack.__aenter__()
         try:
             await self._check_gateway()
-            self.upstream = await stack.enter_async_context(self._upstream_client())
-            listed = await self.upstream.list_tools()
+            try:
+                self.upstream = await stack.enter_async_context(self._upstream_client())
+                listed = await self.upstream.list_tools()
+            except StartupError:
+                raise
+            except Exception as exc:
+                raise StartupError(
+                    f"the upstream MCP server ({self._upstream_words()}) did not start or "
+                    f"did not answer: {_first_error(exc)} (its own errors are above)"
+                ) from None
             self.upstream_tools = {t.name: t for t in listed.tools}
             missing = sorted(set(self.config.tools) - set(self.upstream_tools))
             if missing:
@@ -199,6 +214,12 @@ class Gate:
             await self._stack.aclose()
         if self._own_ladder:
             self.ladder.close()
+
+    def _upstream_words(self) -> str:
+        spec = self.upstream_spec
+        if isinstance(spec, list):
+            return " ".join(spec)
+        return spec if isinstance(spec, str) else "in process"
 
     def _upstream_client(self) -> Client:
         spec = self.upstream_spec
