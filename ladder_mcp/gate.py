@@ -10,6 +10,7 @@ cancellation, so the action happens at most once whatever the client does meanwh
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -453,12 +454,16 @@ class Gate:
             reason = decision.reason or f"run {pending.id} was {decision.status}"
             return text_result(f"NOT DONE: {word}: {reason}", error=True, meta=meta)
         if decision.action and decision.action != mapping.action:
-            return text_result(
+            message = (
                 f"NOT DONE: the reviewer chose action '{decision.action}', not "
-                f"'{mapping.action}'; it was not carried out",
-                error=True,
-                meta=meta,
+                f"'{mapping.action}', the only one '{mapping.name}' performs; it was not "
+                "carried out"
             )
+            if pending.status not in FINISHED_STATUSES and pending.status != EXECUTING:
+                # As the SDK's @gated does: the run is closed as failed, not left approved.
+                with contextlib.suppress(LadderError):
+                    await self._sdk(agent_run.report, error=message)
+            return text_result(message, error=True, meta=meta)
         if self.executors.get((workflow, mapping.action or "")) == "server":
             # The gateway's own executor acts: never forwarded upstream.
             try:

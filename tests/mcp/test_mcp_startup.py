@@ -102,6 +102,33 @@ def test_a_mapped_tool_the_upstream_lacks_or_an_action_the_workflow_lacks(
     assert code == 2 and "which workflow" in err and "does not have" in err
 
 
+def test_an_upstream_that_does_not_start(tmp_path):
+    path = tmp_path / "ladder-mcp.toml"
+    path.write_text('[gateway]\nurl = "http://127.0.0.1:9"\n[[tools]]\nname = "t"\nkind = "read"\n')
+    argv = [
+        sys.executable,
+        "-m",
+        "ladder_mcp",
+        "--config",
+        str(path),
+        "--",
+        sys.executable,
+        "-c",
+        "raise SystemExit('no such tool server')",
+    ]
+    done = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, "LADDER_TOKEN": "lat_x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "the upstream MCP server" in done.stderr and "did not start" in done.stderr
+    assert "no such tool server" in done.stderr  # its own words, above ours
+
+
 def test_init_suggests_a_mapping_from_the_upstreams_tools(tmp_path):
     done = subprocess.run(
         [
