@@ -142,7 +142,8 @@ def _check(results, ledger, wf, token, base):
     assert replay["verified"] and replay["complete"], replay.get("problems")
 
 
-def test_stdio_client_proxy_upstream_gateway_and_reviewer(live, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("version", ["2025-11-25", "2026-07-28"])
+def test_stdio_client_proxy_upstream_gateway_and_reviewer(live, tmp_path, version):  # noqa: F811
     _gateway, wf, token, config, reviewer, base = _setup(live, tmp_path)
     ledger = tmp_path / "ledger.jsonl"
     env = {**os.environ, "LADDER_TOKEN": token}
@@ -163,7 +164,9 @@ def test_stdio_client_proxy_upstream_gateway_and_reviewer(live, tmp_path):  # no
     )
 
     async def main():
-        async with Client(params) as client:
+        mode = "legacy" if version == "2025-11-25" else version
+        async with Client(params, mode=mode) as client:
+            assert client.protocol_version == version
             return await _scenario(client, reviewer)
 
     _check(anyio.run(main), ledger, wf, token, base)
@@ -190,7 +193,7 @@ def test_streamable_http_client_proxy_upstream_gateway_and_reviewer(live, tmp_pa
     live.add(Proxy(argv, env))
 
     async def main():
-        async with Client(f"http://{HOST}:{port}/mcp") as client:
+        async with Client(f"http://{HOST}:{port}/mcp") as client:  # negotiates 2026-07-28
             return await _scenario(client, reviewer)
 
     _check(anyio.run(main), ledger, wf, token, base)
