@@ -26,7 +26,8 @@ from traces.services.tokens import token_create
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ledger_tool_server import build, entries
-from reviewing import Reviewer
+
+from tests.reviewing import Reviewer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,6 @@ gunicorn.conf.py and a Celery worker; the demo world comes from `manage.py seed_
 and people sign in and click through the pages over HTTP like a browser would.
 """
 
-import re
 import signal
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import time
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urlsplit
 
-import httpx
 import pytest
 from django.contrib.auth.models import User
 from django.urls import Resolver404, resolve
@@ -24,6 +22,7 @@ from django.urls import Resolver404, resolve
 from approvals.roles import role_grant
 from ladder.rungs import Executor
 from tests.factories import ActionTypeFactory, WorkflowFactory
+from tests.reviewing import Reviewer
 from tests.traces.live import HOST, ROOT, Gateway, RedisServer, Worker, service_env, wait_for
 from tests.traces.test_worker import live  # noqa: F401 (fixture)
 from traces.models import DemoLedgerEntry, TraceEvent
@@ -57,29 +56,11 @@ def _kind(path: str) -> str | None:
         return None
 
 
-class Person:
-    """A signed-in browser session on the live server (cookies, CSRF) through httpx."""
+class Person(Reviewer):
+    """A demo person signed in on the live server, who can also click through pages."""
 
     def __init__(self, gateway: Gateway, username: str):
-        self.http = httpx.Client(base_url=f"http://{HOST}:{gateway.port}", timeout=30)
-        self.username = username
-        login = self.http.get("/accounts/login/")
-        answer = self.http.post(
-            "/accounts/login/",
-            data={
-                "username": username,
-                "password": f"{username}-ladder-demo",
-                "csrfmiddlewaretoken": self._csrf(login.text),
-            },
-        )
-        assert answer.status_code == 302, f"{username} could not sign in: {answer.status_code}"
-
-    @staticmethod
-    def _csrf(html: str) -> str:
-        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
-
-    def get(self, path: str) -> httpx.Response:
-        return self.http.get(path)
+        super().__init__(f"http://{HOST}:{gateway.port}", username, f"{username}-ladder-demo")
 
     def crawl(self, start: str = "/") -> dict[str, int]:
         """Every page reachable by links from `start` (PER_KIND of each kind): path → status."""
@@ -105,15 +86,6 @@ class Person:
                     if local and not link.startswith(SKIP):
                         todo.append(link)
         return seen
-
-    def decide(self, run_id: str, verdict: str) -> httpx.Response:
-        page = self.get(f"/runs/{run_id}/")
-        assert page.status_code == 200
-        fields = dict(re.findall(r'name="(seen_hash|seen_version)" value="([^"]*)"', page.text))
-        return self.http.post(
-            f"/runs/{run_id}/decide",
-            data={"verdict": verdict, "csrfmiddlewaretoken": self._csrf(page.text), **fields},
-        )
 
 
 def _refunds_for_review(reviewer: User):

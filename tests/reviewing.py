@@ -1,6 +1,6 @@
 """A reviewer deciding runs through the review forms over HTTP, as a browser does: sign in
-(cookies, CSRF), open /runs/<id>/, post the form. The approach of
-tests/traces/test_redis_down_pages.py's `Person`, with edits (L1 drafts) added."""
+(cookies, CSRF), open /runs/<id>/, post the form (the MCP proxy's end-to-end tests, and
+the fault tests' people in tests/traces/test_redis_down_pages.py)."""
 
 import html
 import re
@@ -26,6 +26,9 @@ class Reviewer:
     @staticmethod
     def _csrf(page: str) -> str:
         return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path)
 
     def decide(
         self,
