@@ -877,7 +877,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-runs", type=int, default=200_000, help="submissions at most, all told")
     ap.add_argument("--clients", type=int, default=32, help="closed-loop submitters, all told")
     ap.add_argument("--driver-procs", type=int, default=2, help="load-driver processes")
-    ap.add_argument("--reviewers", type=int, default=10, help="reviewer sessions, all told")
+    ap.add_argument("--reviewers", type=int, default=20, help="reviewer sessions, all told")
     ap.add_argument("--decide-rate", type=float, default=10.0, help="decisions a second, all told")
     ap.add_argument("--outcome-rate", type=float, default=10.0, help="outcome labels a second")
     ap.add_argument("--agents", type=int, default=2, help="agent threads per driver process")
@@ -1137,7 +1137,9 @@ def build_report(args, results, db_url, cpu, verify, verify_s, drained_s, leftov
         n = sum(1 for t in inside if w <= t < end)
         windows.append(round(n / (end - w), 1))
         w = end
-    full = windows if len(windows) == 1 else windows[:-1] if (hi - lo) % WINDOW_S else windows
+    # The min window is over windows of at least 10 s (a short tail says little).
+    last = (hi - lo) - WINDOW_S * (len(windows) - 1)
+    full = windows if last >= 10 or len(windows) == 1 else windows[:-1]
     per_s = len(inside) / (hi - lo)
 
     by_kind: dict[str, list] = collections.defaultdict(list)
@@ -1346,7 +1348,14 @@ def print_report(rep: dict, *, json_out: bool) -> None:
     print(f"drain: {rep['drain']['seconds']} s, left {rep['drain']['left'] or 'nothing'}")
     v = rep["verify_traces"]
     print(f"verify_traces: {'clean' if v['ok'] else 'FAILED'} in {v['seconds']} s {v['output']}")
-    print(f"CPU (cores, while driving): {rep['cpu_cores']}")
+    cores = rep["cpu_cores"]
+    per = s["per_s_sustained"] or 1
+    print(
+        f"CPU (cores, while driving): {cores}; per submission (all the mix's work included): "
+        f"gunicorn {cores.get('gunicorn', 0) * 1000 / per:.2f} ms, worker "
+        f"{cores.get('celery worker', 0) * 1000 / per:.2f} ms, driver "
+        f"{cores.get('driver', 0) * 1000 / per:.2f} ms"
+    )
     print()
     if rep["passed"]:
         print("accounting: every run accounted for; all checks passed")
