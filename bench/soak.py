@@ -65,6 +65,7 @@ HOST = "127.0.0.1"  # the only host this script ever talks to
 DEFAULT_DATABASE = "ladder_soak"
 ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 TARGET_SUBMISSIONS_PER_S = 300.0
+DATABASE_IN_USE = [DEFAULT_DATABASE]  # for the CPU split: whose PostgreSQL backends are ours
 WINDOW_S = 30.0
 
 # What each workflow is: rung, actions (name, executor, value param). Server actions run
@@ -427,8 +428,7 @@ class Driver:
         self.cfg = cfg
         self.index = index
         self.port = cfg["port"]
-        self.t0 = cfg["t0"]
-        self.end = cfg["t0"] + cfg["seconds"]
+        self.t0 = self.end = 0.0  # set by start(): when the parent says go
         self.stop = threading.Event()  # submissions and decisions stop
         self.halt = threading.Event()  # everything stops (drain over)
         self.decided_all = threading.Event()  # reviewers done: no more approvals to carry out
@@ -532,10 +532,8 @@ class Driver:
             raise SoakError(f"login as {username} answered {status}")
         self.logins += 1
 
-    def reviewer(self, n: int, username: str, password: str) -> None:
+    def reviewer(self, n: int, conn: Conn) -> None:
         r = random.Random(f"{self.cfg['seed']}-review-{self.index}-{n}")
-        conn = Conn(self.port)
-        self.login(conn, username, password)
         interval = self.cfg["reviewer_interval"]
         next_at = time.monotonic() + r.uniform(0, interval)
         while not self.stop.is_set() and time.monotonic() < self.end:
@@ -668,16 +666,29 @@ class Driver:
             if status == 200:
                 self.outcomes[run_id].append(label)
 
-    def run(self) -> dict:
+    def run(self, ready, start) -> dict:
         cfg = self.cfg
         tokens = cfg["tokens"]
+        # Reviewers sign in before the clock starts (a sign-in hashes the password, ~0.3 s
+        # of a core each): the soak measures people deciding, not the morning log-in.
+        sessions = []
+        for user, pw in cfg["reviewers"]:
+            conn = Conn(self.port)
+            self.login(conn, user, pw)
+            sessions.append(conn)
+        ready.put(("ready", self.index))
+        while start.value == 0.0:
+            time.sleep(0.01)
+        self.t0 = start.value
+        self.end = self.t0 + cfg["seconds"]
+        self.lat = [(kind, t - self.t0, ms, st) for kind, t, ms, st in self.lat]
         threads = [
             threading.Thread(target=self.guarded, args=(self.submitter, n, tokens[n]))
             for n in range(cfg["clients"])
         ]
         k = cfg["clients"]
-        for n, (user, pw) in enumerate(cfg["reviewers"]):
-            threads.append(threading.Thread(target=self.guarded, args=(self.reviewer, n, user, pw)))
+        for n, conn in enumerate(sessions):
+            threads.append(threading.Thread(target=self.guarded, args=(self.reviewer, n, conn)))
         agents = [
             threading.Thread(target=self.guarded, args=(self.agent, n, tokens[k + n]))
             for n in range(cfg["agents"])
@@ -736,12 +747,13 @@ def _textarea(page: bytes, name: str) -> str:
     return html.unescape(m.group(1).decode()) if m else ""
 
 
-def driver_process(cfg: dict, index: int, out) -> None:
-    """Runs in a child process: drives, then sends its records back through `out`."""
+def driver_process(cfg: dict, index: int, out, start) -> None:
+    """Runs in a child process: signs its reviewers in, says ready, waits for `start` (a
+    shared monotonic time), drives, then sends its records back through `out`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through the deadline
     driver = Driver(cfg, index)
     try:
-        out.put(driver.run())
+        out.put(driver.run(out, start))
     except BaseException:
         out.put({"crashes": [traceback.format_exc()]})
 
@@ -798,6 +810,12 @@ def cpu_ticks() -> dict:
             continue
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
+        if name == "postgres":  # a backend's title names its database
+            try:
+                title = Path(f"/proc/{d}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                title = ""
+            name = "postgres (soak)" if f" {DATABASE_IN_USE[0]} " in title else "postgres"
         procs[int(d)] = (int(fields[2]), name, int(fields[11]) + int(fields[12]))
     cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     values = [int(v) for v in cpu]
@@ -812,8 +830,8 @@ def cpu_split(before: dict, after: dict, groups: dict[str, set[int]], seconds: f
         prev = before["procs"].get(pid)
         delta = ticks - (prev[2] if prev and prev[1] == name else 0)
         group = next((g for g, pgids in groups.items() if pgid in pgids or pid in pgids), None)
-        if group is None and name.startswith("postgres"):
-            group = "postgres (all)"
+        if group is None and name == "postgres (soak)":
+            group = "postgres (soak's backends)"
         used[group or "other"] += delta
     total = after["busy"] - before["busy"]
     out = {g: round(t / hz / seconds, 2) for g, t in used.items() if g != "other"}
@@ -877,8 +895,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-runs", type=int, default=200_000, help="submissions at most, all told")
     ap.add_argument("--clients", type=int, default=32, help="closed-loop submitters, all told")
     ap.add_argument("--driver-procs", type=int, default=2, help="load-driver processes")
-    ap.add_argument("--reviewers", type=int, default=20, help="reviewer sessions, all told")
-    ap.add_argument("--decide-rate", type=float, default=10.0, help="decisions a second, all told")
+    ap.add_argument("--reviewers", type=int, default=12, help="reviewer sessions, all told")
+    ap.add_argument("--decide-rate", type=float, default=5.0, help="decisions a second, all told")
     ap.add_argument("--outcome-rate", type=float, default=10.0, help="outcome labels a second")
     ap.add_argument("--agents", type=int, default=2, help="agent threads per driver process")
     ap.add_argument(
@@ -892,7 +910,7 @@ def main(argv=None) -> int:
         "--rate-limit", type=int, default=None,
         help="LADDER_RATE_LIMIT_PER_SECOND for the server (default: the product's)",
     )  # fmt: skip
-    ap.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the worker")
+    ap.add_argument("--drain", type=float, default=600.0, help="seconds to wait for the worker")
     ap.add_argument("--database", default=DEFAULT_DATABASE)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -903,6 +921,7 @@ def main(argv=None) -> int:
         ap.error("--weights: rungs are 0..5")
 
     db_url = f"postgres://postgres@127.0.0.1:5432/{args.database}"
+    DATABASE_IN_USE[0] = args.database
     redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
     redis_port = free_port()
     web_port = free_port()
@@ -978,7 +997,7 @@ def main(argv=None) -> int:
         k = args.driver_procs
         ctx = multiprocessing.get_context("spawn")
         out = ctx.Queue()
-        t0 = time.monotonic() + 3.0  # every driver starts at once
+        start = ctx.Value("d", 0.0)
         for i in range(k):
             clients = args.clients // k + (1 if i < args.clients % k else 0)
             first = sum(args.clients // k + (1 if j < args.clients % k else 0) for j in range(i))
@@ -987,7 +1006,7 @@ def main(argv=None) -> int:
             mine += seed["tokens"][extra_at : extra_at + args.agents + 1]
             reviewers = seed["reviewers"][i::k]
             cfg = {
-                "port": web_port, "t0": t0, "seconds": args.seconds, "seed": args.seed,
+                "port": web_port, "seconds": args.seconds, "seed": args.seed,
                 "max_runs": args.max_runs // k + (1 if i < args.max_runs % k else 0),
                 "clients": clients, "tokens": mine, "agents": args.agents,
                 "reviewers": reviewers, "weights": weights, "drain": 30.0,
@@ -995,7 +1014,7 @@ def main(argv=None) -> int:
                 if args.decide_rate > 0 else 1e9,
                 "outcome_interval": k / args.outcome_rate if args.outcome_rate > 0 else 1e9,
             }  # fmt: skip
-            p = ctx.Process(target=driver_process, args=(cfg, i, out), daemon=True)
+            p = ctx.Process(target=driver_process, args=(cfg, i, out, start), daemon=True)
             p.start()
             drivers.append(p)
         groups = {
@@ -1004,6 +1023,12 @@ def main(argv=None) -> int:
             "redis": {redis.proc.pid},
             "driver": {p.pid for p in drivers},
         }
+        for _ in drivers:  # every reviewer signed in
+            msg = out.get(timeout=300)
+            if not (isinstance(msg, tuple) and msg[0] == "ready"):
+                raise SoakError(f"a driver failed before the start: {msg}")
+        t0 = time.monotonic() + 0.5
+        start.value = t0  # every driver starts at once
         while time.monotonic() < t0 + args.warmup:
             time.sleep(0.05)
         cpu_before = cpu_ticks()
