@@ -940,6 +940,7 @@ def main(argv=None) -> int:
         env["LADDER_RATE_LIMIT_PER_SECOND"] = str(args.rate_limit)
     procs: list[Proc] = []
     drivers: list = []
+    beat_dir = tempfile.mkdtemp(prefix="soak-beat-")
     failed = False
     load_before = loadavg()
     started_wall = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -974,7 +975,7 @@ def main(argv=None) -> int:
         worker = Proc(
             [PYTHON, "-m", "celery", "-A", "ladder", "worker", "-c", str(args.worker_concurrency),
              "-l", "info", "-n", "soak@%h", "--without-mingle", "--without-gossip", "-B",
-             "-s", f"{tempfile.mkdtemp(prefix='soak-beat-')}/schedule"], env, "worker",
+             "-s", f"{beat_dir}/schedule"], env, "worker",
         )  # fmt: skip
         procs.append(worker)
         web = Proc(
@@ -1104,6 +1105,7 @@ def main(argv=None) -> int:
             proc.stop(keep_log=failed)
             if failed:
                 log(f"{proc.name} log kept: {proc.log.name}")
+        shutil.rmtree(beat_dir, ignore_errors=True)
 
 
 def _wait_http(web: Proc, port: int) -> None:
