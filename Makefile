@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/ladder
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run test lint fmt services-check chromium bench worker screenshots
+.PHONY: help install run test lint fmt services-check chromium bench worker screenshots soak
 
 help:
 	@echo "make run    - install, migrate, seed the demo and serve http://127.0.0.1:8000"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff check + ruff format --check + lint-imports (pyproject.toml)"
 	@echo "make screenshots - refresh docs/screenshots/ from the browser tests"
 	@echo "make bench  - bench/gateway.py, bench/queue.py and bench/longpoll.py (PostgreSQL)"
+	@echo "make soak   - bench/soak.py: 5 min of mixed load, then every run accounted for"
 
 $(UV):
 	@test -n "$(PYTHON_BIN)" || { echo "error: no Python >= 3.12 (see scripts/find-python)"; exit 1; }
@@ -85,3 +86,9 @@ bench: install
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/gateway.py
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/queue.py
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/longpoll.py
+
+# Five minutes of mixed load on gunicorn, PostgreSQL (its own database, ladder_soak, made
+# afresh), a private redis-server and a Celery worker; then verify_traces and the
+# accounting of every run (bench/README.md, "Soak"). SOAK_ARGS="--seconds 30" for a short one.
+soak: install
+	$(PY) bench/soak.py $(SOAK_ARGS)
