@@ -482,7 +482,14 @@ def get_run(request, run_id: str, query: Query[WaitQuery]):
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # An input event must carry its input (traces.services.agent: 422 `invalid_event`).
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "input"}}},
+            "then": {"required": ["input"], "properties": {"input": {"not": {"type": "null"}}}},
+        },
+    )
     # Any other type is a 422 `event_type_not_allowed` (traces.services.agent), which
     # names the types agents may send; the document lists them.
     type: str = Field(
