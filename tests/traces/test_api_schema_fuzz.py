@@ -295,7 +295,7 @@ def test_every_operation_answers_as_its_schema_declares(world, schema):
     print(report.summary())
     assert not report.failures, report.problems()
     # Every operation, in both modes but the public key's (it takes nothing to get wrong).
-    assert len(report.sent) == 2 * len(list(schema.get_all_operations())) - 1 == 21
+    assert len(report.sent) == 2 * len(list(schema.get_all_operations())) - 1
     assert sum(report.sent.values()) >= 1000
     # The steering works: requests get past "unknown" to the operations' real answers.
     for label, status in (
