@@ -11,7 +11,8 @@ Every answer must be something the document declares: no 5xx, a declared status 
 the declared content type, a body matching the declared schema. Failures are collected
 rather than raised (no shrinking, one report of all of them); the number of requests sent
 is counted so the campaign cannot pass by generating nothing. Deterministic: hypothesis
-is derandomized and the steering draws come from hypothesis or a seeded Random.
+is derandomized, the steering draws come from a Random seeded by each generated case, and
+each scenario starts from the same database (a savepoint rolled back after it).
 """
 
 import collections
