@@ -21,7 +21,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 from psycopg import Error as DatabaseLibraryError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from pydantic import ValidationError as PydanticValidationError
 
 from ladder.dbfaults import database_unavailable, unavailable_response
@@ -221,13 +221,42 @@ class RunOut(BaseModel):
     pseudonyms: dict[str, Any] | None = None
 
 
+class FieldProblemOut(BaseModel):
+    field: str
+    problem: str
+
+
 class ErrorBody(BaseModel):
+    # Exactly what error_response() and ladder.middleware.api_error write: a request that
+    # fails validation lists each field and its problem; a refusal may say more in a
+    # dict (`{"field": ...}`, `{"reasons": [...]}`, `{"problems": [...]}`).
+    model_config = ConfigDict(extra="forbid")
     code: str
     message: str
+    details: list[FieldProblemOut] | dict[str, Any] | None = None
 
 
 class ErrorOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     error: ErrorBody
+
+
+# `pass` is a Python keyword: the model is made by name so the field keeps it.
+EvalResultOut = create_model(
+    "EvalResultOut",
+    case=(int, ...),
+    **{"pass": (str, ...)},
+    matched=(bool, ...),
+    submitted_at=(datetime, ...),
+)
+
+
+class EvalSubmittedOut(BaseModel):
+    """The answer to an eval submission (`eval_case` set): no run is made."""
+
+    status: Literal["evaluated"]
+    workflow: str
+    eval: EvalResultOut
 
 
 ERRORS = {
@@ -241,6 +270,38 @@ ERRORS = {
     429: ErrorOut,
     503: ErrorOut,
 }
+
+
+# OpenAPI links: how an answer's values feed the next request (a run's id into its other
+# operations, its workflow's slug into GET /workflows/{slug}). Clients and tools follow
+# them (schemathesis' stateful tests do: tests/traces/test_api_schema_fuzz.py).
+def _links(run_id: str, *, workflow: str | None = None) -> dict:
+    links = {
+        name: {"operationId": f"traces_api_{operation}", "parameters": {"run_id": run_id}}
+        for name, operation in (
+            ("GetRun", "get_run"),
+            ("AppendEvents", "append_events"),
+            ("ClaimRun", "claim_run"),
+            ("ReportResult", "report_result"),
+            ("RecordOutcome", "record_outcome"),
+            ("ReplayRun", "replay_run"),
+        )
+    }
+    if workflow:
+        links["GetWorkflow"] = {
+            "operationId": "traces_api_get_workflow",
+            "parameters": {"slug": workflow},
+        }
+    return links
+
+
+def _linked(*statuses: int, run_id: str = "$response.body#/id", workflow: str | None = None):
+    """openapi_extra declaring the run links on the answers with these statuses."""
+    links = _links(run_id, workflow=workflow)
+    return {"responses": {status: {"links": links} for status in statuses}}
+
+
+_RUN_LINKS = _linked(200, workflow="$response.body#/workflow")
 
 
 def run_out(run: Run, *, workflow_slug: str | None = None) -> dict:
@@ -286,9 +347,10 @@ _UNKNOWN = object()
 # (traces.fastpath). Every other endpoint reads the token from the database each time.
 @api.post(
     "/runs",
-    response={200: RunOut, 201: RunOut, **ERRORS},
+    response={200: RunOut | EvalSubmittedOut, 201: RunOut | EvalSubmittedOut, **ERRORS},
     tags=["runs"],
     auth=AgentBearer(memo=True),
+    openapi_extra=_linked(200, 201, workflow="$response.body#/workflow"),
 )
 def submit_run(request, payload: RunIn):
     """Submit one run. 201 when stored; 200 when this idempotency key was already seen.
@@ -416,7 +478,9 @@ class WaitQuery(BaseModel):
     wait: float = Field(0, ge=0, allow_inf_nan=False)
 
 
-@api.get("/runs/{run_id}", response={200: RunOut, **ERRORS}, tags=["runs"])
+@api.get(
+    "/runs/{run_id}", response={200: RunOut, **ERRORS}, tags=["runs"], openapi_extra=_RUN_LINKS
+)
 def get_run(request, run_id: str, query: Query[WaitQuery]):
     """Status and decision; `?wait=S` long-polls up to S seconds for a decision. A run
     past its review deadline is decided by it here if the sweep has not yet done so, and
@@ -432,8 +496,22 @@ def get_run(request, run_id: str, query: Query[WaitQuery]):
 
 
 class EventIn(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str = Field(..., min_length=1, max_length=20)
+    # An input event must carry its input (traces.services.agent: 422 `invalid_event`).
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "input"}}},
+            "then": {"required": ["input"], "properties": {"input": {"not": {"type": "null"}}}},
+        },
+    )
+    # Any other type is a 422 `event_type_not_allowed` (traces.services.agent), which
+    # names the types agents may send; the document lists them.
+    type: str = Field(
+        ...,
+        min_length=1,
+        max_length=20,
+        json_schema_extra={"enum": sorted(map(str, agent.AGENT_EVENT_TYPES))},
+    )
 
 
 class EventsIn(BaseModel):
@@ -445,7 +523,12 @@ class AppendedOut(BaseModel):
     trace: TraceOut
 
 
-@api.post("/runs/{run_id}/events", response={201: AppendedOut, **ERRORS}, tags=["runs"])
+@api.post(
+    "/runs/{run_id}/events",
+    response={201: AppendedOut, **ERRORS},
+    tags=["runs"],
+    openapi_extra=_linked(201, run_id="$request.path.run_id"),
+)
 def append_events(request, run_id: str, payload: EventIn | EventsIn):
     """Append one `{type, …}` event, or `{"events": [...]}`; agents may add input,
     tool_call and output events."""
@@ -460,7 +543,12 @@ def append_events(request, run_id: str, payload: EventIn | EventsIn):
     )
 
 
-@api.post("/runs/{run_id}/claim", response={200: RunOut, **ERRORS}, tags=["runs"])
+@api.post(
+    "/runs/{run_id}/claim",
+    response={200: RunOut, **ERRORS},
+    tags=["runs"],
+    openapi_extra=_RUN_LINKS,
+)
 def claim_run(request, run_id: str):
     """Take an approved action before carrying it out (agent executors). Exactly one
     claim succeeds; a second gets 409 `already_claimed`, so the action is done once."""
@@ -475,7 +563,12 @@ class ResultIn(BaseModel):
     error: str | None = Field(None, max_length=10_000)
 
 
-@api.post("/runs/{run_id}/result", response={200: RunOut, **ERRORS}, tags=["runs"])
+@api.post(
+    "/runs/{run_id}/result",
+    response={200: RunOut, **ERRORS},
+    tags=["runs"],
+    openapi_extra=_RUN_LINKS,
+)
 def report_result(request, run_id: str, payload: ResultIn):
     """The agent reports how its approved (ideally claimed) action went (agent executors)."""
     run = agent.run_for_agent(auth=request.auth, run_id=run_id)
@@ -496,7 +589,12 @@ class OutcomeIn(BaseModel):
     note: str = Field("", max_length=10_000)
 
 
-@api.post("/runs/{run_id}/outcome", response={200: RunOut, **ERRORS}, tags=["runs"])
+@api.post(
+    "/runs/{run_id}/outcome",
+    response={200: RunOut, **ERRORS},
+    tags=["runs"],
+    openapi_extra=_RUN_LINKS,
+)
 def record_outcome(request, run_id: str, payload: OutcomeIn):
     """Label how a run turned out; a wrong executed run is a silent failure."""
     run = agent.run_for_agent(auth=request.auth, run_id=run_id)
@@ -510,7 +608,22 @@ def record_outcome(request, run_id: str, payload: OutcomeIn):
     return run_out(run)
 
 
-@api.get("/runs/{run_id}/replay", response={200: dict, **ERRORS}, tags=["runs"])
+class ReplayProblemOut(BaseModel):
+    seq: int | None  # None: the problem is the chain's, not one event's (a missing tail)
+    problem: str
+
+
+class ReplayOut(BaseModel):
+    id: str
+    complete: bool
+    verified: bool
+    missing: list[str]
+    problems: list[ReplayProblemOut]
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+
+@api.get("/runs/{run_id}/replay", response={200: ReplayOut, **ERRORS}, tags=["runs"])
 def replay_run(request, run_id: str):
     """The run rebuilt from its trace events alone, with `complete` and `verified`;
     reviewers appear as "reviewer", never by name (the people's replay page names them)."""
@@ -533,7 +646,46 @@ def _workflow_for(auth: AgentAuth, slug: str) -> Workflow:
     return workflow
 
 
-@api.get("/workflows/{slug}", response={200: dict, **ERRORS}, tags=["workflows"])
+class ActionTypeOut(BaseModel):
+    name: str
+    reversible: bool
+    executor: str
+    value_param: str | None
+    param_schema: dict[str, Any]
+
+
+class CertificateOut(BaseModel):
+    id: str
+    rung: int
+    policy_version: int | None
+    # As written (isoformat, "+00:00"), not re-rendered: typed as date-time strings.
+    issued_at: str = Field(..., json_schema_extra={"format": "date-time"})
+    valid_until: str | None = Field(..., json_schema_extra={"format": "date-time"})
+    valid: bool
+    key_id: str
+    evidence_hash: str
+
+
+class WorkflowOut(BaseModel):
+    slug: str
+    name: str
+    rung: int
+    rung_label: str
+    max_rung: int
+    risk_class: str
+    action_types: list[ActionTypeOut]
+    policy: dict[str, Any] | None
+    draft_policy: dict[str, Any] | None
+    review_deadline_seconds: int
+    deadline_action: str
+    gate_snapshot: dict[str, Any] | None
+    rung_history: list[dict[str, Any]]
+    certificate: CertificateOut | None
+    drift: dict[str, Any] | None
+    stopped: WorkflowStoppedOut | None
+
+
+@api.get("/workflows/{slug}", response={200: WorkflowOut, **ERRORS}, tags=["workflows"])
 def get_workflow(request, slug: str):
     """Rung, action types, the policy in force (`policy`, L4/L5) or the draft evaluated in
     shadow (`draft_policy`, L2/L3), the review deadline, latest gate snapshot, and the
@@ -580,7 +732,18 @@ class EvalCasesQuery(BaseModel):
     limit: int = Field(100, ge=1, le=500)
 
 
-@api.get("/workflows/{slug}/eval-cases", response={200: dict, **ERRORS}, tags=["evals"])
+class EvalCaseOut(BaseModel):
+    id: int
+    input: Any
+    action_types: list[str]
+
+
+class EvalCasesOut(BaseModel):
+    cases: list[EvalCaseOut]
+    next: str | None
+
+
+@api.get("/workflows/{slug}/eval-cases", response={200: EvalCasesOut, **ERRORS}, tags=["evals"])
 def get_eval_cases(request, slug: str, query: Query[EvalCasesQuery]):
     """The workflow's active eval cases, oldest first: `{cases: [{id, input,
     action_types}], next}`; pass `?after=<next>` for the following page (`next` is null
@@ -609,9 +772,15 @@ def _certificate_out(certificate: Certificate | None) -> dict | None:
 @api.get(
     "/certificates/public-key",
     auth=None,
-    response={200: str},
     tags=["certificates"],
-    openapi_extra={"responses": {200: {"content": {"text/plain": {}}}}},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "OK",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        }
+    },
 )
 def certificate_public_key(request):
     """The Ed25519 public key (PEM) autonomy certificates are verified with; no token
@@ -643,7 +812,11 @@ class MetricsIn(BaseModel):
     points: list[MetricPointIn] = Field(..., min_length=1, max_length=1000)
 
 
-@api.post("/workflows/{slug}/metrics", response={201: dict, **ERRORS}, tags=["workflows"])
+class StoredOut(BaseModel):
+    stored: int
+
+
+@api.post("/workflows/{slug}/metrics", response={201: StoredOut, **ERRORS}, tags=["workflows"])
 def post_metrics(request, slug: str, payload: MetricPointIn | MetricsIn):
     """Business outcome points: one `{metric, value, at}` or `{"points": [...]}`."""
     workflow = _workflow_for(request.auth, slug)

@@ -354,6 +354,27 @@ def test_agents_cannot_forge_evidence_events(make_workflow, agent):
     assert Run.objects.get(pk=run["id"]).trace_length == 4
 
 
+@pytest.mark.parametrize("event", [{"type": "input"}, {"type": "input", "input": None}])
+def test_an_input_event_without_input_is_refused_and_the_run_keeps_its_input(
+    make_workflow, agent, event
+):
+    # It replaced the run's input with nothing: the replay then called the run incomplete
+    # ("missing input") and the review screen showed no input.
+    wf = make_workflow()
+    a = agent(wf)
+    run = a.post("/runs", body(wf)).json()
+    resp = a.post(f"/runs/{run['id']}/events", {"events": [{"type": "output", "output": 1}, event]})
+    assert resp.status_code == 422
+    assert resp.json()["error"] == {
+        "code": "invalid_event",
+        "message": "an input event carries the input: 'input' is required and may not be null",
+        "details": {"field": "input"},
+    }
+    assert Run.objects.get(pk=run["id"]).trace_length == 4  # nothing of the batch stored
+    replay = a.get(f"/runs/{run['id']}/replay").json()
+    assert replay["complete"] and replay["run"]["input"] is not None
+
+
 def test_a_result_before_approval_is_refused(make_workflow, agent):
     wf = make_workflow()
     a = agent(wf)

@@ -74,6 +74,14 @@ def run_append_events(*, auth: AgentAuth, run: Run, events: list[dict]) -> list[
             raise Unprocessable(
                 f"phase must be '{EXECUTION_PHASE}' or absent, not {phase!r}", code="invalid_phase"
             )
+        # An input event replaces the run's input (the last one counts): one without it
+        # made the replay, the review screen and the gates read the run as having none.
+        if ev["type"] == TraceEvent.Type.INPUT and ev.get("input") is None:
+            raise Unprocessable(
+                "an input event carries the input: 'input' is required and may not be null",
+                code="invalid_event",
+                details={"field": "input"},
+            )
     locked = Run.objects.select_for_update(of=("self",)).get(pk=run.pk)
     execution = [ev.get("phase") == EXECUTION_PHASE for ev in events]
     if any(execution):
