@@ -257,3 +257,52 @@ def test_twenty_concurrent_decisions_make_exactly_one(flows, submit, people):
     assert all(o == "won" or f"already decided by {winner}" in o for o in outcomes), outcomes
     assert Review.objects.filter(run=run).count() == 1
     assert TraceEvent.objects.filter(run=run, type="review_decision").count() == 1
+
+
+def _executors(flows, *, refund: str, voucher: str):
+    """The L2 workflow's refund.issue and voucher.issue, each run by `agent` or `server`
+    (a server one pays into the demo ledger)."""
+    from ladder.models import ActionType
+
+    for name, executor in (("refund.issue", refund), ("voucher.issue", voucher)):
+        path = "traces.demo_executors.refund_issue" if executor == "server" else ""
+        ActionType.objects.filter(workflow=flows["l2"], name=name).update(
+            executor=executor, executor_path=path
+        )
+
+
+def test_a_picked_alternative_of_another_type_is_carried_out_by_its_own_executor(
+    flows, submit, people, monkeypatch
+):
+    """Picking the agent-run voucher over the server-run refund: the server executes
+    nothing, and the agent may claim the run (it was the other way round before)."""
+    from traces.auth import AgentAuth
+    from traces.services import decisions
+    from traces.services.agent import run_claim
+
+    queued = []
+    monkeypatch.setattr(decisions, "execution_enqueue", lambda run_id: queued.append(run_id))
+    _executors(flows, refund="server", voucher="agent")
+    run = submit("l2")
+    decide(run, people["rev"], services.Pick(option=2))
+    run = Run.objects.select_related("action_type").get(pk=run.pk)
+    assert run.action_type.name == "voucher.issue" and run.status == "approved"
+    assert queued == []  # nothing sent to the server's executor
+    auth = AgentAuth(token_id=0, prefix="lat_test", workflow_ids=frozenset({flows["l2"].id}))
+    assert run_claim(auth=auth, run=run).status == "executing"
+    # The proposal as the agent made it stays in the trace.
+    proposal = TraceEvent.objects.get(run=run, type="proposal").payload
+    assert proposal["action"] == "refund.issue"
+
+
+def test_a_picked_server_alternative_is_executed_by_the_server_once(flows, submit, people):
+    from traces.models import DemoLedgerEntry
+    from traces.services.execution import run_execute
+
+    _executors(flows, refund="agent", voucher="server")
+    run = submit("l2")
+    decide(run, people["rev"], services.Pick(option=2))
+    assert run_execute(run_id=run.id).status == "executed"
+    assert run_execute(run_id=run.id).status == "executed"
+    entry = DemoLedgerEntry.objects.get()
+    assert entry.idempotency_key == f"voucher.issue:{run.id}"

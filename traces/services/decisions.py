@@ -10,6 +10,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ladder.errors import Conflict, NotFound
+from ladder.models import ActionType
 from ladder.rungs import Executor
 from traces.models import Decider, Run, RunStatus, TraceEvent
 from traces.services.deadlines import DEADLINE_PASSED, decided_by_deadline
@@ -55,11 +56,22 @@ def run_decide(
     }
     status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
     extra = decision.extra
+    # What is carried out is the decided action, by its own executor: a picked
+    # alternative or a reviewer's own action of another type moves the run to that type
+    # (the proposal's type stays in the trace's proposal event).
+    decided_type = {}
+    if status == RunStatus.APPROVED and decision.action:
+        found = ActionType.objects.filter(
+            workflow__runs__pk=run_id, name=decision.action
+        ).values_list("pk", flat=True)
+        if found:
+            decided_type = {"action_type_id": found[0]}
     with transaction.atomic():
         changed = (
             Run.objects.filter(pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version)
             .filter(Q(deadline_at__isnull=True) | Q(deadline_at__gt=now))
             .update(
+                **decided_type,
                 status=status,
                 decision=stored,
                 decided_by_id=user_id,
