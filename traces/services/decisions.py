@@ -6,7 +6,8 @@ import uuid
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ladder.errors import Conflict, NotFound
@@ -57,15 +58,14 @@ def run_decide(
     status = RunStatus.APPROVED if decision.verdict == "approved" else RunStatus.REJECTED
     extra = decision.extra
     # What is carried out is the decided action, by its own executor: a picked
-    # alternative or a reviewer's own action of another type moves the run to that type
-    # (the proposal's type stays in the trace's proposal event).
+    # alternative or a reviewer's own action of another type moves the run to that type,
+    # in the same guarded UPDATE (the proposal's type stays in the trace's proposal event).
     decided_type = {}
     if status == RunStatus.APPROVED and decision.action:
-        found = ActionType.objects.filter(
-            workflow__runs__pk=run_id, name=decision.action
-        ).values_list("pk", flat=True)
-        if found:
-            decided_type = {"action_type_id": found[0]}
+        same_workflow = ActionType.objects.filter(
+            workflow_id=OuterRef("workflow_id"), name=decision.action
+        ).values("pk")[:1]
+        decided_type = {"action_type_id": Coalesce(Subquery(same_workflow), F("action_type_id"))}
     with transaction.atomic():
         changed = (
             Run.objects.filter(pk=run_id, status=RunStatus.PENDING_REVIEW, version=seen_version)
