@@ -24,13 +24,17 @@
 import logging
 import select
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connections
 from django.db import utils as db_utils
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
+
+from ladder.middleware import api_error
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +106,12 @@ def unavailable_response(request: HttpRequest, exc: BaseException) -> HttpRespon
     )
     _drop_broken_connections()
     if request.path.startswith("/api/"):
-        response: HttpResponse = JsonResponse(
-            {
-                "error": {
-                    "code": "database_unavailable",
-                    "message": (
-                        f"the database is unavailable; retry in {seconds} s (a run is "
-                        "never stored twice under one idempotency key)"
-                    ),
-                    "details": {"maybe_applied": maybe_applied},
-                }
-            },
-            status=503,
+        response: HttpResponse = api_error(
+            503,
+            "database_unavailable",
+            f"the database is unavailable; retry in {seconds} s (a run is never stored "
+            "twice under one idempotency key)",
+            {"maybe_applied": maybe_applied},
         )
     else:
         response = HttpResponse(_PAGE, status=503, content_type="text/html; charset=utf-8")
@@ -145,15 +143,20 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return defaults.server_error(request)
 
 
-def _drop_broken_connections() -> None:
-    # Django closes a connection an error left unusable when the request ends; one that
-    # psycopg already knows is broken is closed now (it would only fail again).
+def _close_connections_where(dead: Callable[[Any], bool]) -> None:
+    """Close this thread's idle PostgreSQL connections whose psycopg connection is dead."""
     for conn in connections.all(initialized_only=True):
         raw = conn.connection
         if raw is None or conn.in_atomic_block or conn.vendor != "postgresql":
             continue
-        if raw.closed or raw.broken:
+        if dead(raw):
             conn.close()
+
+
+def _drop_broken_connections() -> None:
+    # Django closes a connection an error left unusable when the request ends; one that
+    # psycopg already knows is broken is closed now (it would only fail again).
+    _close_connections_where(lambda raw: raw.closed or raw.broken)
 
 
 def _server_hung_up(raw) -> bool:
@@ -173,9 +176,4 @@ def _server_hung_up(raw) -> bool:
 def close_dead_connections(**_kwargs) -> None:
     """Signal receiver (request_started, task_prerun): drop persistent connections the
     server has hung up on, so this request opens a fresh one instead of failing."""
-    for conn in connections.all(initialized_only=True):
-        raw = conn.connection
-        if raw is None or conn.in_atomic_block or conn.vendor != "postgresql":
-            continue
-        if _server_hung_up(raw):
-            conn.close()
+    _close_connections_where(_server_hung_up)
